@@ -1,0 +1,49 @@
+# One entry point for set-up, build and tests. Every target installs what it needs.
+SHELL := /bin/bash
+comma := ,
+APT_PACKAGES := fuse3 fuse-overlayfs attr acl podman runc skopeo umoci uidmap busybox-static e2fsprogs
+NPM_STAMP := node_modules/.stamp
+NATIVE := native-shims/build/Release/strata_shims.node
+
+.PHONY: all deps apt build native test bench clean mount
+
+all: build
+
+# Debian packages: fuse3 (fusermount3), the reference filesystems and the real container tools the tests drive.
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(NPM_STAMP): package.json
+	npm install --no-audit --no-fund
+	@touch $@
+
+deps: apt $(NPM_STAMP)
+
+$(NATIVE): native-shims/src/*.c native-shims/binding.gyp $(NPM_STAMP)
+	cd native-shims && ../node_modules/.bin/node-gyp rebuild --nodedir=/usr
+
+native: $(NATIVE)
+
+build: deps native
+	./node_modules/.bin/tsc -p tsconfig.json
+	chmod +x bin/*
+
+test: build
+	node dist/test/run.js
+
+bench: build
+	scripts/bench
+
+clean:
+	rm -rf dist native-shims/build
+
+# The main job: mount a union (LOWER may list several layers separated by ':').
+mount: build
+	@test -n "$(LOWER)" -a -n "$(MNT)" || { echo "usage: make mount LOWER=dir[:dir...] [UPPER=dir WORK=dir] MNT=dir"; exit 2; }
+	mkdir -p $(MNT) $(if $(UPPER),$(UPPER) $(WORK))
+	bin/strata-mount -o lowerdir=$(LOWER)$(if $(UPPER),$(comma)upperdir=$(UPPER)$(comma)workdir=$(WORK)) $(MNT)
+	@echo "mounted $(MNT); unmount with: umount $(MNT)"

@@ -1,0 +1,133 @@
+// The contract between the FUSE transport and a filesystem implementation.
+// Every method is synchronous: the transport runs in its own worker thread and
+// handles one request at a time. Methods report failure by throwing an error with
+// an `errno` (Node's negative style or positive) or a FuseError.
+
+/** Stat fields in the layout of native-shims' StatArray (see ST there). */
+export type StatArray = Float64Array;
+
+export interface RequestContext {
+  uid: number;
+  gid: number;
+  pid: number;
+}
+
+export interface EntryOut {
+  /** 0 for a cached negative entry. */
+  nodeid: number;
+  ino: number;
+  st: StatArray;
+}
+
+export interface AttrOut {
+  ino: number;
+  st: StatArray;
+}
+
+export interface OpenOut {
+  fh: number;
+  /** A backing id from FuseChannel.openBacking: the kernel then serves read/write/mmap. */
+  backingId?: number;
+  directIo?: boolean;
+  keepCache?: boolean;
+}
+
+export interface DirEntry {
+  name: string;
+  ino: number;
+  /** DT_* value */
+  type: number;
+}
+
+export interface SetAttrIn {
+  valid: number;
+  fh: number;
+  size: number;
+  atime: number;
+  atimensec: number;
+  mtime: number;
+  mtimensec: number;
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+export interface StatfsOut {
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  bsize: number;
+  namelen: number;
+  frsize: number;
+}
+
+/** What INIT settled, and the kernel-side services a filesystem may use. */
+export interface FuseChannel {
+  readonly passthrough: boolean;
+  readonly posixAcl: boolean;
+  openBacking(fd: number): number;
+  closeBacking(id: number): void;
+}
+
+export interface FuseFilesystem {
+  init(channel: FuseChannel): void;
+  destroy(): void;
+
+  lookup(ctx: RequestContext, parent: number, name: string): EntryOut;
+  forget(nodeid: number, nlookup: number): void;
+  getattr(ctx: RequestContext, nodeid: number, fh: number | undefined): AttrOut;
+  setattr(ctx: RequestContext, nodeid: number, attr: SetAttrIn): AttrOut;
+  readlink(ctx: RequestContext, nodeid: number): Buffer;
+  symlink(ctx: RequestContext, parent: number, name: string, target: string): EntryOut;
+  mknod(ctx: RequestContext, parent: number, name: string, mode: number, rdev: number, umask: number): EntryOut;
+  mkdir(ctx: RequestContext, parent: number, name: string, mode: number, umask: number): EntryOut;
+  unlink(ctx: RequestContext, parent: number, name: string): void;
+  rmdir(ctx: RequestContext, parent: number, name: string): void;
+  rename(ctx: RequestContext, parent: number, name: string, newParent: number, newName: string, flags: number): void;
+  link(ctx: RequestContext, nodeid: number, newParent: number, newName: string): EntryOut;
+
+  open(ctx: RequestContext, nodeid: number, flags: number): OpenOut;
+  create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number, umask: number): [EntryOut, OpenOut];
+  tmpfile(ctx: RequestContext, parent: number, mode: number, flags: number, umask: number): [EntryOut, OpenOut];
+  /** Reads into `out` at `outOffset`; returns the byte count. */
+  read(ctx: RequestContext, nodeid: number, fh: number, offset: number, size: number, out: Buffer, outOffset: number): number;
+  write(ctx: RequestContext, nodeid: number, fh: number, offset: number, data: Buffer, writeFlags: number): number;
+  release(ctx: RequestContext, nodeid: number, fh: number): void;
+  fsync(ctx: RequestContext, nodeid: number, fh: number, datasync: boolean): void;
+  fallocate(ctx: RequestContext, nodeid: number, fh: number, mode: number, offset: number, length: number): void;
+  lseek(ctx: RequestContext, nodeid: number, fh: number, offset: number, whence: number): number;
+  copyFileRange(
+    ctx: RequestContext,
+    nodeIn: number,
+    fhIn: number,
+    offIn: number,
+    nodeOut: number,
+    fhOut: number,
+    offOut: number,
+    len: number,
+  ): number;
+
+  /** The whole listing of a directory; entries are served from `offset` on, and
+   *  the same array must come back for offsets > 0 of the same listing. */
+  readdir(ctx: RequestContext, nodeid: number, offset: number): DirEntry[];
+  fsyncdir(ctx: RequestContext, nodeid: number, datasync: boolean): void;
+
+  statfs(ctx: RequestContext, nodeid: number): StatfsOut;
+  access(ctx: RequestContext, nodeid: number, mask: number): void;
+  getxattr(ctx: RequestContext, nodeid: number, name: string): Buffer;
+  listxattr(ctx: RequestContext, nodeid: number): string[];
+  setxattr(ctx: RequestContext, nodeid: number, name: string, value: Buffer, flags: number): void;
+  removexattr(ctx: RequestContext, nodeid: number, name: string): void;
+}
+
+/** An error that carries a positive errno for the FUSE reply. */
+export class FuseError extends Error {
+  constructor(
+    readonly errnoValue: number,
+    message?: string,
+  ) {
+    super(message ?? `errno ${errnoValue}`);
+  }
+}

@@ -1,0 +1,157 @@
+// Linux FUSE wire protocol: opcodes, flags and struct sizes (little-endian).
+// Debian 12's <linux/fuse.h> stops at 7.38; the passthrough pieces come from the
+// kernel's include/uapi/linux/fuse.h (7.40+), see ../shared/notes/fuse-facts.md.
+
+export const KERNEL_VERSION = 7;
+export const KERNEL_MINOR_VERSION = 40; // first minor with passthrough and max_stack_depth
+
+export const enum Op {
+  LOOKUP = 1,
+  FORGET = 2,
+  GETATTR = 3,
+  SETATTR = 4,
+  READLINK = 5,
+  SYMLINK = 6,
+  MKNOD = 8,
+  MKDIR = 9,
+  UNLINK = 10,
+  RMDIR = 11,
+  RENAME = 12,
+  LINK = 13,
+  OPEN = 14,
+  READ = 15,
+  WRITE = 16,
+  STATFS = 17,
+  RELEASE = 18,
+  FSYNC = 20,
+  SETXATTR = 21,
+  GETXATTR = 22,
+  LISTXATTR = 23,
+  REMOVEXATTR = 24,
+  FLUSH = 25,
+  INIT = 26,
+  OPENDIR = 27,
+  READDIR = 28,
+  RELEASEDIR = 29,
+  FSYNCDIR = 30,
+  GETLK = 31,
+  SETLK = 32,
+  SETLKW = 33,
+  ACCESS = 34,
+  CREATE = 35,
+  INTERRUPT = 36,
+  BMAP = 37,
+  DESTROY = 38,
+  IOCTL = 39,
+  POLL = 40,
+  NOTIFY_REPLY = 41,
+  BATCH_FORGET = 42,
+  FALLOCATE = 43,
+  READDIRPLUS = 44,
+  RENAME2 = 45,
+  LSEEK = 46,
+  COPY_FILE_RANGE = 47,
+  SETUPMAPPING = 48,
+  REMOVEMAPPING = 49,
+  SYNCFS = 50,
+  TMPFILE = 51,
+  STATX = 52,
+}
+
+/** INIT flags (low 32 bits in `flags`, high 32 bits in `flags2`). */
+export const Init = {
+  ASYNC_READ: 1 << 0,
+  POSIX_LOCKS: 1 << 1,
+  ATOMIC_O_TRUNC: 1 << 3,
+  EXPORT_SUPPORT: 1 << 4,
+  BIG_WRITES: 1 << 5,
+  DONT_MASK: 1 << 6,
+  SPLICE_WRITE: 1 << 7,
+  SPLICE_MOVE: 1 << 8,
+  SPLICE_READ: 1 << 9,
+  FLOCK_LOCKS: 1 << 10,
+  AUTO_INVAL_DATA: 1 << 12,
+  DO_READDIRPLUS: 1 << 13,
+  READDIRPLUS_AUTO: 1 << 14,
+  ASYNC_DIO: 1 << 15,
+  WRITEBACK_CACHE: 1 << 16,
+  NO_OPEN_SUPPORT: 1 << 17,
+  PARALLEL_DIROPS: 1 << 18,
+  HANDLE_KILLPRIV: 1 << 19,
+  POSIX_ACL: 1 << 20,
+  ABORT_ERROR: 1 << 21,
+  MAX_PAGES: 1 << 22,
+  CACHE_SYMLINKS: 1 << 23,
+  NO_OPENDIR_SUPPORT: 1 << 24,
+  EXPLICIT_INVAL_DATA: 1 << 25,
+  HANDLE_KILLPRIV_V2: 1 << 28,
+  SETXATTR_EXT: 1 << 29,
+  INIT_EXT: 1 << 30,
+} as const;
+
+/** High INIT flags, as bits of `flags2`. */
+export const Init2 = {
+  SECURITY_CTX: 1 << 0,
+  HAS_INODE_DAX: 1 << 1,
+  CREATE_SUPP_GROUP: 1 << 2,
+  HAS_EXPIRE_ONLY: 1 << 3,
+  DIRECT_IO_ALLOW_MMAP: 1 << 4,
+  PASSTHROUGH: 1 << 5,
+  NO_EXPORT_SUPPORT: 1 << 6,
+} as const;
+
+export const Fattr = {
+  MODE: 1 << 0,
+  UID: 1 << 1,
+  GID: 1 << 2,
+  SIZE: 1 << 3,
+  ATIME: 1 << 4,
+  MTIME: 1 << 5,
+  FH: 1 << 6,
+  ATIME_NOW: 1 << 7,
+  MTIME_NOW: 1 << 8,
+  LOCKOWNER: 1 << 9,
+  CTIME: 1 << 10,
+  KILL_SUIDGID: 1 << 11,
+} as const;
+
+export const Fopen = {
+  DIRECT_IO: 1 << 0,
+  KEEP_CACHE: 1 << 1,
+  NONSEEKABLE: 1 << 2,
+  CACHE_DIR: 1 << 3,
+  STREAM: 1 << 4,
+  NOFLUSH: 1 << 5,
+  PARALLEL_DIRECT_WRITES: 1 << 6,
+  PASSTHROUGH: 1 << 7,
+} as const;
+
+export const GETATTR_FH = 1 << 0;
+export const FSYNC_FDATASYNC = 1 << 0;
+export const WRITE_KILL_SUIDGID = 1 << 2;
+
+export const IN_HEADER_SIZE = 40;
+export const OUT_HEADER_SIZE = 16;
+export const ATTR_SIZE = 88;
+export const ENTRY_OUT_SIZE = 128;
+export const ATTR_OUT_SIZE = 104;
+export const OPEN_OUT_SIZE = 16;
+export const INIT_OUT_SIZE = 64;
+export const STATFS_OUT_SIZE = 80;
+export const DIRENT_HEADER_SIZE = 24;
+export const SETXATTR_IN_SIZE_EXT = 16;
+export const SETXATTR_IN_SIZE_COMPAT = 8;
+
+/** Largest write the kernel may send us; the read buffer is sized from it. */
+export const MAX_WRITE = 1 << 20;
+export const MAX_PAGES = MAX_WRITE / 4096;
+/** A read() on /dev/fuse needs room for the header, the largest in-struct and max_write. */
+export const READ_BUFFER_SIZE = MAX_WRITE + 4096;
+
+/** Timeouts for entries and attributes: lower layers never change and every change
+ *  to upper goes through us, so the kernel may cache for as long as it likes. */
+export const CACHE_TIMEOUT_SEC = 86400;
+
+export function direntAlign(len: number): number {
+  return (len + 7) & ~7;
+}

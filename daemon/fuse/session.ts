@@ -1,0 +1,641 @@
+// The FUSE request loop: a blocking read on /dev/fuse, one request at a time,
+// decoded in place, handed to the filesystem, and answered with one write.
+// It runs in a worker thread so the blocking calls never stall an event loop.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as native from '../../native-shims';
+import {
+  ATTR_OUT_SIZE,
+  ATTR_SIZE,
+  CACHE_TIMEOUT_SEC,
+  DIRENT_HEADER_SIZE,
+  ENTRY_OUT_SIZE,
+  FSYNC_FDATASYNC,
+  Fattr,
+  Fopen,
+  GETATTR_FH,
+  IN_HEADER_SIZE,
+  INIT_OUT_SIZE,
+  Init,
+  Init2,
+  KERNEL_MINOR_VERSION,
+  KERNEL_VERSION,
+  MAX_PAGES,
+  MAX_WRITE,
+  OPEN_OUT_SIZE,
+  OUT_HEADER_SIZE,
+  Op,
+  READ_BUFFER_SIZE,
+  SETXATTR_IN_SIZE_COMPAT,
+  STATFS_OUT_SIZE,
+  direntAlign,
+} from './protocol';
+import { FuseError, type EntryOut, type FuseChannel, type FuseFilesystem, type OpenOut, type RequestContext, type SetAttrIn, type StatArray } from './filesystem';
+
+const E = os.constants.errno;
+const TWO32 = 4294967296;
+
+export interface SessionOptions {
+  /** Ask for passthrough when the kernel offers it (needs CAP_SYS_ADMIN). */
+  passthrough: boolean;
+  /** Called once INIT has been answered: the mount is live. */
+  onReady?: (info: { passthrough: boolean; minor: number }) => void;
+  log?: (level: 'debug' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+function readU64(b: Buffer, off: number): number {
+  return b.readUInt32LE(off) + b.readUInt32LE(off + 4) * TWO32;
+}
+
+function writeU64(b: Buffer, off: number, n: number): void {
+  if (n >= 0) {
+    b.writeUInt32LE(n % TWO32 >>> 0, off);
+    b.writeUInt32LE(Math.floor(n / TWO32) >>> 0, off + 4);
+  } else {
+    b.writeBigInt64LE(BigInt(Math.trunc(n)), off);
+  }
+}
+
+/** Kernel dev_t encoding used in fuse_attr.rdev (new_encode_dev). */
+function encodeDev(major: number, minor: number): number {
+  return ((minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12)) >>> 0;
+}
+
+export function decodeDev(rdev: number): { major: number; minor: number } {
+  return { major: (rdev & 0xfff00) >>> 8, minor: (rdev & 0xff) | ((rdev >>> 12) & 0xfff00) };
+}
+
+/** Positive errno for any thrown value; 0 when it carries none. */
+export function errnoOf(err: unknown): number {
+  if (err instanceof FuseError) return err.errnoValue;
+  const e = err as { errno?: unknown; code?: unknown } | null;
+  if (e && typeof e.errno === 'number' && e.errno !== 0) return Math.abs(e.errno);
+  if (e && typeof e.code === 'string') {
+    const n = (E as Record<string, number>)[e.code];
+    if (n) return n;
+  }
+  return 0;
+}
+
+export class FuseSession implements FuseChannel {
+  private readonly inBuf = Buffer.allocUnsafe(READ_BUFFER_SIZE);
+  private readonly outBuf = Buffer.allocUnsafe(MAX_WRITE + 4096);
+  private readonly ctx: RequestContext = { uid: 0, gid: 0, pid: 0 };
+  private uniqueLo = 0;
+  private uniqueHi = 0;
+  private minor = 0;
+  passthrough = false;
+  posixAcl = false;
+  private stopped = false;
+
+  constructor(
+    private readonly fd: number,
+    private readonly fs: FuseFilesystem,
+    private readonly opts: SessionOptions,
+  ) {}
+
+  openBacking(fd: number): number {
+    return native.fuseBackingOpen(this.fd, fd);
+  }
+
+  closeBacking(id: number): void {
+    try {
+      native.fuseBackingClose(this.fd, id);
+    } catch (err) {
+      this.log('warn', 'backing close failed', { id, err: String(err) });
+    }
+  }
+
+  private log(level: 'debug' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void {
+    this.opts.log?.(level, msg, fields);
+  }
+
+  /** Serve until the filesystem is unmounted (read fails with ENODEV). */
+  run(): void {
+    while (!this.stopped) {
+      let n: number;
+      try {
+        n = fs.readSync(this.fd, this.inBuf, 0, this.inBuf.length, null);
+      } catch (err) {
+        const errno = errnoOf(err);
+        if (errno === E.ENOENT || errno === E.EINTR || errno === E.EAGAIN) continue;
+        if (errno === E.ENODEV) break;
+        throw err;
+      }
+      if (n < IN_HEADER_SIZE) {
+        this.log('error', 'short read from /dev/fuse', { bytes: n });
+        continue;
+      }
+      this.dispatch(n);
+    }
+    try {
+      this.fs.destroy();
+    } catch (err) {
+      this.log('error', 'destroy failed', { err: String(err) });
+    }
+  }
+
+  private dispatch(len: number): void {
+    const b = this.inBuf;
+    const declared = b.readUInt32LE(0);
+    const opcode = b.readUInt32LE(4);
+    this.uniqueLo = b.readUInt32LE(8);
+    this.uniqueHi = b.readUInt32LE(12);
+    const nodeid = readU64(b, 16);
+    this.ctx.uid = b.readUInt32LE(24);
+    this.ctx.gid = b.readUInt32LE(28);
+    this.ctx.pid = b.readUInt32LE(32);
+    const extlen = b.readUInt16LE(36) * 8;
+    // Extensions (security context, supplementary groups) trail the request; we ask for none.
+    const end = Math.min(len, declared) - extlen;
+    try {
+      this.handle(opcode, nodeid, end);
+    } catch (err) {
+      const errno = errnoOf(err);
+      if (errno === 0) {
+        this.log('error', 'request failed', { opcode, nodeid, err: err instanceof Error ? err.stack : String(err) });
+        this.replyError(E.EIO);
+      } else {
+        if (errno === E.EIO) this.log('warn', 'request failed with EIO', { opcode, nodeid, err: String(err) });
+        this.replyError(errno);
+      }
+    }
+  }
+
+  // --- decoding helpers -------------------------------------------------------
+
+  private cstring(off: number, end: number): [string, number] {
+    const z = this.inBuf.indexOf(0, off);
+    if (z < 0 || z >= end) throw new FuseError(E.EINVAL, 'unterminated name');
+    return [this.inBuf.toString('utf8', off, z), z + 1];
+  }
+
+  private need(end: number, bytes: number): void {
+    if (end < IN_HEADER_SIZE + bytes) throw new FuseError(E.EINVAL, 'request too short');
+  }
+
+  // --- the opcode switch ----------------------------------------------------------
+
+  private handle(opcode: number, nodeid: number, end: number): void {
+    const b = this.inBuf;
+    const ctx = this.ctx;
+    const fsys = this.fs;
+    const p = IN_HEADER_SIZE;
+    switch (opcode) {
+      case Op.INIT:
+        return this.init(end);
+      case Op.LOOKUP: {
+        const [name] = this.cstring(p, end);
+        return this.replyEntry(fsys.lookup(ctx, nodeid, name));
+      }
+      case Op.FORGET:
+        this.need(end, 8);
+        fsys.forget(nodeid, readU64(b, p));
+        return; // no reply
+      case Op.BATCH_FORGET: {
+        this.need(end, 8);
+        const count = b.readUInt32LE(p);
+        for (let i = 0, o = p + 8; i < count && o + 16 <= end; i++, o += 16) {
+          fsys.forget(readU64(b, o), readU64(b, o + 8));
+        }
+        return;
+      }
+      case Op.GETATTR: {
+        this.need(end, 16);
+        const flags = b.readUInt32LE(p);
+        const fh = flags & GETATTR_FH ? readU64(b, p + 8) : undefined;
+        const a = fsys.getattr(ctx, nodeid, fh);
+        return this.replyAttr(a.ino, a.st);
+      }
+      case Op.SETATTR: {
+        this.need(end, 88);
+        const s: SetAttrIn = {
+          valid: b.readUInt32LE(p),
+          fh: readU64(b, p + 8),
+          size: readU64(b, p + 16),
+          atime: Number(b.readBigInt64LE(p + 32)),
+          mtime: Number(b.readBigInt64LE(p + 40)),
+          atimensec: b.readUInt32LE(p + 56),
+          mtimensec: b.readUInt32LE(p + 60),
+          mode: b.readUInt32LE(p + 68),
+          uid: b.readUInt32LE(p + 76),
+          gid: b.readUInt32LE(p + 80),
+        };
+        const a = fsys.setattr(ctx, nodeid, s);
+        return this.replyAttr(a.ino, a.st);
+      }
+      case Op.READLINK: {
+        const target = fsys.readlink(ctx, nodeid);
+        return this.replyBuffer(target);
+      }
+      case Op.SYMLINK: {
+        const [name, next] = this.cstring(p, end);
+        const [target] = this.cstring(next, end);
+        return this.replyEntry(fsys.symlink(ctx, nodeid, name, target));
+      }
+      case Op.MKNOD: {
+        this.need(end, 16);
+        const mode = b.readUInt32LE(p);
+        const rdev = b.readUInt32LE(p + 4);
+        const umask = b.readUInt32LE(p + 8);
+        const [name] = this.cstring(p + 16, end);
+        return this.replyEntry(fsys.mknod(ctx, nodeid, name, mode, rdev, umask));
+      }
+      case Op.MKDIR: {
+        this.need(end, 8);
+        const mode = b.readUInt32LE(p);
+        const umask = b.readUInt32LE(p + 4);
+        const [name] = this.cstring(p + 8, end);
+        return this.replyEntry(fsys.mkdir(ctx, nodeid, name, mode, umask));
+      }
+      case Op.UNLINK: {
+        const [name] = this.cstring(p, end);
+        fsys.unlink(ctx, nodeid, name);
+        return this.replyEmpty();
+      }
+      case Op.RMDIR: {
+        const [name] = this.cstring(p, end);
+        fsys.rmdir(ctx, nodeid, name);
+        return this.replyEmpty();
+      }
+      case Op.RENAME: {
+        this.need(end, 8);
+        const newdir = readU64(b, p);
+        const [name, next] = this.cstring(p + 8, end);
+        const [newName] = this.cstring(next, end);
+        fsys.rename(ctx, nodeid, name, newdir, newName, 0);
+        return this.replyEmpty();
+      }
+      case Op.RENAME2: {
+        this.need(end, 16);
+        const newdir = readU64(b, p);
+        const flags = b.readUInt32LE(p + 8);
+        const [name, next] = this.cstring(p + 16, end);
+        const [newName] = this.cstring(next, end);
+        fsys.rename(ctx, nodeid, name, newdir, newName, flags);
+        return this.replyEmpty();
+      }
+      case Op.LINK: {
+        this.need(end, 8);
+        const oldNode = readU64(b, p);
+        const [newName] = this.cstring(p + 8, end);
+        return this.replyEntry(fsys.link(ctx, oldNode, nodeid, newName));
+      }
+      case Op.OPEN: {
+        this.need(end, 8);
+        return this.replyOpen(fsys.open(ctx, nodeid, b.readUInt32LE(p)));
+      }
+      case Op.CREATE:
+      case Op.TMPFILE: {
+        this.need(end, 16);
+        const flags = b.readUInt32LE(p);
+        const mode = b.readUInt32LE(p + 4);
+        const umask = b.readUInt32LE(p + 8);
+        let res: [EntryOut, OpenOut];
+        if (opcode === Op.CREATE) {
+          const [name] = this.cstring(p + 16, end);
+          res = fsys.create(ctx, nodeid, name, mode, flags, umask);
+        } else {
+          res = fsys.tmpfile(ctx, nodeid, mode, flags, umask);
+        }
+        return this.replyCreate(res[0], res[1]);
+      }
+      case Op.READ: {
+        this.need(end, 24);
+        const fh = readU64(b, p);
+        const offset = readU64(b, p + 8);
+        const size = Math.min(b.readUInt32LE(p + 16), MAX_WRITE);
+        const n = fsys.read(ctx, nodeid, fh, offset, size, this.outBuf, OUT_HEADER_SIZE);
+        return this.send(OUT_HEADER_SIZE + n, 0);
+      }
+      case Op.WRITE: {
+        this.need(end, 40);
+        const fh = readU64(b, p);
+        const offset = readU64(b, p + 8);
+        const size = b.readUInt32LE(p + 16);
+        const writeFlags = b.readUInt32LE(p + 20);
+        const dataStart = p + 40;
+        if (dataStart + size > end) throw new FuseError(E.EINVAL, 'write payload truncated');
+        const n = fsys.write(ctx, nodeid, fh, offset, b.subarray(dataStart, dataStart + size), writeFlags);
+        this.outBuf.writeUInt32LE(n, OUT_HEADER_SIZE);
+        this.outBuf.writeUInt32LE(0, OUT_HEADER_SIZE + 4);
+        return this.send(OUT_HEADER_SIZE + 8, 0);
+      }
+      case Op.RELEASE: {
+        this.need(end, 8);
+        fsys.release(ctx, nodeid, readU64(b, p));
+        return this.replyEmpty();
+      }
+      case Op.RELEASEDIR:
+        return this.replyEmpty();
+      case Op.FSYNC: {
+        this.need(end, 12);
+        fsys.fsync(ctx, nodeid, readU64(b, p), (b.readUInt32LE(p + 8) & FSYNC_FDATASYNC) !== 0);
+        return this.replyEmpty();
+      }
+      case Op.FSYNCDIR: {
+        this.need(end, 12);
+        fsys.fsyncdir(ctx, nodeid, (b.readUInt32LE(p + 8) & FSYNC_FDATASYNC) !== 0);
+        return this.replyEmpty();
+      }
+      case Op.FALLOCATE: {
+        this.need(end, 28);
+        fsys.fallocate(ctx, nodeid, readU64(b, p), b.readUInt32LE(p + 24), readU64(b, p + 8), readU64(b, p + 16));
+        return this.replyEmpty();
+      }
+      case Op.LSEEK: {
+        this.need(end, 20);
+        const off = fsys.lseek(ctx, nodeid, readU64(b, p), readU64(b, p + 8), b.readUInt32LE(p + 16));
+        writeU64(this.outBuf, OUT_HEADER_SIZE, off);
+        return this.send(OUT_HEADER_SIZE + 8, 0);
+      }
+      case Op.COPY_FILE_RANGE: {
+        this.need(end, 48);
+        const n = fsys.copyFileRange(
+          ctx,
+          nodeid,
+          readU64(b, p),
+          readU64(b, p + 8),
+          readU64(b, p + 16),
+          readU64(b, p + 24),
+          readU64(b, p + 32),
+          Math.min(readU64(b, p + 40), 0xffffffff),
+        );
+        this.outBuf.writeUInt32LE(n, OUT_HEADER_SIZE);
+        this.outBuf.writeUInt32LE(0, OUT_HEADER_SIZE + 4);
+        return this.send(OUT_HEADER_SIZE + 8, 0);
+      }
+      case Op.READDIR:
+      case Op.READDIRPLUS: {
+        this.need(end, 20);
+        const offset = readU64(b, p + 8);
+        const size = Math.min(b.readUInt32LE(p + 16), this.outBuf.length - OUT_HEADER_SIZE);
+        return this.replyDir(nodeid, offset, size, opcode === Op.READDIRPLUS);
+      }
+      case Op.STATFS: {
+        const s = fsys.statfs(ctx, nodeid);
+        const o = this.outBuf;
+        const q = OUT_HEADER_SIZE;
+        o.fill(0, q, q + STATFS_OUT_SIZE);
+        writeU64(o, q, s.blocks);
+        writeU64(o, q + 8, s.bfree);
+        writeU64(o, q + 16, s.bavail);
+        writeU64(o, q + 24, s.files);
+        writeU64(o, q + 32, s.ffree);
+        o.writeUInt32LE(s.bsize, q + 40);
+        o.writeUInt32LE(s.namelen, q + 44);
+        o.writeUInt32LE(s.frsize, q + 48);
+        return this.send(q + STATFS_OUT_SIZE, 0);
+      }
+      case Op.ACCESS: {
+        this.need(end, 4);
+        fsys.access(ctx, nodeid, b.readUInt32LE(p));
+        return this.replyEmpty();
+      }
+      case Op.GETXATTR: {
+        this.need(end, 8);
+        const size = b.readUInt32LE(p);
+        const [name] = this.cstring(p + 8, end);
+        return this.replyXattr(fsys.getxattr(ctx, nodeid, name), size);
+      }
+      case Op.LISTXATTR: {
+        this.need(end, 8);
+        const size = b.readUInt32LE(p);
+        const names = fsys.listxattr(ctx, nodeid);
+        return this.replyXattr(Buffer.from(names.map((n) => n + '\0').join(''), 'utf8'), size);
+      }
+      case Op.SETXATTR: {
+        this.need(end, SETXATTR_IN_SIZE_COMPAT);
+        const size = b.readUInt32LE(p);
+        const flags = b.readUInt32LE(p + 4);
+        const [name, next] = this.cstring(p + SETXATTR_IN_SIZE_COMPAT, end);
+        if (next + size > end) throw new FuseError(E.EINVAL, 'xattr value truncated');
+        fsys.setxattr(ctx, nodeid, name, Buffer.from(b.subarray(next, next + size)), flags);
+        return this.replyEmpty();
+      }
+      case Op.REMOVEXATTR: {
+        const [name] = this.cstring(p, end);
+        fsys.removexattr(ctx, nodeid, name);
+        return this.replyEmpty();
+      }
+      case Op.INTERRUPT:
+        // Requests are answered synchronously, so there is never one to interrupt.
+        return;
+      case Op.DESTROY:
+        this.stopped = true;
+        return this.replyEmpty();
+      case Op.OPENDIR: // ENOSYS lets the kernel open directories itself and cache listings
+      case Op.FLUSH: // ENOSYS saves a round trip on every close
+      default:
+        return this.replyError(E.ENOSYS);
+    }
+  }
+
+  // --- INIT ------------------------------------------------------------------------
+
+  private init(end: number): void {
+    this.need(end, 16);
+    const b = this.inBuf;
+    const p = IN_HEADER_SIZE;
+    const major = b.readUInt32LE(p);
+    const kminor = b.readUInt32LE(p + 4);
+    const maxReadahead = b.readUInt32LE(p + 8);
+    const kflags = b.readUInt32LE(p + 12);
+    const kflags2 = kflags & Init.INIT_EXT && end >= p + 20 ? b.readUInt32LE(p + 16) : 0;
+    if (major !== KERNEL_VERSION) {
+      this.log('error', 'unsupported FUSE major version', { major });
+      throw new FuseError(E.EPROTO, `FUSE major ${major}`);
+    }
+    this.minor = Math.min(kminor, KERNEL_MINOR_VERSION);
+    const want =
+      Init.ASYNC_READ |
+      Init.ATOMIC_O_TRUNC |
+      Init.BIG_WRITES |
+      Init.DONT_MASK |
+      Init.DO_READDIRPLUS |
+      Init.READDIRPLUS_AUTO |
+      Init.PARALLEL_DIROPS |
+      Init.POSIX_ACL |
+      Init.MAX_PAGES |
+      Init.CACHE_SYMLINKS |
+      Init.NO_OPENDIR_SUPPORT |
+      Init.INIT_EXT;
+    const flags = kflags & want;
+    let flags2 = 0;
+    if (this.opts.passthrough && kflags2 & Init2.PASSTHROUGH) flags2 |= Init2.PASSTHROUGH;
+    this.passthrough = (flags2 & Init2.PASSTHROUGH) !== 0;
+    this.posixAcl = (flags & Init.POSIX_ACL) !== 0;
+
+    const o = this.outBuf;
+    const q = OUT_HEADER_SIZE;
+    o.fill(0, q, q + INIT_OUT_SIZE);
+    o.writeUInt32LE(KERNEL_VERSION, q);
+    o.writeUInt32LE(this.minor, q + 4);
+    o.writeUInt32LE(maxReadahead, q + 8);
+    o.writeUInt32LE(flags >>> 0, q + 12);
+    o.writeUInt16LE(64, q + 16); // max_background
+    o.writeUInt16LE(48, q + 18); // congestion_threshold
+    o.writeUInt32LE(MAX_WRITE, q + 20);
+    o.writeUInt32LE(1, q + 24); // time_gran: nanoseconds
+    o.writeUInt16LE(MAX_PAGES, q + 28);
+    o.writeUInt32LE(flags2 >>> 0, q + 32);
+    // Backing files sit on a plain filesystem: one level of stacking.
+    o.writeUInt32LE(this.passthrough ? 1 : 0, q + 36);
+    this.fs.init(this);
+    this.send(q + INIT_OUT_SIZE, 0);
+    this.opts.onReady?.({ passthrough: this.passthrough, minor: this.minor });
+  }
+
+  // --- replies ---------------------------------------------------------------------
+
+  private send(len: number, error: number): void {
+    const o = this.outBuf;
+    o.writeUInt32LE(len, 0);
+    o.writeInt32LE(-error, 4);
+    o.writeUInt32LE(this.uniqueLo, 8);
+    o.writeUInt32LE(this.uniqueHi, 12);
+    try {
+      fs.writeSync(this.fd, o, 0, len);
+    } catch (err) {
+      // ENOENT: the request was interrupted and is gone; nothing to do.
+      const errno = errnoOf(err);
+      if (errno !== E.ENOENT) this.log('warn', 'reply write failed', { errno, len });
+    }
+  }
+
+  private replyError(errno: number): void {
+    this.send(OUT_HEADER_SIZE, errno);
+  }
+
+  private replyEmpty(): void {
+    this.send(OUT_HEADER_SIZE, 0);
+  }
+
+  private replyBuffer(data: Buffer): void {
+    data.copy(this.outBuf, OUT_HEADER_SIZE);
+    this.send(OUT_HEADER_SIZE + data.length, 0);
+  }
+
+  private replyXattr(value: Buffer, size: number): void {
+    if (size === 0) {
+      this.outBuf.writeUInt32LE(value.length, OUT_HEADER_SIZE);
+      this.outBuf.writeUInt32LE(0, OUT_HEADER_SIZE + 4);
+      return this.send(OUT_HEADER_SIZE + 8, 0);
+    }
+    if (value.length > size) return this.replyError(E.ERANGE);
+    this.replyBuffer(value);
+  }
+
+  private writeAttr(off: number, ino: number, st: StatArray): void {
+    const o = this.outBuf;
+    writeU64(o, off, ino);
+    writeU64(o, off + 8, st[7]); // size
+    writeU64(o, off + 16, st[9]); // blocks
+    writeU64(o, off + 24, st[10]); // atime
+    writeU64(o, off + 32, st[12]); // mtime
+    writeU64(o, off + 40, st[14]); // ctime
+    o.writeUInt32LE(st[11], off + 48);
+    o.writeUInt32LE(st[13], off + 52);
+    o.writeUInt32LE(st[15], off + 56);
+    o.writeUInt32LE(st[2], off + 60); // mode
+    o.writeUInt32LE(st[3], off + 64); // nlink
+    o.writeUInt32LE(st[4], off + 68); // uid
+    o.writeUInt32LE(st[5], off + 72); // gid
+    o.writeUInt32LE(encodeDev(st[16], st[17]), off + 76);
+    o.writeUInt32LE(st[8], off + 80); // blksize
+    o.writeUInt32LE(0, off + 84); // flags
+  }
+
+  private writeEntry(off: number, e: EntryOut): void {
+    const o = this.outBuf;
+    writeU64(o, off, e.nodeid);
+    writeU64(o, off + 8, 0); // generation: node ids are never reused within a mount
+    writeU64(o, off + 16, CACHE_TIMEOUT_SEC);
+    writeU64(o, off + 24, e.nodeid === 0 ? 0 : CACHE_TIMEOUT_SEC);
+    o.writeUInt32LE(0, off + 32);
+    o.writeUInt32LE(0, off + 36);
+    if (e.nodeid === 0) o.fill(0, off + 40, off + 40 + ATTR_SIZE);
+    else this.writeAttr(off + 40, e.ino, e.st);
+  }
+
+  private replyEntry(e: EntryOut): void {
+    this.writeEntry(OUT_HEADER_SIZE, e);
+    this.send(OUT_HEADER_SIZE + ENTRY_OUT_SIZE, 0);
+  }
+
+  private replyAttr(ino: number, st: StatArray): void {
+    const o = this.outBuf;
+    writeU64(o, OUT_HEADER_SIZE, CACHE_TIMEOUT_SEC);
+    o.writeUInt32LE(0, OUT_HEADER_SIZE + 8);
+    o.writeUInt32LE(0, OUT_HEADER_SIZE + 12);
+    this.writeAttr(OUT_HEADER_SIZE + 16, ino, st);
+    this.send(OUT_HEADER_SIZE + ATTR_OUT_SIZE, 0);
+  }
+
+  private writeOpen(off: number, r: OpenOut): void {
+    const o = this.outBuf;
+    let flags = 0;
+    if (r.backingId !== undefined) flags |= Fopen.PASSTHROUGH;
+    else {
+      if (r.directIo) flags |= Fopen.DIRECT_IO;
+      if (r.keepCache) flags |= Fopen.KEEP_CACHE;
+    }
+    writeU64(o, off, r.fh);
+    o.writeUInt32LE(flags, off + 8);
+    o.writeInt32LE(r.backingId ?? 0, off + 12);
+  }
+
+  private replyOpen(r: OpenOut): void {
+    this.writeOpen(OUT_HEADER_SIZE, r);
+    this.send(OUT_HEADER_SIZE + OPEN_OUT_SIZE, 0);
+  }
+
+  private replyCreate(e: EntryOut, r: OpenOut): void {
+    this.writeEntry(OUT_HEADER_SIZE, e);
+    this.writeOpen(OUT_HEADER_SIZE + ENTRY_OUT_SIZE, r);
+    this.send(OUT_HEADER_SIZE + ENTRY_OUT_SIZE + OPEN_OUT_SIZE, 0);
+  }
+
+  private replyDir(nodeid: number, offset: number, size: number, plus: boolean): void {
+    const entries = this.fs.readdir(this.ctx, nodeid, offset);
+    const o = this.outBuf;
+    const start = OUT_HEADER_SIZE;
+    const limit = start + size;
+    let pos = start;
+    for (let i = offset; i < entries.length; i++) {
+      const d = entries[i];
+      const nameLen = Buffer.byteLength(d.name);
+      const recLen = direntAlign(DIRENT_HEADER_SIZE + nameLen) + (plus ? ENTRY_OUT_SIZE : 0);
+      if (pos + recLen > limit) break;
+      let ino = d.ino;
+      if (plus) {
+        let entry: EntryOut | undefined;
+        if (d.name !== '.' && d.name !== '..') {
+          try {
+            entry = this.fs.lookup(this.ctx, nodeid, d.name);
+          } catch {
+            entry = undefined; // vanished since the listing: send it without attributes
+          }
+        }
+        if (entry && entry.nodeid !== 0) {
+          this.writeEntry(pos, entry);
+          ino = entry.ino;
+        } else {
+          o.fill(0, pos, pos + ENTRY_OUT_SIZE);
+        }
+        pos += ENTRY_OUT_SIZE;
+      }
+      writeU64(o, pos, ino);
+      writeU64(o, pos + 8, i + 1);
+      o.writeUInt32LE(nameLen, pos + 16);
+      o.writeUInt32LE(d.type, pos + 20);
+      o.write(d.name, pos + DIRENT_HEADER_SIZE, 'utf8');
+      const padded = direntAlign(DIRENT_HEADER_SIZE + nameLen);
+      o.fill(0, pos + DIRENT_HEADER_SIZE + nameLen, pos + padded);
+      pos += padded;
+    }
+    this.send(pos, 0);
+  }
+}
+
+export { Fattr };

@@ -1,0 +1,104 @@
+// strata-mount: a drop-in for fuse-overlayfs. The caller's process returns once
+// the mount is live; a detached child serves it until it is unmounted.
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { resolveConfig } from '../union/config';
+import { startUnionMount } from '../mounts/union-mount';
+import { parseMountArgs, UsageError, type MountCommand } from './options';
+
+const USAGE = `usage: strata-mount -o lowerdir=L1[:L2...][,upperdir=U,workdir=W][,opts] MOUNTPOINT
+options: lowerdir= upperdir= workdir= ro noatime nosuid nodev noexec fsname= volatile fsync=0
+         squash_to_root squash_to_uid= squash_to_gid= passthrough=0
+flags:   -f (stay in the foreground)  --version  --help`;
+
+const STATUS_FD = 3;
+
+function version(): string {
+  const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** Serves the mount in this process; reports readiness to `report`. */
+async function serve(cmd: MountCommand, report: (msg: string) => void): Promise<never> {
+  const cfg = resolveConfig({ lowers: cmd.lowers, upper: cmd.upper, work: cmd.work, ...cmd.union });
+  const mount = await startUnionMount(cfg, cmd.mountpoint, cmd.mount);
+  const stop = () => {
+    mount.unmount().catch(() => process.exit(1));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  report('ok');
+  await mount.done;
+  process.exit(0);
+}
+
+/** Starts a detached copy of this program and waits for its word on fd 3. */
+function detach(argv: string[]): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [__filename, '--serve-detached', ...argv], {
+      detached: true,
+      stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    });
+    let said = '';
+    const status = child.stdio[STATUS_FD] as NodeJS.ReadableStream;
+    status.setEncoding('utf8');
+    status.on('data', (d: string) => (said += d));
+    status.on('end', () => {
+      if (said.startsWith('ok')) {
+        child.unref();
+        resolve(0);
+      } else {
+        process.stderr.write(`strata-mount: ${said.trim() || 'the mount process exited without a mount'}\n`);
+        resolve(1);
+      }
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  let argv = process.argv.slice(2);
+  if (argv.includes('--version') || argv.includes('-V')) {
+    process.stdout.write(`strata-mount version ${version()}\nFUSE protocol 7.40 (passthrough)\n`);
+    return;
+  }
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(USAGE + '\n');
+    return;
+  }
+  const detachedChild = argv[0] === '--serve-detached';
+  if (detachedChild) argv = argv.slice(1);
+  let cmd: MountCommand;
+  try {
+    cmd = parseMountArgs(argv);
+  } catch (err) {
+    process.stderr.write(`strata-mount: ${(err as Error).message}\n${err instanceof UsageError ? USAGE + '\n' : ''}`);
+    process.exit(2);
+  }
+  if (detachedChild) {
+    const report = (msg: string) => {
+      try {
+        fs.writeSync(STATUS_FD, msg + '\n');
+        fs.closeSync(STATUS_FD);
+      } catch {
+        // the caller went away; keep serving
+      }
+    };
+    await serve(cmd, report).catch((err: Error) => {
+      report(`error: ${err.message}`);
+      process.exit(1);
+    });
+    return;
+  }
+  for (const w of cmd.warnings) process.stderr.write(`strata-mount: warning: ${w}\n`);
+  if (cmd.foreground) {
+    await serve(cmd, () => undefined).catch((err: Error) => {
+      process.stderr.write(`strata-mount: ${err.message}\n`);
+      process.exit(1);
+    });
+    return;
+  }
+  process.exit(await detach(argv));
+}
+
+void main();

@@ -1,0 +1,141 @@
+// The command line of strata-mount, as containers-storage and users pass it to
+// fuse-overlayfs: `-o opt[,opt...] MOUNTPOINT`.
+import type { UnionConfig } from '../union/config';
+import { splitLowerdir } from '../union/config';
+import type { UnionMountOptions } from '../mounts/union-mount';
+
+export interface MountCommand {
+  mountpoint: string;
+  lowers: string[];
+  upper?: string;
+  work?: string;
+  union: Omit<UnionConfig, 'lowers' | 'upper' | 'work'>;
+  mount: UnionMountOptions;
+  foreground: boolean;
+  warnings: string[];
+}
+
+export class UsageError extends Error {}
+
+/** Splits an -o value on commas; `\,` keeps a literal comma (paths may hold one). */
+function splitOptions(value: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < value.length; i++) {
+    if (value[i] === '\\' && value[i + 1] === ',') {
+      cur += ',';
+      i++;
+    } else if (value[i] === ',') {
+      out.push(cur);
+      cur = '';
+    } else {
+      cur += value[i];
+    }
+  }
+  out.push(cur);
+  return out;
+}
+
+function parseId(name: string, v: string): number {
+  if (!/^\d+$/.test(v)) throw new UsageError(`${name} needs a numeric id, got '${v}'`);
+  return Number(v);
+}
+
+// Options with no effect here: accepted silently (they describe what we always do).
+const ALWAYS = new Set(['allow_other', 'default_permissions', 'rw', 'suid', 'dev', 'exec', 'atime', 'relatime', 'async', 'auto', 'user', 'nouser']);
+
+export function parseMountArgs(argv: string[]): MountCommand {
+  const opts: string[] = [];
+  const positional: string[] = [];
+  let foreground = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '-o') {
+      if (i + 1 >= argv.length) throw new UsageError('-o needs a value');
+      opts.push(...splitOptions(argv[++i]));
+    } else if (a.startsWith('-o') && a.length > 2) {
+      opts.push(...splitOptions(a.slice(2)));
+    } else if (a === '-f' || a === '--foreground') {
+      foreground = true;
+    } else if (a === '-d' || a === '--debug') {
+      foreground = true;
+    } else if (a.startsWith('-') && a !== '-') {
+      throw new UsageError(`unknown flag ${a}`);
+    } else {
+      positional.push(a);
+    }
+  }
+  // fuse-overlayfs also takes `source mountpoint`; the source is only a name.
+  if (positional.length === 0) throw new UsageError('missing MOUNTPOINT');
+  if (positional.length > 2) throw new UsageError(`too many arguments: ${positional.join(' ')}`);
+  const cmd: MountCommand = {
+    mountpoint: positional[positional.length - 1],
+    lowers: [],
+    union: {},
+    mount: {},
+    foreground,
+    warnings: [],
+  };
+  if (positional.length === 2) cmd.mount.fsname = positional[0];
+  for (const opt of opts) {
+    if (opt === '') continue; // containers-storage leaves empty items
+    const eq = opt.indexOf('=');
+    const key = eq < 0 ? opt : opt.slice(0, eq);
+    const val = eq < 0 ? '' : opt.slice(eq + 1);
+    switch (key) {
+      case 'lowerdir':
+        cmd.lowers = splitLowerdir(val);
+        break;
+      case 'upperdir':
+        cmd.upper = val;
+        break;
+      case 'workdir':
+        cmd.work = val;
+        break;
+      case 'volatile':
+        cmd.union.noFsync = true;
+        break;
+      case 'fsync':
+        if (val === '0') cmd.union.noFsync = true;
+        else if (val !== '1') throw new UsageError(`fsync takes 0 or 1, got '${val}'`);
+        break;
+      case 'squash_to_root':
+        cmd.union.squashUid = 0;
+        cmd.union.squashGid = 0;
+        break;
+      case 'squash_to_uid':
+        cmd.union.squashUid = parseId(key, val);
+        break;
+      case 'squash_to_gid':
+        cmd.union.squashGid = parseId(key, val);
+        break;
+      case 'ro':
+        cmd.mount.readOnly = true;
+        break;
+      case 'fsname':
+        cmd.mount.fsname = val;
+        break;
+      case 'noatime':
+        cmd.mount.noatime = true;
+        break;
+      case 'nosuid':
+        cmd.mount.nosuid = true;
+        break;
+      case 'nodev':
+        cmd.mount.nodev = true;
+        break;
+      case 'noexec':
+        cmd.mount.noexec = true;
+        break;
+      case 'passthrough':
+        cmd.mount.passthrough = val !== '0' && val !== 'off';
+        break;
+      default:
+        if (ALWAYS.has(key)) break;
+        // uidmapping=, gidmapping=, xattr_permissions=, context=, ... : not honoured.
+        cmd.warnings.push(`option '${key}' is not supported and is ignored`);
+    }
+  }
+  if (cmd.lowers.length === 0) throw new UsageError('lowerdir= is required');
+  return cmd;
+}

@@ -1,0 +1,141 @@
+// Copy-up: bring a lower entry into the upper layer before it changes, parents
+// first. Each object is built in the work directory with its mode, owner,
+// xattrs and nanosecond times, then renamed into place, so a crash never leaves
+// a partial file visible. Data is reflinked where possible, else copied with
+// copy_file_range, hole by hole.
+import * as fs from 'node:fs';
+import * as native from '../../native-shims';
+import { UPPER, type LayerStack } from './layers';
+import type { Node, NodeTable } from './nodes';
+import { isPrivateXattr } from './whiteouts';
+
+const { ST } = native;
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+const CHUNK = 1 << 30;
+
+export class CopyUp {
+  private seq = 0;
+  private readonly tmpPrefix: string;
+
+  constructor(
+    private readonly layers: LayerStack,
+    private readonly nodes: NodeTable,
+  ) {
+    this.tmpPrefix = `${layers.workTmp}/#${process.pid.toString(16)}_`;
+  }
+
+  /** A fresh name in the work directory. */
+  tmpName(): string {
+    return this.tmpPrefix + (this.seq++).toString(16);
+  }
+
+  /** Makes sure a directory node exists in upper, copying up its ancestors first. */
+  ensureUpperDir(dir: Node): void {
+    if (dir.upper) return;
+    if (dir.parent !== null) this.ensureUpperDir(dir.parent);
+    this.copyUp(dir, true);
+  }
+
+  /** Copies `node` up (with its data unless `withData` is false, as for O_TRUNC). */
+  copyUp(node: Node, withData: boolean): void {
+    if (node.upper) return;
+    if (node.parent !== null) this.ensureUpperDir(node.parent);
+    const ref = node.lowers[0];
+    const src = this.layers.realPath(ref.layer, ref.rel);
+    const dst = this.layers.realPath(UPPER, node.path);
+    const st = native.newStatArray();
+    const err = native.lstatInto(src, st);
+    if (err !== 0) throw Object.assign(new Error(`copy-up source ${src} vanished`), { errno: -err });
+    const tmp = this.tmpName();
+    try {
+      this.build(src, tmp, st, withData);
+      native.renameat2(tmp, dst, native.RENAME_NOREPLACE);
+    } catch (e) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      throw e;
+    }
+    const up = native.newStatArray();
+    native.lstatInto(dst, up);
+    node.upper = true;
+    this.nodes.rekey(node, this.layers.realKey(up));
+  }
+
+  private build(src: string, tmp: string, st: Float64Array, withData: boolean): void {
+    const type = st[ST.MODE] & S_IFMT;
+    const perm = st[ST.MODE] & 0o7777;
+    if (type === S_IFREG) {
+      const out = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+      try {
+        if (withData && st[ST.SIZE] > 0) {
+          const inp = fs.openSync(src, fs.constants.O_RDONLY);
+          try {
+            copyData(inp, out, st[ST.SIZE]);
+          } finally {
+            fs.closeSync(inp);
+          }
+        }
+        for (const name of native.llistxattr(src)) {
+          if (isPrivateXattr(name)) continue;
+          const v = native.lgetxattr(src, name);
+          if (v !== null) native.fsetxattr(out, name, v, 0);
+        }
+        fs.fchownSync(out, st[ST.UID], st[ST.GID]);
+        fs.fchmodSync(out, perm); // after chown, which clears set-id bits
+        native.futimens(out, st[ST.ATIME], st[ST.ATIME_NS], st[ST.MTIME], st[ST.MTIME_NS]);
+      } finally {
+        fs.closeSync(out);
+      }
+      return;
+    }
+    if (type === S_IFDIR) fs.mkdirSync(tmp, 0o700);
+    else if (type === S_IFLNK) fs.symlinkSync(fs.readlinkSync(src, 'buffer') as unknown as string, tmp);
+    else native.mknod(tmp, st[ST.MODE], st[ST.RDEV_MAJOR], st[ST.RDEV_MINOR]);
+    copyXattrs(src, tmp);
+    fs.lchownSync(tmp, st[ST.UID], st[ST.GID]);
+    if (type !== S_IFLNK) fs.chmodSync(tmp, perm);
+    native.utimensat(tmp, st[ST.ATIME], st[ST.ATIME_NS], st[ST.MTIME], st[ST.MTIME_NS], native.AT_SYMLINK_NOFOLLOW);
+  }
+}
+
+/** Copies every xattr but overlayfs' own from one path to another (no symlink follow). */
+export function copyXattrs(src: string, dst: string): void {
+  for (const name of native.llistxattr(src)) {
+    if (isPrivateXattr(name)) continue;
+    const v = native.lgetxattr(src, name);
+    if (v === null) continue;
+    try {
+      native.lsetxattr(dst, name, v, 0);
+    } catch (err) {
+      // user.* xattrs are not allowed on symlinks and special files of some filesystems.
+      if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+    }
+  }
+}
+
+/** Copies `size` bytes, keeping holes: reflink first, else data extents only. */
+export function copyData(inp: number, out: number, size: number): void {
+  try {
+    native.ficlone(out, inp);
+    return;
+  } catch {
+    // no reflink on this filesystem: copy extents
+  }
+  let off = 0;
+  while (off < size) {
+    const data = native.lseek(inp, off, native.SEEK_DATA);
+    if (data < 0) break; // only a hole remains
+    let hole = native.lseek(inp, data, native.SEEK_HOLE);
+    if (hole < 0 || hole > size) hole = size;
+    let pos = data;
+    while (pos < hole) {
+      const n = native.copyFileRange(inp, pos, out, pos, Math.min(hole - pos, CHUNK));
+      if (n === 0) break;
+      pos += n;
+    }
+    off = hole;
+  }
+  fs.ftruncateSync(out, size);
+}

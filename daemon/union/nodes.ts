@@ -1,0 +1,138 @@
+// The node table: one node per union inode the kernel holds, each with a primary
+// name (parent + name) from which its real paths derive.
+import * as os from 'node:os';
+import { FuseError } from '../fuse/filesystem';
+import type { LayerStack } from './layers';
+
+const E = os.constants.errno;
+
+/** Where a node exists in one lower layer: the layer index and the path inside it. */
+export interface LowerRef {
+  layer: number;
+  rel: string;
+}
+
+export class Node {
+  nlookup = 0;
+  /** Set once the node's last name is gone; open handles may still use it. */
+  unlinked = false;
+  backingId = 0;
+  backingRefs = 0;
+  /** Open handles, for fstat of unlinked files. */
+  readonly handles = new Set<number>();
+  /** The merged listing served to READDIR at offsets > 0. */
+  dirCache: import('../fuse/filesystem').DirEntry[] | null = null;
+
+  constructor(
+    readonly id: number,
+    public ino: number,
+    public parent: Node | null,
+    public name: string,
+    readonly isDir: boolean,
+    /** The node has a copy in the upper layer (its path there is its union path). */
+    public upper: boolean,
+    /** Non-directory: the lower file it comes from (at most one). Directory: the
+     *  lower directories merged beneath it, top-down, cut at an opaque one. */
+    public lowers: LowerRef[],
+    public realKey: number,
+  ) {}
+
+  /** Path inside the union, '' for the root, without a leading slash. */
+  get path(): string {
+    if (this.parent === null) return '';
+    const pp = this.parent.path;
+    return pp === '' ? this.name : pp + '/' + this.name;
+  }
+
+  childPath(name: string): string {
+    const p = this.path;
+    return p === '' ? name : p + '/' + name;
+  }
+
+  /** A directory shown merged from more than one layer (overlayfs reports nlink 1). */
+  get isMergedDir(): boolean {
+    return this.isDir && (this.upper ? this.lowers.length > 0 : this.lowers.length > 1);
+  }
+}
+
+export class NodeTable {
+  private readonly byId = new Map<number, Node>();
+  private readonly byReal = new Map<number, Node>();
+  private nextId = 2;
+  readonly root: Node;
+
+  constructor(
+    private readonly layers: LayerStack,
+    root: { upper: boolean; lowers: LowerRef[]; realKey: number },
+  ) {
+    this.root = new Node(1, layers.unionIno(root.realKey), null, '', true, root.upper, root.lowers, root.realKey);
+    this.root.nlookup = 1;
+    this.byId.set(1, this.root);
+    this.byReal.set(root.realKey, this.root);
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  get(id: number): Node {
+    const n = this.byId.get(id);
+    if (n === undefined) throw new FuseError(E.ESTALE, `unknown node ${id}`);
+    return n;
+  }
+
+  /** The node for a real inode found under parent/name: the live one (hard links,
+   *  directories looked up again) or a new one. */
+  intern(parent: Node, name: string, isDir: boolean, upper: boolean, lowers: LowerRef[], realKey: number): Node {
+    const existing = this.byReal.get(realKey);
+    if (existing !== undefined && existing.isDir === isDir && existing.upper === upper) {
+      if (isDir || existing.unlinked || existing.parent === null) {
+        existing.parent = parent;
+        existing.name = name;
+        existing.unlinked = false;
+      }
+      existing.lowers = lowers;
+      return existing;
+    }
+    const node = new Node(this.nextId++, this.layers.unionIno(realKey), parent, name, isDir, upper, lowers, realKey);
+    this.byId.set(node.id, node);
+    if (existing === undefined) this.byReal.set(realKey, node);
+    return node;
+  }
+
+  /** After a copy-up the node's real inode changed; it keeps its st_ino. */
+  rekey(node: Node, realKey: number): void {
+    if (this.byReal.get(node.realKey) === node) this.byReal.delete(node.realKey);
+    node.realKey = realKey;
+    this.layers.rememberOrigin(realKey, node.ino);
+    this.byReal.set(realKey, node);
+  }
+
+  forget(id: number, nlookup: number): Node | undefined {
+    const n = this.byId.get(id);
+    if (n === undefined || n === this.root) return undefined;
+    n.nlookup -= nlookup;
+    if (n.nlookup > 0 || n.handles.size > 0) return undefined;
+    this.drop(n);
+    return n;
+  }
+
+  /** Removes a node nothing references any more. */
+  drop(n: Node): void {
+    this.byId.delete(n.id);
+    if (this.byReal.get(n.realKey) === n) this.byReal.delete(n.realKey);
+  }
+
+  /** Marks a node whose name went away (unlink, rmdir, overwritten by rename). */
+  detach(n: Node): void {
+    n.unlinked = true;
+    if (this.byReal.get(n.realKey) === n) this.byReal.delete(n.realKey);
+    if (n.nlookup <= 0 && n.handles.size === 0 && n !== this.root) this.byId.delete(n.id);
+  }
+
+  /** Finds a live node by its primary name (used to update nodes on rename/unlink). */
+  findChild(parent: Node, name: string, realKey: number): Node | undefined {
+    const n = this.byReal.get(realKey);
+    return n !== undefined && n.parent === parent && n.name === name ? n : undefined;
+  }
+}

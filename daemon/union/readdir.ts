@@ -1,0 +1,69 @@
+// Merged directory listings: upper first, then the lowers top-down, each name
+// once, whiteouts and marker files hidden, `.` and `..` first. d_ino equals the
+// st_ino a lookup of the same name reports.
+import * as os from 'node:os';
+import * as native from '../../native-shims';
+import type { DirEntry } from '../fuse/filesystem';
+import { FuseError } from '../fuse/filesystem';
+import { UPPER, type LayerStack } from './layers';
+import type { Node } from './nodes';
+import { WH_OPAQUE, WH_PREFIX, XATTR_WHITEOUT, isCharWhiteout, opaqueValue } from './whiteouts';
+
+const E = os.constants.errno;
+const { ST, DT_CHR, DT_REG, DT_DIR } = native;
+
+export function mergedListing(layers: LayerStack, dir: Node): DirEntry[] {
+  const out: DirEntry[] = [
+    { name: '.', ino: dir.ino, type: DT_DIR },
+    { name: '..', ino: dir.parent?.ino ?? dir.ino, type: DT_DIR },
+  ];
+  // Names decided by an upper layer: shown, or hidden by a whiteout.
+  const seen = new Set<string>(['.', '..']);
+  const st = native.newStatArray();
+  const sources: { layer: number; path: string }[] = [];
+  if (dir.upper) sources.push({ layer: UPPER, path: layers.realPath(UPPER, dir.path) });
+  for (const ref of dir.lowers) sources.push({ layer: ref.layer, path: layers.realPath(ref.layer, ref.rel) });
+
+  for (const src of sources) {
+    let list;
+    try {
+      list = native.readdirIno(src.path);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') continue;
+      throw new FuseError(E.EIO, `readdir ${src.path}: ${(err as Error).message}`);
+    }
+    // Zero-size files are whiteouts only in directories marked opaque=x.
+    const xattrWhiteouts = opaqueValue(src.path) === 'x';
+    const { names, types, inos } = list;
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i];
+      if (seen.has(name)) continue;
+      if (name.startsWith(WH_PREFIX)) {
+        if (name !== WH_OPAQUE) seen.add(name.slice(WH_PREFIX.length));
+        continue;
+      }
+      let type = types[i];
+      const p = src.path + '/' + name;
+      if (type === DT_CHR || type === DT_REG || type === 0) {
+        if (native.lstatInto(p, st) !== 0) continue;
+        if (isCharWhiteout(st)) {
+          seen.add(name);
+          continue;
+        }
+        if (xattrWhiteouts && st[ST.SIZE] === 0 && native.lgetxattr(p, XATTR_WHITEOUT) !== null) {
+          seen.add(name);
+          continue;
+        }
+        if (type === 0) type = modeToDt(st[ST.MODE]);
+      }
+      seen.add(name);
+      out.push({ name, ino: layers.unionIno(layers.realKeyOf(src.layer, inos[i])), type });
+    }
+  }
+  return out;
+}
+
+function modeToDt(mode: number): number {
+  return (mode >>> 12) & 0xf;
+}

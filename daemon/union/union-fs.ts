@@ -1,0 +1,747 @@
+// The union filesystem: FUSE operations with kernel overlayfs semantics over a
+// LayerStack. Lookups go through Resolver, listings through mergedListing,
+// changes to lower entries through CopyUp; whiteouts and opaque directories are
+// written in the kernel's on-disk format.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as native from '../../native-shims';
+import {
+  FuseError,
+  type AttrOut,
+  type DirEntry,
+  type EntryOut,
+  type FuseChannel,
+  type FuseFilesystem,
+  type OpenOut,
+  type RequestContext,
+  type SetAttrIn,
+  type StatfsOut,
+} from '../fuse/filesystem';
+import { Fattr } from '../fuse/protocol';
+import type { Logger } from '../log';
+import type { UnionConfig } from './config';
+import { CopyUp } from './copyup';
+import { LayerStack, UPPER } from './layers';
+import { Node, NodeTable, type LowerRef } from './nodes';
+import { mergedListing } from './readdir';
+import { Resolver, type Resolved } from './resolve';
+import { WH_PREFIX, XATTR_OPAQUE, XATTR_REDIRECT, isOpaqueDir, isPrivateXattr, isWhiteout, makeWhiteout } from './whiteouts';
+
+const E = os.constants.errno;
+const { ST } = native;
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+const S_ISGID = 0o2000;
+const O_ACCMODE = 3;
+const { O_RDONLY, O_RDWR, O_TRUNC, O_CREAT, O_EXCL, O_WRONLY } = fs.constants;
+const NAME_MAX = 255;
+const ACL_DEFAULT = 'system.posix_acl_default';
+
+interface Handle {
+  fd: number;
+  node: Node;
+  /** The handle holds a reference on node.backingId. */
+  backing: boolean;
+}
+
+interface Alias {
+  parent: Node;
+  name: string;
+}
+
+function fail(errno: number, msg?: string): never {
+  throw new FuseError(errno, msg);
+}
+
+function lastComponent(p: string): string {
+  return p.slice(p.lastIndexOf('/') + 1);
+}
+
+export class UnionFs implements FuseFilesystem {
+  readonly layers: LayerStack;
+  readonly nodes: NodeTable;
+  private readonly resolver: Resolver;
+  private readonly copy: CopyUp;
+  private readonly handles = new Map<number, Handle>();
+  /** Extra names of hard-linked nodes, so one name's removal leaves the others usable. */
+  private readonly aliases = new Map<Node, Alias[]>();
+  private nextFh = 1;
+  private channel: FuseChannel | null = null;
+  private passthrough = false;
+  private posixAcl = false;
+  private readonly st = native.newStatArray();
+
+  constructor(
+    private readonly cfg: UnionConfig,
+    private readonly log?: Logger,
+  ) {
+    this.layers = new LayerStack(cfg);
+    this.resolver = new Resolver(this.layers);
+    const rootInfo = this.rootInfo();
+    this.nodes = new NodeTable(this.layers, rootInfo);
+    this.copy = new CopyUp(this.layers, this.nodes);
+    if (this.layers.writable) this.prepareWorkdir();
+  }
+
+  private rootInfo(): { upper: boolean; lowers: LowerRef[]; realKey: number } {
+    const st = native.newStatArray();
+    const lowers: LowerRef[] = [];
+    let upperOpaque = false;
+    if (this.layers.writable) upperOpaque = isOpaqueDir(this.layers.roots[UPPER]);
+    if (!upperOpaque) {
+      for (let l = 1; l <= this.layers.lowerCount; l++) {
+        lowers.push({ layer: l, rel: '' });
+        if (isOpaqueDir(this.layers.roots[l])) break;
+      }
+    }
+    native.lstatInto(this.layers.roots[this.layers.writable ? UPPER : 1], st);
+    return { upper: this.layers.writable, lowers, realKey: this.layers.realKey(st) };
+  }
+
+  /** The work dir holds our temporaries (`work/work`, as overlayfs names it); leftovers of a crash go. */
+  private prepareWorkdir(): void {
+    const tmp = this.layers.workTmp;
+    fs.mkdirSync(tmp, { recursive: true, mode: 0 });
+    for (const name of fs.readdirSync(tmp)) fs.rmSync(`${tmp}/${name}`, { recursive: true, force: true });
+  }
+
+  init(channel: FuseChannel): void {
+    this.channel = channel;
+    this.passthrough = channel.passthrough;
+    this.posixAcl = channel.posixAcl;
+    native.umask(0); // modes arrive already masked (we apply the request's umask)
+    this.log?.info({ passthrough: this.passthrough, layers: this.layers.roots }, 'union mounted');
+  }
+
+  destroy(): void {
+    for (const h of this.handles.values()) {
+      try {
+        fs.closeSync(h.fd);
+      } catch {
+        // already closed
+      }
+    }
+    this.handles.clear();
+  }
+
+  // --- helpers ----------------------------------------------------------------
+
+  private dirNode(id: number): Node {
+    const n = this.nodes.get(id);
+    if (!n.isDir) fail(E.ENOTDIR);
+    return n;
+  }
+
+  private checkName(name: string): void {
+    if (Buffer.byteLength(name) > NAME_MAX) fail(E.ENAMETOOLONG);
+    if (name.startsWith(WH_PREFIX)) fail(E.EINVAL, 'names starting with .wh. are reserved for whiteouts');
+  }
+
+  private writable(): void {
+    if (!this.layers.writable) fail(E.EROFS);
+  }
+
+  private upperPath(node: Node): string {
+    return this.layers.realPath(UPPER, node.path);
+  }
+
+  /** The real path that currently holds `node`'s content and metadata. */
+  private realPath(node: Node): string {
+    if (node.unlinked) fail(E.ENOENT);
+    if (node.upper) return this.upperPath(node);
+    const ref = node.lowers[0];
+    if (ref === undefined) fail(E.ESTALE);
+    return this.layers.realPath(ref.layer, ref.rel);
+  }
+
+  private stat(node: Node, fh?: number): Float64Array {
+    const st = this.st;
+    let h = fh !== undefined ? this.handles.get(fh) : undefined;
+    if (h === undefined && node.unlinked) {
+      for (const id of node.handles) {
+        h = this.handles.get(id);
+        break;
+      }
+    }
+    const err = h !== undefined ? native.fstatInto(h.fd, st) : native.lstatInto(this.realPath(node), st);
+    if (err !== 0) fail(err === E.ENOENT ? E.ESTALE : err);
+    return st;
+  }
+
+  /** Adjusts real attributes to what the union reports. */
+  private present(node: Node, st: Float64Array): Float64Array {
+    if (node.isMergedDir) st[ST.NLINK] = 1;
+    if (this.cfg.squashUid !== undefined) st[ST.UID] = this.cfg.squashUid;
+    if (this.cfg.squashGid !== undefined) st[ST.GID] = this.cfg.squashGid;
+    return st;
+  }
+
+  private entry(node: Node, st: Float64Array): EntryOut {
+    node.nlookup++;
+    return { nodeid: node.id, ino: node.ino, st: this.present(node, st) };
+  }
+
+  /** The node for a resolved child, without taking a lookup reference. */
+  private nodeFor(parent: Node, name: string, r: Resolved): Node {
+    const key = this.layers.realKey(r.st);
+    const node = this.nodes.intern(parent, name, r.isDir, r.upper, r.lowers, key);
+    if (!r.isDir && (node.parent !== parent || node.name !== name)) this.addAlias(node, parent, name);
+    return node;
+  }
+
+  /** Drops a node that an operation created but the kernel never learnt of. */
+  private dropIfUnused(node: Node): void {
+    if (node.nlookup <= 0 && node.handles.size === 0 && node !== this.nodes.root) {
+      this.nodes.drop(node);
+      this.aliases.delete(node);
+    }
+  }
+
+  private addAlias(node: Node, parent: Node, name: string): void {
+    const list = this.aliases.get(node) ?? [];
+    if (!list.some((a) => a.parent === parent && a.name === name)) list.push({ parent, name });
+    this.aliases.set(node, list);
+  }
+
+  /** One name of `node` went away: fall back to another known name, or detach it. */
+  private removeName(node: Node, parent: Node, name: string): void {
+    const list = this.aliases.get(node);
+    if (list !== undefined) {
+      const i = list.findIndex((a) => a.parent === parent && a.name === name);
+      if (i >= 0) list.splice(i, 1);
+    }
+    if (node.parent === parent && node.name === name) {
+      const next = list?.shift();
+      if (next !== undefined) {
+        node.parent = next.parent;
+        node.name = next.name;
+      } else {
+        this.nodes.detach(node);
+      }
+    }
+    if (list !== undefined && list.length === 0) this.aliases.delete(node);
+  }
+
+  /** The live node named parent/name, if the kernel holds one. */
+  private liveChild(parent: Node, name: string, r: Resolved): Node | undefined {
+    return this.nodes.findChild(parent, name, this.layers.realKey(r.st)) ?? this.findAliased(parent, name);
+  }
+
+  private findAliased(parent: Node, name: string): Node | undefined {
+    for (const [node, list] of this.aliases) {
+      if (list.some((a) => a.parent === parent && a.name === name)) return node;
+    }
+    return undefined;
+  }
+
+  private resolveOrFail(parent: Node, name: string): Resolved {
+    const r = this.resolver.child(parent, name);
+    if (r === null) fail(E.ENOENT);
+    return r;
+  }
+
+  private listing(dir: Node): DirEntry[] {
+    return mergedListing(this.layers, dir);
+  }
+
+  private isEmptyDir(parent: Node, name: string, r: Resolved): boolean {
+    const probe = new Node(0, 0, parent, name, true, r.upper, r.lowers, 0);
+    return this.listing(probe).length <= 2;
+  }
+
+  // --- creation -------------------------------------------------------------------
+
+  /**
+   * Creates a new upper entry parent/name with `make`, owned by the caller.
+   * Over a whiteout the entry is built in the work dir and swapped in atomically
+   * (a directory there becomes opaque, hiding what the whiteout hid).
+   */
+  private createEntry(
+    ctx: RequestContext,
+    parent: Node,
+    name: string,
+    isDir: boolean,
+    mode: number,
+    make: (path: string) => void,
+  ): Node {
+    this.checkName(name);
+    this.writable();
+    this.copy.ensureUpperDir(parent);
+    const dirPath = this.upperPath(parent);
+    const target = dirPath + '/' + name;
+    const st = native.newStatArray();
+    const err = native.lstatInto(target, st);
+    let overWhiteout = false;
+    if (err === 0) {
+      if (!isWhiteout(target, st)) fail(E.EEXIST);
+      overWhiteout = true;
+    } else if (err !== E.ENOENT) {
+      fail(err);
+    }
+    native.lstatInto(dirPath, st);
+    const setgidDir = (st[ST.MODE] & S_ISGID) !== 0;
+    const gid = setgidDir ? st[ST.GID] : ctx.gid;
+    if (!overWhiteout) {
+      make(target);
+      this.setOwner(target, ctx.uid, gid, mode);
+    } else {
+      const tmp = this.copy.tmpName();
+      make(tmp);
+      if (isDir && setgidDir) fs.chmodSync(tmp, (mode & 0o7777) | S_ISGID);
+      this.setOwner(tmp, ctx.uid, gid, mode);
+      if (isDir) {
+        native.lsetxattr(tmp, XATTR_OPAQUE, Buffer.from('y'), 0);
+        native.renameat2(tmp, target, native.RENAME_EXCHANGE);
+        fs.rmSync(tmp, { force: true });
+      } else {
+        native.renameat2(tmp, target, 0);
+      }
+    }
+    native.lstatInto(target, st);
+    parent.dirCache = null;
+    return this.nodes.intern(parent, name, isDir, true, [], this.layers.realKey(st));
+  }
+
+  /** Gives a new entry the caller's ownership; chown clears set-id bits, so restore them. */
+  private setOwner(path: string, uid: number, gid: number, mode: number): void {
+    const st = this.st;
+    native.lstatInto(path, st);
+    if (st[ST.UID] === uid && st[ST.GID] === gid) return;
+    fs.lchownSync(path, uid, gid);
+    const type = st[ST.MODE] & S_IFMT;
+    if (type !== S_IFLNK && mode & 0o6000) fs.chmodSync(path, st[ST.MODE] & 0o7777);
+  }
+
+  /** The caller's umask applies unless the directory has a default ACL (which then rules). */
+  private effectiveMode(parent: Node, mode: number, umask: number): number {
+    if (this.posixAcl && parent.upper && native.lgetxattr(this.upperPath(parent), ACL_DEFAULT) !== null) return mode;
+    return mode & ~umask;
+  }
+
+  // --- FUSE operations ----------------------------------------------------------
+
+  lookup(_ctx: RequestContext, parentId: number, name: string): EntryOut {
+    const parent = this.dirNode(parentId);
+    if (Buffer.byteLength(name) > NAME_MAX) fail(E.ENAMETOOLONG);
+    const r = this.resolver.child(parent, name);
+    if (r === null) return { nodeid: 0, ino: 0, st: this.st };
+    const node = this.nodeFor(parent, name, r);
+    return this.entry(node, r.st);
+  }
+
+  forget(nodeid: number, nlookup: number): void {
+    const n = this.nodes.forget(nodeid, nlookup);
+    if (n !== undefined) this.aliases.delete(n);
+  }
+
+  getattr(_ctx: RequestContext, nodeid: number, fh: number | undefined): AttrOut {
+    const node = this.nodes.get(nodeid);
+    return { ino: node.ino, st: this.present(node, this.stat(node, fh)) };
+  }
+
+  setattr(_ctx: RequestContext, nodeid: number, a: SetAttrIn): AttrOut {
+    const node = this.nodes.get(nodeid);
+    this.writable();
+    const h = a.valid & Fattr.FH ? this.handles.get(a.fh) : undefined;
+    if (!node.upper) this.copy.copyUp(node, !(a.valid & Fattr.SIZE && a.size === 0));
+    const path = node.unlinked ? undefined : this.upperPath(node);
+    const cur = this.stat(node, h ? a.fh : undefined);
+    const isLink = (cur[ST.MODE] & S_IFMT) === S_IFLNK;
+    const [curUid, curGid] = [cur[ST.UID], cur[ST.GID]];
+    if (a.valid & Fattr.MODE && !isLink) {
+      if (h) fs.fchmodSync(h.fd, a.mode & 0o7777);
+      else fs.chmodSync(path!, a.mode & 0o7777);
+    }
+    if (a.valid & (Fattr.UID | Fattr.GID)) {
+      const uid = a.valid & Fattr.UID ? a.uid : curUid;
+      const gid = a.valid & Fattr.GID ? a.gid : curGid;
+      if (h) fs.fchownSync(h.fd, uid, gid);
+      else fs.lchownSync(path!, uid, gid);
+    }
+    if (a.valid & Fattr.SIZE) {
+      if (node.isDir) fail(E.EISDIR);
+      if (h) fs.ftruncateSync(h.fd, a.size);
+      else fs.truncateSync(path!, a.size);
+    }
+    if (a.valid & (Fattr.ATIME | Fattr.MTIME)) {
+      const at = a.valid & Fattr.ATIME_NOW ? [0, native.UTIME_NOW] : a.valid & Fattr.ATIME ? [a.atime, a.atimensec] : [0, native.UTIME_OMIT];
+      const mt = a.valid & Fattr.MTIME_NOW ? [0, native.UTIME_NOW] : a.valid & Fattr.MTIME ? [a.mtime, a.mtimensec] : [0, native.UTIME_OMIT];
+      if (h) native.futimens(h.fd, at[0], at[1], mt[0], mt[1]);
+      else native.utimensat(path!, at[0], at[1], mt[0], mt[1], native.AT_SYMLINK_NOFOLLOW);
+    }
+    return { ino: node.ino, st: this.present(node, this.stat(node, h ? a.fh : undefined)) };
+  }
+
+  readlink(_ctx: RequestContext, nodeid: number): Buffer {
+    return fs.readlinkSync(this.realPath(this.nodes.get(nodeid)), 'buffer') as Buffer;
+  }
+
+  symlink(ctx: RequestContext, parentId: number, name: string, target: string): EntryOut {
+    const parent = this.dirNode(parentId);
+    const node = this.createEntry(ctx, parent, name, false, 0o777, (p) => fs.symlinkSync(target, p));
+    return this.entry(node, this.stat(node));
+  }
+
+  mknod(ctx: RequestContext, parentId: number, name: string, mode: number, rdev: number, umask: number): EntryOut {
+    const parent = this.dirNode(parentId);
+    const perm = this.effectiveMode(parent, mode & 0o7777, umask);
+    const major = (rdev & 0xfff00) >>> 8;
+    const minor = (rdev & 0xff) | ((rdev >>> 12) & 0xfff00);
+    const node = this.createEntry(ctx, parent, name, false, perm, (p) => native.mknod(p, (mode & S_IFMT) | perm, major, minor));
+    return this.entry(node, this.stat(node));
+  }
+
+  mkdir(ctx: RequestContext, parentId: number, name: string, mode: number, umask: number): EntryOut {
+    const parent = this.dirNode(parentId);
+    const perm = this.effectiveMode(parent, mode & 0o7777, umask);
+    const node = this.createEntry(ctx, parent, name, true, perm, (p) => {
+      fs.mkdirSync(p, perm);
+      if (perm & 0o7000) fs.chmodSync(p, perm | (fs.lstatSync(p).mode & S_ISGID));
+    });
+    return this.entry(node, this.stat(node));
+  }
+
+  create(ctx: RequestContext, parentId: number, name: string, mode: number, flags: number, umask: number): [EntryOut, OpenOut] {
+    const parent = this.dirNode(parentId);
+    const perm = this.effectiveMode(parent, mode & 0o7777, umask);
+    const node = this.createEntry(ctx, parent, name, false, perm, (p) => fs.closeSync(fs.openSync(p, O_CREAT | O_EXCL | O_WRONLY, perm)));
+    const open = this.openNode(node, flags & ~O_TRUNC);
+    return [this.entry(node, this.stat(node)), open];
+  }
+
+  tmpfile(ctx: RequestContext, parentId: number, mode: number, _flags: number, umask: number): [EntryOut, OpenOut] {
+    const parent = this.dirNode(parentId);
+    this.writable();
+    this.copy.ensureUpperDir(parent);
+    const perm = this.effectiveMode(parent, mode & 0o7777, umask);
+    const fd = fs.openSync(this.upperPath(parent), native.O_TMPFILE | O_RDWR, perm);
+    const st = native.newStatArray();
+    native.fstatInto(fd, st);
+    if (st[ST.UID] !== ctx.uid || (st[ST.GID] !== ctx.gid && !(st[ST.MODE] & S_ISGID))) fs.fchownSync(fd, ctx.uid, ctx.gid);
+    const node = this.nodes.intern(parent, '', false, true, [], this.layers.realKey(st));
+    node.unlinked = true;
+    const fh = this.addHandle(fd, node);
+    const open = this.withBacking(node, fh, fd);
+    native.fstatInto(fd, st);
+    return [this.entry(node, st), open];
+  }
+
+  unlink(_ctx: RequestContext, parentId: number, name: string): void {
+    const parent = this.dirNode(parentId);
+    this.writable();
+    const r = this.resolveOrFail(parent, name);
+    if (r.isDir) fail(E.EISDIR);
+    const live = this.liveChild(parent, name, r);
+    this.removeEntry(parent, name, r);
+    if (live !== undefined) this.removeName(live, parent, name);
+  }
+
+  rmdir(_ctx: RequestContext, parentId: number, name: string): void {
+    const parent = this.dirNode(parentId);
+    this.writable();
+    const r = this.resolveOrFail(parent, name);
+    if (!r.isDir) fail(E.ENOTDIR);
+    if (!this.isEmptyDir(parent, name, r)) fail(E.ENOTEMPTY);
+    const live = this.liveChild(parent, name, r);
+    this.removeEntry(parent, name, r);
+    if (live !== undefined) this.nodes.detach(live);
+  }
+
+  /** Removes parent/name from the union: a whiteout where a lower entry would show through. */
+  private removeEntry(parent: Node, name: string, r: Resolved): void {
+    const needWhiteout = !r.upper || this.resolver.lowerPositive(parent, name);
+    this.copy.ensureUpperDir(parent);
+    const target = this.upperPath(parent) + '/' + name;
+    if (r.upper) {
+      const tmp = this.copy.tmpName();
+      if (needWhiteout) {
+        makeWhiteout(tmp);
+        // Swap the whiteout in, so the name never shows what lies below.
+        native.renameat2(tmp, target, r.isDir ? native.RENAME_EXCHANGE : 0);
+        if (r.isDir) fs.rmSync(tmp, { recursive: true, force: true });
+      } else if (r.isDir) {
+        // The upper dir may still hold whiteouts: move it out, then clear it.
+        native.renameat2(target, tmp, 0);
+        fs.rmSync(tmp, { recursive: true, force: true });
+      } else {
+        fs.unlinkSync(target);
+      }
+    } else {
+      makeWhiteout(target);
+    }
+    parent.dirCache = null;
+  }
+
+  rename(_ctx: RequestContext, p1: number, n1: string, p2: number, n2: string, flags: number): void {
+    const from = this.dirNode(p1);
+    const to = this.dirNode(p2);
+    if (flags & ~(native.RENAME_NOREPLACE | native.RENAME_EXCHANGE)) fail(E.EINVAL);
+    const exchange = (flags & native.RENAME_EXCHANGE) !== 0;
+    if (exchange && flags & native.RENAME_NOREPLACE) fail(E.EINVAL);
+    this.checkName(n2);
+    const src = this.resolveOrFail(from, n1);
+    const dst = this.resolver.child(to, n2);
+    if (dst !== null && flags & native.RENAME_NOREPLACE) fail(E.EEXIST);
+    if (exchange && dst === null) fail(E.ENOENT);
+    this.writable();
+    if (from === to && n1 === n2) return;
+    if (dst !== null && !exchange) {
+      if (src.isDir && !dst.isDir) fail(E.ENOTDIR);
+      if (!src.isDir && dst.isDir) fail(E.EISDIR);
+      if (dst.isDir && !this.isEmptyDir(to, n2, dst)) fail(E.ENOTEMPTY);
+    }
+    const srcNode = this.nodeFor(from, n1, src);
+    const dstNode = dst !== null ? this.nodeFor(to, n2, dst) : undefined;
+    try {
+      if (exchange) this.exchange(from, n1, srcNode, to, n2, dstNode!);
+      else this.move(from, n1, srcNode, to, n2, dst);
+    } finally {
+      this.dropIfUnused(srcNode);
+      if (dstNode !== undefined) this.dropIfUnused(dstNode);
+    }
+    from.dirCache = null;
+    to.dirCache = null;
+  }
+
+  private move(from: Node, n1: string, node: Node, to: Node, n2: string, dst: Resolved | null): void {
+    const srcHasLowers = node.isDir && node.lowers.length > 0;
+    this.copy.copyUp(node, true);
+    this.copy.ensureUpperDir(to);
+    const srcPath = this.upperPath(node);
+    const dstPath = this.upperPath(to) + '/' + n2;
+    if (node.isDir) {
+      if (srcHasLowers) {
+        // A directory with lower parts moves by naming where its lower parts are.
+        const lowerRel = node.lowers[0].rel;
+        const relative = from === to && lowerRel === to.childPath(lastComponent(lowerRel));
+        const value = relative ? lastComponent(lowerRel) : '/' + lowerRel;
+        native.lsetxattr(srcPath, XATTR_REDIRECT, Buffer.from(value), 0);
+      } else if (this.resolver.lowerPositive(to, n2)) {
+        native.lsetxattr(srcPath, XATTR_OPAQUE, Buffer.from('y'), 0);
+      }
+      if (dst !== null && dst.upper) {
+        // The target is empty in the union but its upper dir may hold whiteouts.
+        const tmp = this.copy.tmpName();
+        native.renameat2(dstPath, tmp, 0);
+        fs.rmSync(tmp, { recursive: true, force: true });
+      }
+    }
+    const whiteout = this.resolver.lowerPositive(from, n1);
+    native.renameat2(srcPath, dstPath, whiteout ? native.RENAME_WHITEOUT : 0);
+    if (dst !== null) {
+      const over = this.liveChild(to, n2, dst);
+      if (over !== undefined && over !== node) this.removeName(over, to, n2);
+    }
+    this.renameNode(node, from, n1, to, n2);
+  }
+
+  private exchange(from: Node, n1: string, a: Node, to: Node, n2: string, b: Node): void {
+    if ((a.isDir && a.lowers.length > 0) || (b.isDir && b.lowers.length > 0)) fail(E.EXDEV);
+    this.copy.copyUp(a, true);
+    this.copy.copyUp(b, true);
+    // A directory landing where a lower entry of that name exists must hide it.
+    if (a.isDir && this.resolver.lowerPositive(to, n2)) native.lsetxattr(this.upperPath(a), XATTR_OPAQUE, Buffer.from('y'), 0);
+    if (b.isDir && this.resolver.lowerPositive(from, n1)) native.lsetxattr(this.upperPath(b), XATTR_OPAQUE, Buffer.from('y'), 0);
+    native.renameat2(this.upperPath(a), this.upperPath(b), native.RENAME_EXCHANGE);
+    this.renameNode(a, from, n1, to, n2);
+    this.renameNode(b, to, n2, from, n1);
+  }
+
+  private renameNode(node: Node, from: Node, n1: string, to: Node, n2: string): void {
+    if (node.parent === from && node.name === n1) {
+      node.parent = to;
+      node.name = n2;
+      return;
+    }
+    const list = this.aliases.get(node);
+    const a = list?.find((x) => x.parent === from && x.name === n1);
+    if (a !== undefined) {
+      a.parent = to;
+      a.name = n2;
+    }
+  }
+
+  link(ctx: RequestContext, nodeid: number, parentId: number, name: string): EntryOut {
+    const node = this.nodes.get(nodeid);
+    const parent = this.dirNode(parentId);
+    if (node.isDir) fail(E.EPERM);
+    this.writable();
+    if (node.unlinked) {
+      // An O_TMPFILE (or unlinked open) file gets its name through its handle;
+      // interning the new name revives the node.
+      const h = [...node.handles].map((id) => this.handles.get(id)).find((x) => x !== undefined);
+      if (h === undefined) fail(E.ENOENT);
+      this.createEntry(ctx, parent, name, false, 0, (p) => native.linkatEmptyPath(h.fd, p));
+      return this.entry(node, this.stat(node));
+    }
+    this.copy.copyUp(node, true);
+    const src = this.upperPath(node);
+    // Interning the new name finds the same real inode, which is `node` itself.
+    const made = this.createEntry(ctx, parent, name, false, 0, (p) => fs.linkSync(src, p));
+    if (made !== node) this.dropIfUnused(made);
+    this.addAlias(node, parent, name);
+    return this.entry(node, this.stat(node));
+  }
+
+  // --- files ------------------------------------------------------------------------
+
+  private addHandle(fd: number, node: Node): number {
+    const fh = this.nextFh++;
+    this.handles.set(fh, { fd, node, backing: false });
+    node.handles.add(fh);
+    return fh;
+  }
+
+  /** Registers the kernel passthrough for a handle; one backing file per node. */
+  private withBacking(node: Node, fh: number, fd: number): OpenOut {
+    if (!this.passthrough || this.channel === null) return { fh, keepCache: true };
+    if (node.backingRefs === 0) {
+      try {
+        node.backingId = this.channel.openBacking(fd);
+      } catch (err) {
+        this.log?.warn({ err: String(err) }, 'passthrough unavailable; serving reads and writes in the daemon');
+        this.passthrough = false;
+        return { fh, keepCache: true };
+      }
+    }
+    node.backingRefs++;
+    this.handles.get(fh)!.backing = true;
+    return { fh, backingId: node.backingId };
+  }
+
+  private openNode(node: Node, flags: number): OpenOut {
+    const acc = flags & O_ACCMODE;
+    const write = acc !== O_RDONLY || (flags & O_TRUNC) !== 0;
+    if (write) {
+      this.writable();
+      if (!node.upper) {
+        // The kernel reopens the backing path itself: a backing on the lower file
+        // cannot serve a writer, so a copy-up while it is open has to wait.
+        if (node.backingRefs > 0) fail(E.EBUSY, 'file open read-only from a lower layer');
+        this.copy.copyUp(node, (flags & O_TRUNC) === 0);
+      }
+    }
+    const path = this.realPath(node);
+    const fd = fs.openSync(path, (write ? O_RDWR : O_RDONLY) | (flags & O_TRUNC));
+    const fh = this.addHandle(fd, node);
+    const st = this.st;
+    native.fstatInto(fd, st);
+    if ((st[ST.MODE] & S_IFMT) !== S_IFREG) return { fh };
+    return this.withBacking(node, fh, fd);
+  }
+
+  open(_ctx: RequestContext, nodeid: number, flags: number): OpenOut {
+    const node = this.nodes.get(nodeid);
+    if (node.isDir) fail(E.EISDIR);
+    return this.openNode(node, flags);
+  }
+
+  private handle(fh: number): Handle {
+    const h = this.handles.get(fh);
+    if (h === undefined) fail(E.EBADF);
+    return h;
+  }
+
+  read(_ctx: RequestContext, _nodeid: number, fh: number, offset: number, size: number, out: Buffer, outOffset: number): number {
+    return fs.readSync(this.handle(fh).fd, out, outOffset, size, offset);
+  }
+
+  write(_ctx: RequestContext, _nodeid: number, fh: number, offset: number, data: Buffer): number {
+    return fs.writeSync(this.handle(fh).fd, data, 0, data.length, offset);
+  }
+
+  release(_ctx: RequestContext, _nodeid: number, fh: number): void {
+    const h = this.handles.get(fh);
+    if (h === undefined) return;
+    this.handles.delete(fh);
+    fs.closeSync(h.fd);
+    const node = h.node;
+    node.handles.delete(fh);
+    if (h.backing && --node.backingRefs === 0) {
+      this.channel?.closeBacking(node.backingId);
+      node.backingId = 0;
+    }
+    if (node.nlookup <= 0 && node.handles.size === 0) this.dropIfUnused(node);
+  }
+
+  fsync(_ctx: RequestContext, _nodeid: number, fh: number, datasync: boolean): void {
+    if (this.cfg.noFsync) return;
+    const fd = this.handle(fh).fd;
+    if (datasync) fs.fdatasyncSync(fd);
+    else fs.fsyncSync(fd);
+  }
+
+  fsyncdir(_ctx: RequestContext, nodeid: number): void {
+    const node = this.nodes.get(nodeid);
+    if (this.cfg.noFsync || !node.upper) return;
+    const fd = fs.openSync(this.upperPath(node), O_RDONLY);
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  fallocate(_ctx: RequestContext, _nodeid: number, fh: number, mode: number, offset: number, length: number): void {
+    native.fallocate(this.handle(fh).fd, mode, offset, length);
+  }
+
+  lseek(_ctx: RequestContext, _nodeid: number, fh: number, offset: number, whence: number): number {
+    const r = native.lseek(this.handle(fh).fd, offset, whence);
+    if (r < 0) fail(E.ENXIO);
+    return r;
+  }
+
+  copyFileRange(_ctx: RequestContext, _a: number, fhIn: number, offIn: number, _b: number, fhOut: number, offOut: number, len: number): number {
+    return native.copyFileRange(this.handle(fhIn).fd, offIn, this.handle(fhOut).fd, offOut, len);
+  }
+
+  // --- directories --------------------------------------------------------------------
+
+  readdir(_ctx: RequestContext, nodeid: number, offset: number): DirEntry[] {
+    const dir = this.dirNode(nodeid);
+    if (offset === 0 || dir.dirCache === null) dir.dirCache = this.listing(dir);
+    return dir.dirCache;
+  }
+
+  statfs(): StatfsOut {
+    const s = fs.statfsSync(this.layers.roots[this.layers.writable ? UPPER : 1]);
+    return { blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, bsize: s.bsize, namelen: NAME_MAX, frsize: s.bsize };
+  }
+
+  access(): void {
+    // default_permissions: the kernel has already checked the mode bits.
+  }
+
+  // --- xattrs -------------------------------------------------------------------------
+
+  getxattr(_ctx: RequestContext, nodeid: number, name: string): Buffer {
+    if (isPrivateXattr(name)) fail(E.ENODATA);
+    const v = native.lgetxattr(this.realPath(this.nodes.get(nodeid)), name);
+    if (v === null) fail(E.ENODATA);
+    return v;
+  }
+
+  listxattr(_ctx: RequestContext, nodeid: number): string[] {
+    return native.llistxattr(this.realPath(this.nodes.get(nodeid))).filter((n) => !isPrivateXattr(n));
+  }
+
+  setxattr(_ctx: RequestContext, nodeid: number, name: string, value: Buffer, flags: number): void {
+    if (isPrivateXattr(name)) fail(E.EPERM);
+    this.writable();
+    const node = this.nodes.get(nodeid);
+    this.copy.copyUp(node, true);
+    native.lsetxattr(this.upperPath(node), name, value, flags);
+  }
+
+  removexattr(_ctx: RequestContext, nodeid: number, name: string): void {
+    if (isPrivateXattr(name)) fail(E.EPERM);
+    this.writable();
+    const node = this.nodes.get(nodeid);
+    if (!node.upper && native.lgetxattr(this.realPath(node), name) === null) fail(E.ENODATA);
+    this.copy.copyUp(node, true);
+    native.lremovexattr(this.upperPath(node), name);
+  }
+}
+

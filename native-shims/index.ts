@@ -1,0 +1,219 @@
+/**
+ * Typed front for the strata_shims native addon: thin wrappers for Linux
+ * syscalls that Node's fs module does not expose.
+ *
+ * Error convention:
+ *  - Throwing functions raise an Error shaped like Node's fs errors:
+ *    message "<CODE>: <strerror>, <syscall> '<path>'", with `code` ('ENOENT'),
+ *    `errno` (negative, -2 for ENOENT, as Node does), `syscall` and, when
+ *    there is one, `path` (and `dest` for two-path calls).
+ *  - Hot-path functions documented as "returns errno" never throw on syscall
+ *    failure: they return 0 on success or a positive errno.
+ *  - Bad argument types always throw a TypeError.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+
+/** Error thrown by the native wrappers (same shape as Node's fs errors). */
+export interface ShimError extends Error {
+  code: string;
+  /** Negative errno, e.g. -2 for ENOENT. */
+  errno: number;
+  syscall: string;
+  path?: string;
+  dest?: string;
+}
+
+/** Result of readdirIno: parallel arrays, one slot per entry including "." and "..". */
+export interface DirEntries {
+  names: string[];
+  /** d_type per entry (DT_* values; DT_UNKNOWN when the filesystem does not report it). */
+  types: Uint8Array;
+  /** d_ino per entry. */
+  inos: Float64Array;
+}
+
+/**
+ * A Float64Array(18) filled by lstatInto/fstatInto; index it with ST:
+ * DEV, INO, MODE, NLINK, UID, GID, RDEV, SIZE, BLKSIZE, BLOCKS,
+ * ATIME, ATIME_NS, MTIME, MTIME_NS, CTIME, CTIME_NS, RDEV_MAJOR, RDEV_MINOR.
+ * DEV and RDEV hold the raw dev_t; RDEV_MAJOR/RDEV_MINOR are its decoded halves.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-interface
+export interface StatArray extends Float64Array {}
+
+/** Indices into a StatArray. */
+export const ST = {
+  DEV: 0,
+  INO: 1,
+  MODE: 2,
+  NLINK: 3,
+  UID: 4,
+  GID: 5,
+  RDEV: 6,
+  SIZE: 7,
+  BLKSIZE: 8,
+  BLOCKS: 9,
+  ATIME: 10,
+  ATIME_NS: 11,
+  MTIME: 12,
+  MTIME_NS: 13,
+  CTIME: 14,
+  CTIME_NS: 15,
+  RDEV_MAJOR: 16,
+  RDEV_MINOR: 17,
+} as const;
+
+/** Number of slots lstatInto/fstatInto require. */
+export const STAT_ARRAY_LENGTH = 18;
+
+/** A fresh StatArray; allocate once and reuse it on hot paths. */
+export function newStatArray(): StatArray {
+  return new Float64Array(STAT_ARRAY_LENGTH);
+}
+
+interface NativeShims {
+  mount(source: string, target: string, fstype: string, flags: number, data: string): void;
+  umount2(target: string, flags: number): void;
+  fuseBackingOpen(devFd: number, backingFd: number): number;
+  fuseBackingClose(devFd: number, backingId: number): void;
+  fuseClone(newFd: number, sessionFd: number): void;
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  lstatInto(path: string, out: Float64Array): number;
+  fstatInto(fd: number, out: Float64Array): number;
+  lgetxattr(path: string, name: string): Buffer | null;
+  lsetxattr(path: string, name: string, value: Uint8Array, flags: number): void;
+  llistxattr(path: string): string[];
+  lremovexattr(path: string, name: string): void;
+  fgetxattr(fd: number, name: string): Buffer | null;
+  fsetxattr(fd: number, name: string, value: Uint8Array, flags: number): void;
+  flistxattr(fd: number): string[];
+  renameat2(oldPath: string, newPath: string, flags: number): void;
+  utimensat(path: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number, flags: number): void;
+  futimens(fd: number, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
+  lseek(fd: number, offset: number, whence: number): number;
+  copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number): number;
+  ficlone(destFd: number, srcFd: number): void;
+  fallocate(fd: number, mode: number, offset: number, len: number): void;
+  linkatEmptyPath(fd: number, newPath: string): void;
+  readdirIno(path: string): DirEntries;
+  umask(mask: number): number;
+}
+
+// This file runs both compiled (dist/native-shims/index.js) and from source
+// (native-shims/index.ts, e.g. under ts-node), so try both layouts.
+const CANDIDATES = [
+  path.resolve(__dirname, '../../native-shims/build/Release/strata_shims.node'),
+  path.resolve(__dirname, './build/Release/strata_shims.node'),
+];
+
+function loadNative(): NativeShims {
+  for (const candidate of CANDIDATES) {
+    if (fs.existsSync(candidate)) {
+      return require(candidate) as NativeShims;
+    }
+  }
+  throw new Error(`strata_shims native addon not found (run 'make native'); looked in: ${CANDIDATES.join(', ')}`);
+}
+
+const native: NativeShims = loadNative();
+
+/** mount(2). `data` "" passes NULL options. Errors carry path=source, dest=target. */
+export const mount: NativeShims['mount'] = native.mount;
+/** umount2(2); flags MNT_FORCE / MNT_DETACH. */
+export const umount2: NativeShims['umount2'] = native.umount2;
+/** FUSE_DEV_IOC_BACKING_OPEN: register backingFd for passthrough; returns the backing id (> 0). */
+export const fuseBackingOpen: NativeShims['fuseBackingOpen'] = native.fuseBackingOpen;
+/** FUSE_DEV_IOC_BACKING_CLOSE: release a backing id. */
+export const fuseBackingClose: NativeShims['fuseBackingClose'] = native.fuseBackingClose;
+/** FUSE_DEV_IOC_CLONE: attach a freshly opened /dev/fuse fd to an existing session. */
+export const fuseClone: NativeShims['fuseClone'] = native.fuseClone;
+/** mknod(path, mode, makedev(major, minor)); mode includes the S_IF* type bits. */
+export const mknod: NativeShims['mknod'] = native.mknod;
+/** lstat into `out` (length >= 18, see ST). Returns errno: 0 ok, else positive errno; never throws on syscall failure. */
+export const lstatInto: NativeShims['lstatInto'] = native.lstatInto;
+/** fstat into `out` (length >= 18, see ST). Returns errno like lstatInto. */
+export const fstatInto: NativeShims['fstatInto'] = native.fstatInto;
+/** lgetxattr; null when the attribute is absent (ENODATA) or unsupported (ENOTSUP). */
+export const lgetxattr: NativeShims['lgetxattr'] = native.lgetxattr;
+/** lsetxattr; flags 0, XATTR_CREATE or XATTR_REPLACE. */
+export const lsetxattr: NativeShims['lsetxattr'] = native.lsetxattr;
+/** llistxattr; [] when there are none or the filesystem lacks xattrs. */
+export const llistxattr: NativeShims['llistxattr'] = native.llistxattr;
+/** lremovexattr. */
+export const lremovexattr: NativeShims['lremovexattr'] = native.lremovexattr;
+/** fgetxattr (needed for O_TMPFILE files, which have no path); null on ENODATA/ENOTSUP. */
+export const fgetxattr: NativeShims['fgetxattr'] = native.fgetxattr;
+/** fsetxattr; flags 0, XATTR_CREATE or XATTR_REPLACE. */
+export const fsetxattr: NativeShims['fsetxattr'] = native.fsetxattr;
+/** flistxattr; [] when there are none or unsupported. */
+export const flistxattr: NativeShims['flistxattr'] = native.flistxattr;
+/** renameat2(AT_FDCWD, old, AT_FDCWD, new, flags); RENAME_NOREPLACE / EXCHANGE / WHITEOUT. */
+export const renameat2: NativeShims['renameat2'] = native.renameat2;
+/** utimensat(AT_FDCWD, ...); nsec may be UTIME_NOW / UTIME_OMIT; flags may be AT_SYMLINK_NOFOLLOW. */
+export const utimensat: NativeShims['utimensat'] = native.utimensat;
+/** futimens; nsec may be UTIME_NOW / UTIME_OMIT. */
+export const futimens: NativeShims['futimens'] = native.futimens;
+/** lseek with 64-bit offsets (incl. SEEK_DATA / SEEK_HOLE); returns -1 instead of throwing on ENXIO. */
+export const lseek: NativeShims['lseek'] = native.lseek;
+/** copy_file_range with explicit offsets (file positions untouched); returns bytes copied (0 at EOF). */
+export const copyFileRange: NativeShims['copyFileRange'] = native.copyFileRange;
+/** ioctl(destFd, FICLONE, srcFd); EOPNOTSUPP / EXDEV / EINVAL are normal on ext4, so callers fall back. */
+export const ficlone: NativeShims['ficlone'] = native.ficlone;
+/** fallocate; mode FALLOC_FL_KEEP_SIZE / FALLOC_FL_PUNCH_HOLE. */
+export const fallocate: NativeShims['fallocate'] = native.fallocate;
+/** linkat(fd, "", AT_FDCWD, newPath, AT_EMPTY_PATH): give an O_TMPFILE file a name. */
+export const linkatEmptyPath: NativeShims['linkatEmptyPath'] = native.linkatEmptyPath;
+/** Every directory entry including "." and ".." with d_type and d_ino. Throws on error (syscall 'opendir'/'readdir'). */
+export const readdirIno: NativeShims['readdirIno'] = native.readdirIno;
+/** umask(2); returns the previous mask. */
+export const umask: NativeShims['umask'] = native.umask;
+
+// mount(2) flags
+export const MS_RDONLY = 1;
+export const MS_NOSUID = 2;
+export const MS_NODEV = 4;
+export const MS_NOEXEC = 8;
+export const MS_NOATIME = 1024;
+export const MS_NODIRATIME = 2048;
+export const MS_RELATIME = 1 << 21;
+export const MS_LAZYTIME = 1 << 25;
+
+// umount2(2) flags
+export const MNT_FORCE = 1;
+export const MNT_DETACH = 2;
+
+// renameat2(2) flags
+export const RENAME_NOREPLACE = 1;
+export const RENAME_EXCHANGE = 2;
+export const RENAME_WHITEOUT = 4;
+
+// setxattr(2) flags
+export const XATTR_CREATE = 1;
+export const XATTR_REPLACE = 2;
+
+// utimensat(2)
+export const UTIME_NOW = (1 << 30) - 1;
+export const UTIME_OMIT = (1 << 30) - 2;
+export const AT_SYMLINK_NOFOLLOW = 0x100;
+
+// lseek(2)
+export const SEEK_DATA = 3;
+export const SEEK_HOLE = 4;
+
+// fallocate(2)
+export const FALLOC_FL_KEEP_SIZE = 1;
+export const FALLOC_FL_PUNCH_HOLE = 2;
+
+// open(2): includes O_DIRECTORY, as the kernel requires; combine with O_RDWR or O_WRONLY.
+export const O_TMPFILE = 0o20200000;
+
+// d_type values
+export const DT_UNKNOWN = 0;
+export const DT_FIFO = 1;
+export const DT_CHR = 2;
+export const DT_DIR = 4;
+export const DT_BLK = 6;
+export const DT_REG = 8;
+export const DT_LNK = 10;
+export const DT_SOCK = 12;

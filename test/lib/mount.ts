@@ -1,0 +1,143 @@
+// Mounting the union under test (strata-mount) and the kernel overlayfs oracle.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { run } from './exec';
+import { isMounted, listMounts, sleepMs, unmount, unmountUnder } from './mounts';
+import { TEST_ROOT, TestLike } from './workspace';
+
+export { unmount, isMounted } from './mounts';
+
+export interface MountSpec {
+  /** lower layers, topmost first (same order as lowerdir=) */
+  lowers: string[];
+  upper?: string;
+  work?: string;
+  mnt: string;
+  /** extra comma-separated -o options */
+  extraOpts?: string[];
+}
+
+/** Repository root (directory holding package.json + Makefile), found upwards from this file. */
+export function repoRoot(): string {
+  let d = __dirname;
+  for (;;) {
+    if (fs.existsSync(path.join(d, 'package.json')) && fs.existsSync(path.join(d, 'Makefile'))) return d;
+    const up = path.dirname(d);
+    if (up === d) return path.resolve(__dirname, '..', '..', '..');
+    d = up;
+  }
+}
+
+/** The mount program under test: $STRATA_MOUNT_PROGRAM or <repo>/bin/strata-mount. */
+export function strataProgram(): string {
+  return process.env.STRATA_MOUNT_PROGRAM || path.join(repoRoot(), 'bin', 'strata-mount');
+}
+
+/** Kernel overlay options used for the oracle (redirect_dir=on so lower dirs can be renamed). */
+export const KERNEL_OPTS = ['redirect_dir=on', 'index=off', 'metacopy=off', 'xino=off'];
+
+function layerOpts(spec: MountSpec): string[] {
+  const o = [`lowerdir=${spec.lowers.join(':')}`];
+  if (spec.upper) {
+    if (!spec.work) throw new Error('upperdir requires workdir');
+    o.push(`upperdir=${spec.upper}`, `workdir=${spec.work}`);
+  }
+  return o;
+}
+
+function waitMounted(mnt: string, ms: number): boolean {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (isMounted(mnt)) return true;
+    sleepMs(20);
+  }
+  return isMounted(mnt);
+}
+
+function registerUnmount(t: TestLike | undefined, mnt: string): void {
+  if (!t) return;
+  t.teardown(() => {
+    try {
+      unmount(mnt);
+    } catch (e) {
+      console.error(`# unmount of ${mnt} failed: ${String(e)}`);
+    }
+  });
+}
+
+/** Mount the union under test. Throws with the program's stderr if it fails or the mount never appears. */
+export function mountStrata(t: TestLike | undefined, spec: MountSpec): void {
+  const prog = strataProgram();
+  fs.mkdirSync(spec.mnt, { recursive: true });
+  const opts = [...layerOpts(spec), ...(spec.extraOpts ?? [])].join(',');
+  registerUnmount(t, spec.mnt);
+  const r = run(prog, ['-o', opts, spec.mnt], { timeout: 30_000 });
+  if (r.status !== 0) {
+    throw new Error(`${prog} -o ${opts} ${spec.mnt} exited ${r.status}: ${r.stderr.trim()}`);
+  }
+  if (!waitMounted(spec.mnt, 10_000)) {
+    throw new Error(`${prog} exited 0 but ${spec.mnt} is not mounted`);
+  }
+}
+
+/** Mount kernel overlayfs as the oracle. */
+export function mountKernelOverlay(t: TestLike | undefined, spec: MountSpec): void {
+  fs.mkdirSync(spec.mnt, { recursive: true });
+  const opts = [...layerOpts(spec), ...KERNEL_OPTS, ...(spec.extraOpts ?? [])].join(',');
+  registerUnmount(t, spec.mnt);
+  const r = run('mount', ['-t', 'overlay', 'overlay', '-o', opts, spec.mnt]);
+  if (r.status !== 0) {
+    throw new Error(`mount -t overlay -o ${opts} ${spec.mnt} failed: ${r.stderr.trim()}`);
+  }
+}
+
+/** Lazily unmount every fuse/overlay mount below /tmp/strata-test left by a crashed run and delete leftovers. */
+export function clearStaleMounts(): { unmounted: string[]; removed: string[] } {
+  const prefix = TEST_ROOT + '/';
+  const stale = listMounts()
+    .filter((m) => m.mountPoint.startsWith(prefix) && (m.fsType === 'overlay' || m.fsType.startsWith('fuse')))
+    .map((m) => m.mountPoint);
+  unmountUnder(TEST_ROOT);
+  const removed: string[] = [];
+  if (fs.existsSync(TEST_ROOT)) {
+    for (const name of fs.readdirSync(TEST_ROOT)) {
+      const p = path.join(TEST_ROOT, name);
+      try {
+        fs.rmSync(p, { recursive: true, force: true });
+        removed.push(p);
+      } catch (e) {
+        console.error(`# could not remove stale ${p}: ${String(e)}`);
+      }
+    }
+  }
+  return { unmounted: stale, removed };
+}
+
+export interface Capabilities {
+  fuse: boolean;
+  overlay: boolean;
+  root: boolean;
+}
+
+export function capabilities(): Capabilities {
+  let overlay = false;
+  try {
+    overlay = /\toverlay$/m.test(fs.readFileSync('/proc/filesystems', 'utf8'));
+  } catch {
+    overlay = false;
+  }
+  if (!overlay) overlay = run('modprobe', ['overlay']).status === 0 && /\toverlay$/m.test(fs.readFileSync('/proc/filesystems', 'utf8'));
+  return { fuse: fs.existsSync('/dev/fuse'), overlay, root: process.getuid?.() === 0 };
+}
+
+/**
+ * Returns a reason string when the machine lacks what the test needs (skip), or null.
+ * Absence of the program under test is NOT a reason to skip: that must fail.
+ */
+export function missingCapability(needs: { fuse?: boolean; overlay?: boolean }): string | null {
+  const c = capabilities();
+  if (!c.root) return 'tests need root (mount, mknod, trusted.* xattrs)';
+  if (needs.fuse && !c.fuse) return '/dev/fuse is not present';
+  if (needs.overlay && !c.overlay) return 'kernel overlayfs is not available (/proc/filesystems)';
+  return null;
+}

@@ -1,0 +1,66 @@
+// Mount table inspection and robust unmounting.
+import * as fs from 'node:fs';
+import { run } from './exec';
+
+export interface MountInfo {
+  mountPoint: string;
+  fsType: string;
+  source: string;
+}
+
+function unescapeMountField(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+export function listMounts(): MountInfo[] {
+  const text = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+  const out: MountInfo[] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const [pre, post] = line.split(' - ');
+    if (!pre || !post) continue;
+    const f = pre.split(' ');
+    const g = post.split(' ');
+    out.push({ mountPoint: unescapeMountField(f[4] ?? ''), fsType: g[0] ?? '', source: unescapeMountField(g[1] ?? '') });
+  }
+  return out;
+}
+
+export function isMounted(mnt: string): boolean {
+  return listMounts().some((m) => m.mountPoint === mnt);
+}
+
+export function sleepMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Unmount `mnt` (all stacked mounts on it): plain umount with a few retries, then lazy. Never throws. */
+export function unmount(mnt: string): void {
+  for (let i = 0; i < 50 && isMounted(mnt); i++) {
+    const r = run('umount', [mnt]);
+    if (r.status === 0) continue;
+    if (i >= 4) {
+      run('umount', ['-l', mnt]);
+      const m = listMounts().find((x) => x.mountPoint === mnt);
+      if (m && m.fsType.startsWith('fuse')) run('fusermount3', ['-uz', mnt]);
+    } else {
+      sleepMs(100);
+    }
+  }
+}
+
+/** Lazily unmount everything mounted at or below `dir`, deepest first. */
+export function unmountUnder(dir: string): void {
+  const prefix = dir.endsWith('/') ? dir : dir + '/';
+  const victims = listMounts()
+    .map((m) => m.mountPoint)
+    .filter((p) => p === dir || p.startsWith(prefix))
+    .sort((a, b) => b.length - a.length);
+  for (const p of victims) {
+    const r = run('umount', [p]);
+    if (r.status !== 0) {
+      run('umount', ['-l', p]);
+      run('fusermount3', ['-uz', p]);
+    }
+  }
+}

@@ -1,0 +1,39 @@
+// Per-test temporary workspaces under /tmp/strata-test/<random>.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as crypto from 'node:crypto';
+import { unmountUnder } from './mounts';
+
+export const TEST_ROOT = '/tmp/strata-test';
+
+/** Minimal subset of the tap Test object the helpers need. */
+export interface TestLike {
+  teardown(fn: () => unknown): void;
+  comment(...args: unknown[]): void;
+}
+
+/**
+ * Create a fresh workspace directory (mode 0755 so unprivileged test users can traverse it)
+ * and register its removal. Teardowns run LIFO, so mounts registered later are unmounted first;
+ * removal additionally lazily unmounts anything still mounted below the workspace.
+ */
+export function makeWorkspace(t: TestLike, label = 'ws'): string {
+  fs.mkdirSync(TEST_ROOT, { recursive: true, mode: 0o755 });
+  fs.chmodSync(TEST_ROOT, 0o755);
+  const dir = path.join(TEST_ROOT, `${label}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
+  fs.mkdirSync(dir, { mode: 0o755 });
+  fs.chmodSync(dir, 0o755);
+  t.teardown(() => removeWorkspace(dir));
+  return dir;
+}
+
+export function removeWorkspace(dir: string): void {
+  try {
+    unmountUnder(dir);
+    if (process.env.STRATA_KEEP_WORKSPACE) return;
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+  } catch (e) {
+    // teardown must never throw (a throwing teardown cancels the remaining ones)
+    console.error(`# workspace cleanup of ${dir} failed: ${String(e)}`);
+  }
+}

@@ -1,0 +1,76 @@
+// Differential copy-up tests: each operation on a lower entry must copy it up exactly like kernel overlayfs
+// (content, mode, owner, ns timestamps, xattrs, sparse holes, st_ino) and leave an identical upper dir.
+import t from 'tap';
+import { missingCapability } from './lib/mount';
+import { Pair } from './lib/pair';
+import { stdLayers, xattrWhiteoutLayers } from './lib/fixtures';
+
+const why = missingCapability({ fuse: true, overlay: true });
+if (why) {
+  t.comment(`skipping: ${why}`);
+  t.plan(0, why);
+} else {
+  // [name, script]; the script runs in both mountpoints, output must match, then merged + upper dirs must match
+  const cases: Array<[string, string]> = [
+    ['write (append) to a lower file', 'echo more >> a.txt && cat a.txt && stat -c "%a %u %g %s" a.txt'],
+    ['overwrite a lower file in a nested dir (parents copied up)', 'echo new > d1/sub/z && cat d1/sub/z && stat -c "%a %u %g" d1 d1/sub'],
+    ['truncate a lower file', 'truncate -s 3 d1/x && cat d1/x; echo; truncate -s 100 m.txt && stat -c %s m.txt && od -c m.txt | tail -3'],
+    ['chmod a lower file and a lower dir', 'chmod 0751 top.txt && chmod 0700 d1/sub && stat -c "%a %n" top.txt d1/sub d1'],
+    ['chmod a setuid file keeps/clears bits like the kernel', 'chmod g+w suid && stat -c %a suid && echo >> suid && stat -c %a suid'],
+    ['chown a lower file, a dir and a symlink (-h)', 'chown 1000:1000 m.txt && chown 1234:5678 mdir && chown -h 1000:1000 sym && stat -c "%u:%g %n" m.txt mdir sym a.txt'],
+    ['touch with ns timestamps on lower file, dir and symlink', 'touch -m -d "2001-02-03 04:05:06.123456789" a.txt d1 && touch -h -m -d "2002-01-01 00:00:00.000000001" sym && stat -c "%y %n" a.txt d1 sym'],
+    ['touch (now) copies up and updates mtime', 'touch top.txt && cat top.txt'],
+    ['setxattr / removexattr on lower file and dir (other xattrs preserved)', 'setfattr -n user.new -v val x.txt && setfattr -x user.foo x.txt && setfattr -n user.d2 -v 2 xdir && getfattr -d -m user. -e hex x.txt xdir'],
+    ['setxattr on a file copies up an xattr-less lower file', 'setfattr -n user.k -v v top.txt && getfattr -d -m - top.txt'],
+    ['link(2) of a lower file copies it up; both names share st_ino, nlink 2', 'ln top.txt top-link && [ $(stat -c %i top.txt) = $(stat -c %i top-link) ] && stat -c "%h %n" top.txt top-link'],
+    ['O_APPEND write', 'python3 -c "import os; fd=os.open(\'m.txt\', os.O_WRONLY|os.O_APPEND); os.write(fd, b\'appended\\n\'); os.close(fd)" && cat m.txt'],
+    ['read-write open without writing copies up like the kernel', 'python3 -c "import os; os.close(os.open(\'c.txt\', os.O_RDWR))" && cat c.txt'],
+    ['copy-up of a fifo, a char device and a symlink (chown)', 'chown 7:7 fifo null && chown -h 7:7 dangling && stat -c "%F %t:%T %u %n" fifo null dangling'],
+    ['write into a file in a read-only (0555) lower dir', 'echo more >> rodir/f && cat rodir/f && stat -c %a rodir rodir/f'],
+    ['copy-up of a file inside a layer-opaque dir', 'echo q2 >> d2/q && ls -a d2 && cat d2/p 2>&1; true'],
+    ['copy-up of the deep file creates all parents', 'echo x >> deep/a/b/c/d/e/f.txt && stat -c "%a %n" deep deep/a/b/c/d/e'],
+    ['truncate to 0 of a hardlinked lower file (index=off breaks the link like the kernel)', 'truncate -s 0 hl1 && stat -c "%s %h" hl1 hl2 && cat hl2 && [ $(stat -c %i hl1) = $(stat -c %i hl2) ] && echo same-ino || echo diff-ino'],
+  ];
+  for (const [name, script] of cases) {
+    t.test(name, async (t) => {
+      const p = new Pair(t, { lowers: stdLayers() });
+      p.same(t, script);
+      p.checkAll(t);
+    });
+  }
+
+  t.test('copy-up of a dir carrying opaque=x (xattr whiteouts) keeps the whiteouts effective, does not copy overlay xattrs', async (t) => {
+    const p = new Pair(t, { lowers: xattrWhiteoutLayers() });
+    p.same(t, 'touch xw/new xw/sub/new && ls -a xw xw/sub && cat xw/w1 xw/sub/s1 2>&1; echo x > gone; cat gone; true');
+    p.checkAll(t);
+  });
+
+  t.test('st_ino is stable across copy-up (files, dirs, symlinks)', async (t) => {
+    const p = new Pair(t, { lowers: stdLayers() });
+    const script =
+      'for f in a.txt d1 d1/sub/z sym fifo x.txt; do b=$(stat -c %i $f); case $f in sym) chown -h 1:1 $f;; *) chown 1:1 $f;; esac; ' +
+      'a=$(stat -c %i $f); [ "$a" = "$b" ] && echo "$f stable" || echo "$f changed"; done';
+    const r = p.same(t, script);
+    const s = p.sh(script).s;
+    t.notMatch(s.stdout, /changed/, 'strata keeps st_ino');
+    void r;
+    // st_ino also survives a remount after copy-up
+    const before = p.sh('stat -c "%i %n" a.txt d1 d1/sub/z');
+    p.remount();
+    const after = p.sh('stat -c "%i %n" a.txt d1 d1/sub/z');
+    t.equal(after.s.stdout, before.s.stdout, 'strata st_ino stable across remount');
+    t.equal(after.k.stdout, before.k.stdout, 'kernel st_ino stable across remount');
+  });
+
+  t.test('sparse file copy-up preserves holes', async (t) => {
+    const p = new Pair(t, { lowers: stdLayers() });
+    p.same(t, 'chmod 600 sparse.bin && stat -c %s sparse.bin && dd if=sparse.bin bs=1 skip=33554432 count=6 2>/dev/null; echo');
+    p.checkMerged(t);
+    p.unmount();
+    for (const [label, upper] of [['kernel', p.k.upper], ['strata', p.s.upper]] as const) {
+      const st = require('node:fs').statSync(`${upper}/sparse.bin`) as import('node:fs').Stats;
+      t.ok(st.blocks * 512 < 4 * 1024 * 1024, `${label}: upper copy is sparse (${st.blocks * 512} bytes allocated of ${st.size})`);
+    }
+    t.same(p.upperDiff(), [], 'upper dirs equal');
+  });
+}
