@@ -76,7 +76,44 @@ export function randomLayers(seed: number): Entry[][] {
     }
     layers.push(entries);
   }
-  return layers;
+  return dropLowestWhiteouts(layers);
+}
+
+/**
+ * Kernel quirk avoided on purpose: whiteouts in the lowest layer that contributes to a merged dir (e.g. inside a
+ * dir that is opaque in the same layer) are not filtered from readdir by the kernel (they show up as entries whose
+ * lookup fails with ENOENT). Real overlay uppers never contain such whiteouts, so the generator removes them.
+ */
+function dropLowestWhiteouts(layers: Entry[][]): Entry[][] {
+  for (;;) {
+    const kind = layers.map((l) => new Map(l.map((e) => [e.path, e.type === 'hardlink' ? 'file' : e.type])));
+    // layers (indices, top first) merged into directory `dir`
+    const layersOf = (dir: string): number[] => {
+      if (dir === '') return layers.map((_, i) => i);
+      const parent = dir.includes('/') ? dir.slice(0, dir.lastIndexOf('/')) : '';
+      const out: number[] = [];
+      for (const i of layersOf(parent)) {
+        const k = kind[i]!.get(dir);
+        if (k === undefined) continue;
+        if (k !== 'dir' && k !== 'opaque') break;
+        out.push(i);
+        if (k === 'opaque') break;
+      }
+      return out;
+    };
+    let removed = false;
+    layers = layers.map((l, i) =>
+      l.filter((e) => {
+        if (e.type !== 'whiteout') return true;
+        const parent = e.path.includes('/') ? e.path.slice(0, e.path.lastIndexOf('/')) : '';
+        const ls = layersOf(parent);
+        const keep = !ls.includes(i) || ls[ls.length - 1] !== i;
+        if (!keep) removed = true;
+        return keep;
+      }),
+    );
+    if (!removed) return layers;
+  }
 }
 
 export function randomOps(seed: number, n: number): Op[] {
