@@ -12,7 +12,7 @@ import { diffSnapshots, ignoreKernelPrivate, snapshot } from './lib/snapshot';
 import { makeWorkspace } from './lib/workspace';
 import { Op, applyOp, isDir, randomLayers, randomOps } from './lib/random-ops';
 import { run } from './lib/exec';
-import { unmountUnder } from './lib/mounts';
+import { rmTree, unmountUnder } from './lib/mounts';
 
 interface Outcome {
   /** index of the first op whose result differed, or -1 */
@@ -94,7 +94,7 @@ if (why) {
         return out;
       } finally {
         unmountUnder(root);
-        if (!keep) fs.rmSync(root, { recursive: true, force: true });
+        if (!keep) rmTree(root);
       }
     };
 

@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { run } from './exec';
-import { isMounted, listMounts, sleepMs, unmount, unmountUnder } from './mounts';
+import { isMounted, listMounts, rmTree, sleepMs, unmount, unmountUnder } from './mounts';
 import { TEST_ROOT, TestLike } from './workspace';
 
 export { unmount, isMounted } from './mounts';
@@ -91,26 +91,51 @@ export function mountKernelOverlay(t: TestLike | undefined, spec: MountSpec): vo
   }
 }
 
-/** Lazily unmount every fuse/overlay mount below /tmp/strata-test left by a crashed run and delete leftovers. */
+/** pid embedded in a workspace name (`<label>-<pid>-<hex>`), if any */
+function ownerPid(workspaceName: string): number | null {
+  const m = /-(\d+)-[0-9a-f]+$/.exec(workspaceName);
+  return m ? Number(m[1]) : null;
+}
+
+function alive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Lazily unmount every fuse/overlay mount below /tmp/strata-test left by a crashed run and delete leftovers.
+ * Workspaces whose creating process is still alive (a concurrent run) are left alone.
+ */
 export function clearStaleMounts(): { unmounted: string[]; removed: string[] } {
   const prefix = TEST_ROOT + '/';
+  const unmounted: string[] = [];
+  const removed: string[] = [];
+  if (!fs.existsSync(TEST_ROOT)) return { unmounted, removed };
+  const isLive = (name: string) => {
+    const pid = ownerPid(name);
+    return pid !== null && alive(pid);
+  };
   const stale = listMounts()
     .filter((m) => m.mountPoint.startsWith(prefix) && (m.fsType === 'overlay' || m.fsType.startsWith('fuse')))
-    .map((m) => m.mountPoint);
-  unmountUnder(TEST_ROOT);
-  const removed: string[] = [];
-  if (fs.existsSync(TEST_ROOT)) {
-    for (const name of fs.readdirSync(TEST_ROOT)) {
-      const p = path.join(TEST_ROOT, name);
-      try {
-        fs.rmSync(p, { recursive: true, force: true });
-        removed.push(p);
-      } catch (e) {
-        console.error(`# could not remove stale ${p}: ${String(e)}`);
-      }
+    .filter((m) => !isLive(m.mountPoint.slice(prefix.length).split('/')[0] ?? ''));
+  for (const m of stale) unmounted.push(m.mountPoint);
+  for (const name of fs.readdirSync(TEST_ROOT)) {
+    if (isLive(name)) continue;
+    const p = path.join(TEST_ROOT, name);
+    unmountUnder(p);
+    try {
+      rmTree(p);
+      removed.push(p);
+    } catch (e) {
+      console.error(`# could not remove stale ${p}: ${String(e)}`);
     }
   }
-  return { unmounted: stale, removed };
+  return { unmounted, removed };
 }
 
 export interface Capabilities {

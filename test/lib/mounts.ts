@@ -64,3 +64,12 @@ export function unmountUnder(dir: string): void {
     }
   }
 }
+
+/**
+ * Remove a tree with rm(1): unlike fs.rmSync it copes with paths longer than PATH_MAX (deep-path tests), and
+ * --one-file-system keeps it from descending into anything still mounted below.
+ */
+export function rmTree(p: string): void {
+  const r = run('rm', ['-rf', '--one-file-system', '--', p]);
+  if (r.status !== 0) throw new Error(`rm -rf ${p}: ${r.stderr.trim()}`);
+}

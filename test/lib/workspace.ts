@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
-import { unmountUnder } from './mounts';
+import { rmTree, unmountUnder } from './mounts';
 
 export const TEST_ROOT = '/tmp/strata-test';
 
@@ -31,7 +31,7 @@ export function removeWorkspace(dir: string): void {
   try {
     unmountUnder(dir);
     if (process.env.STRATA_KEEP_WORKSPACE) return;
-    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+    rmTree(dir);
   } catch (e) {
     // teardown must never throw (a throwing teardown cancels the remaining ones)
     console.error(`# workspace cleanup of ${dir} failed: ${String(e)}`);
