@@ -98,6 +98,7 @@ interface NativeShims {
   linkatEmptyPath(fd: number, newPath: string): void;
   readdirIno(path: string): DirEntries;
   umask(mask: number): number;
+  flock(fd: number, operation: number): number;
 }
 
 // This file runs both compiled (dist/native-shims/index.js) and from source
@@ -168,6 +169,12 @@ export const linkatEmptyPath: NativeShims['linkatEmptyPath'] = native.linkatEmpt
 export const readdirIno: NativeShims['readdirIno'] = native.readdirIno;
 /** umask(2); returns the previous mask. */
 export const umask: NativeShims['umask'] = native.umask;
+/** flock(2); returns 0 or a positive errno (EWOULDBLOCK when LOCK_NB and held elsewhere). */
+export const flock: NativeShims['flock'] = native.flock;
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
 
 // mount(2) flags
 export const MS_RDONLY = 1;

@@ -50,6 +50,10 @@ export class CopyUp {
     const err = native.lstatInto(src, st);
     if (err !== 0) throw Object.assign(new Error(`copy-up source ${src} vanished`), { errno: -err });
     const tmp = this.tmpName();
+    // A copy-up is not a change anyone made: the parent keeps its times (as overlayfs does).
+    const parentDir = dst.slice(0, dst.lastIndexOf('/'));
+    const pst = native.newStatArray();
+    native.lstatInto(parentDir, pst);
     try {
       this.build(src, tmp, st, withData);
       native.renameat2(tmp, dst, native.RENAME_NOREPLACE);
@@ -57,6 +61,7 @@ export class CopyUp {
       fs.rmSync(tmp, { recursive: true, force: true });
       throw e;
     }
+    native.utimensat(parentDir, pst[ST.ATIME], pst[ST.ATIME_NS], pst[ST.MTIME], pst[ST.MTIME_NS], 0);
     const up = native.newStatArray();
     native.lstatInto(dst, up);
     node.upper = true;

@@ -20,6 +20,8 @@ export class Node {
   backingRefs = 0;
   /** Open handles, for fstat of unlinked files. */
   readonly handles = new Set<number>();
+  /** A hard-linked lower file: one node per name, as overlayfs without an index. */
+  unshared = false;
   /** The merged listing served to READDIR at offsets > 0. */
   dirCache: import('../fuse/filesystem').DirEntry[] | null = null;
 
@@ -58,6 +60,8 @@ export class Node {
 export class NodeTable {
   private readonly byId = new Map<number, Node>();
   private readonly byReal = new Map<number, Node>();
+  /** Nodes of hard-linked lower files, by parent id and name. */
+  private readonly byName = new Map<string, Node>();
   private nextId = 2;
   readonly root: Node;
 
@@ -100,12 +104,47 @@ export class NodeTable {
     return node;
   }
 
-  /** After a copy-up the node's real inode changed; it keeps its st_ino. */
+  /** A hard-linked lower file seen under parent/name: its own node per name, so a
+   *  copy-up of one name breaks the link as overlayfs (index=off) does. */
+  internUnshared(parent: Node, name: string, lowers: LowerRef[], realKey: number): Node {
+    const key = nameKey(parent, name);
+    const existing = this.byName.get(key);
+    if (existing !== undefined && existing.realKey === realKey && !existing.upper) {
+      existing.lowers = lowers;
+      return existing;
+    }
+    const node = new Node(this.nextId++, this.layers.unionIno(realKey), parent, name, false, false, lowers, realKey);
+    node.unshared = true;
+    this.byId.set(node.id, node);
+    this.byName.set(key, node);
+    return node;
+  }
+
+  /** After a copy-up the node's real inode changed; it keeps its st_ino, except a
+   *  broken-off hard link, which overlayfs reports by its new inode. */
   rekey(node: Node, realKey: number): void {
     if (this.byReal.get(node.realKey) === node) this.byReal.delete(node.realKey);
+    if (node.unshared) {
+      this.unname(node);
+      node.unshared = false;
+      node.ino = this.layers.unionIno(realKey);
+    } else {
+      this.layers.rememberOrigin(realKey, node.ino);
+    }
     node.realKey = realKey;
-    this.layers.rememberOrigin(realKey, node.ino);
     this.byReal.set(realKey, node);
+  }
+
+  /** Gives a node a new primary name (rename). */
+  move(node: Node, parent: Node, name: string): void {
+    if (node.unshared) this.unname(node);
+    node.parent = parent;
+    node.name = name;
+    if (node.unshared) this.byName.set(nameKey(parent, name), node);
+  }
+
+  private unname(node: Node): void {
+    if (node.parent !== null && this.byName.get(nameKey(node.parent, node.name)) === node) this.byName.delete(nameKey(node.parent, node.name));
   }
 
   forget(id: number, nlookup: number): Node | undefined {
@@ -120,11 +159,13 @@ export class NodeTable {
   /** Removes a node nothing references any more. */
   drop(n: Node): void {
     this.byId.delete(n.id);
+    if (n.unshared) this.unname(n);
     if (this.byReal.get(n.realKey) === n) this.byReal.delete(n.realKey);
   }
 
   /** Marks a node whose name went away (unlink, rmdir, overwritten by rename). */
   detach(n: Node): void {
+    if (n.unshared) this.unname(n);
     n.unlinked = true;
     if (this.byReal.get(n.realKey) === n) this.byReal.delete(n.realKey);
     if (n.nlookup <= 0 && n.handles.size === 0 && n !== this.root) this.byId.delete(n.id);
@@ -132,7 +173,11 @@ export class NodeTable {
 
   /** Finds a live node by its primary name (used to update nodes on rename/unlink). */
   findChild(parent: Node, name: string, realKey: number): Node | undefined {
-    const n = this.byReal.get(realKey);
+    const n = this.byReal.get(realKey) ?? this.byName.get(nameKey(parent, name));
     return n !== undefined && n.parent === parent && n.name === name ? n : undefined;
   }
+}
+
+function nameKey(parent: Node, name: string): string {
+  return parent.id + '/' + name;
 }

@@ -12,7 +12,7 @@ import { WH_OPAQUE, WH_PREFIX, XATTR_WHITEOUT, isCharWhiteout, opaqueValue } fro
 const E = os.constants.errno;
 const { ST, DT_CHR, DT_REG, DT_DIR } = native;
 
-export function mergedListing(layers: LayerStack, dir: Node): DirEntry[] {
+export function mergedListing(layers: LayerStack, dir: Node, opts: { xattrWhiteouts?: boolean } = {}): DirEntry[] {
   const out: DirEntry[] = [
     { name: '.', ino: dir.ino, type: DT_DIR },
     { name: '..', ino: dir.parent?.ino ?? dir.ino, type: DT_DIR },
@@ -34,7 +34,7 @@ export function mergedListing(layers: LayerStack, dir: Node): DirEntry[] {
       throw new FuseError(E.EIO, `readdir ${src.path}: ${(err as Error).message}`);
     }
     // Zero-size files are whiteouts only in directories marked opaque=x.
-    const xattrWhiteouts = opaqueValue(src.path) === 'x';
+    const xattrWhiteouts = opts.xattrWhiteouts !== false && opaqueValue(src.path) === 'x';
     const { names, types, inos } = list;
     for (let i = 0; i < names.length; i++) {
       const name = names[i];

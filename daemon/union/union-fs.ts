@@ -25,7 +25,7 @@ import { LayerStack, UPPER } from './layers';
 import { Node, NodeTable, type LowerRef } from './nodes';
 import { mergedListing } from './readdir';
 import { Resolver, type Resolved } from './resolve';
-import { WH_PREFIX, XATTR_OPAQUE, XATTR_REDIRECT, isOpaqueDir, isPrivateXattr, isWhiteout, makeWhiteout } from './whiteouts';
+import { WH_PREFIX, WhiteoutMaker, XATTR_OPAQUE, XATTR_REDIRECT, isOpaqueDir, isPrivateXattr, isWhiteout } from './whiteouts';
 
 const E = os.constants.errno;
 const { ST } = native;
@@ -71,6 +71,7 @@ export class UnionFs implements FuseFilesystem {
   private passthrough = false;
   private posixAcl = false;
   private readonly st = native.newStatArray();
+  private readonly whiteouts: WhiteoutMaker;
 
   constructor(
     private readonly cfg: UnionConfig,
@@ -81,6 +82,7 @@ export class UnionFs implements FuseFilesystem {
     const rootInfo = this.rootInfo();
     this.nodes = new NodeTable(this.layers, rootInfo);
     this.copy = new CopyUp(this.layers, this.nodes);
+    this.whiteouts = new WhiteoutMaker(this.layers.workTmp);
     if (this.layers.writable) this.prepareWorkdir();
   }
 
@@ -185,6 +187,7 @@ export class UnionFs implements FuseFilesystem {
   /** The node for a resolved child, without taking a lookup reference. */
   private nodeFor(parent: Node, name: string, r: Resolved): Node {
     const key = this.layers.realKey(r.st);
+    if (!r.isDir && !r.upper && r.st[ST.NLINK] > 1) return this.nodes.internUnshared(parent, name, r.lowers, key);
     const node = this.nodes.intern(parent, name, r.isDir, r.upper, r.lowers, key);
     if (!r.isDir && (node.parent !== parent || node.name !== name)) this.addAlias(node, parent, name);
     return node;
@@ -247,7 +250,8 @@ export class UnionFs implements FuseFilesystem {
 
   private isEmptyDir(parent: Node, name: string, r: Resolved): boolean {
     const probe = new Node(0, 0, parent, name, true, r.upper, r.lowers, 0);
-    return this.listing(probe).length <= 2;
+    // As overlayfs' emptiness check, xattr whiteouts in lower layers count as entries.
+    return mergedListing(this.layers, probe, { xattrWhiteouts: false }).length <= 2;
   }
 
   // --- creation -------------------------------------------------------------------
@@ -456,7 +460,7 @@ export class UnionFs implements FuseFilesystem {
     if (r.upper) {
       const tmp = this.copy.tmpName();
       if (needWhiteout) {
-        makeWhiteout(tmp);
+        this.whiteouts.make(tmp);
         // Swap the whiteout in, so the name never shows what lies below.
         native.renameat2(tmp, target, r.isDir ? native.RENAME_EXCHANGE : 0);
         if (r.isDir) fs.rmSync(tmp, { recursive: true, force: true });
@@ -468,7 +472,7 @@ export class UnionFs implements FuseFilesystem {
         fs.unlinkSync(target);
       }
     } else {
-      makeWhiteout(target);
+      this.whiteouts.make(target);
     }
     parent.dirCache = null;
   }
@@ -476,6 +480,7 @@ export class UnionFs implements FuseFilesystem {
   rename(_ctx: RequestContext, p1: number, n1: string, p2: number, n2: string, flags: number): void {
     const from = this.dirNode(p1);
     const to = this.dirNode(p2);
+    // RENAME_WHITEOUT is refused as overlayfs refuses it: our whiteouts are the union's own format.
     if (flags & ~(native.RENAME_NOREPLACE | native.RENAME_EXCHANGE)) fail(E.EINVAL);
     const exchange = (flags & native.RENAME_EXCHANGE) !== 0;
     if (exchange && flags & native.RENAME_NOREPLACE) fail(E.EINVAL);
@@ -489,13 +494,29 @@ export class UnionFs implements FuseFilesystem {
     if (dst !== null && !exchange) {
       if (src.isDir && !dst.isDir) fail(E.ENOTDIR);
       if (!src.isDir && dst.isDir) fail(E.EISDIR);
-      if (dst.isDir && !this.isEmptyDir(to, n2, dst)) fail(E.ENOTEMPTY);
     }
     const srcNode = this.nodeFor(from, n1, src);
     const dstNode = dst !== null ? this.nodeFor(to, n2, dst) : undefined;
+    if (dstNode === srcNode) return; // two names of one inode: rename(2) does nothing
     try {
-      if (exchange) this.exchange(from, n1, srcNode, to, n2, dstNode!);
-      else this.move(from, n1, srcNode, to, n2, dst);
+      this.copy.copyUp(srcNode, true);
+      this.copy.ensureUpperDir(to);
+      if (exchange) {
+        this.copy.copyUp(dstNode!, true);
+        this.copy.ensureUpperDir(from);
+      }
+      // Mark directories the way overlayfs does before it moves them.
+      const samedir = from === to;
+      this.markMoved(srcNode, src, to, samedir);
+      if (exchange) this.markMoved(dstNode!, dst!, from, samedir);
+      else if (dst !== null && dst.isDir && !this.isEmptyDir(to, n2, dst)) fail(E.ENOTEMPTY);
+      if (exchange) {
+        native.renameat2(this.upperPath(srcNode), this.upperPath(dstNode!), native.RENAME_EXCHANGE);
+        this.renameNode(srcNode, from, n1, to, n2);
+        this.renameNode(dstNode!, to, n2, from, n1);
+      } else {
+        this.move(from, n1, srcNode, to, n2, dst);
+      }
     } finally {
       this.dropIfUnused(srcNode);
       if (dstNode !== undefined) this.dropIfUnused(dstNode);
@@ -504,31 +525,44 @@ export class UnionFs implements FuseFilesystem {
     to.dirCache = null;
   }
 
+  /**
+   * A directory with lower parts gets a redirect to them (relative when it stays
+   * in its directory, absolute otherwise); an upper-only directory moving into a
+   * merged directory becomes opaque, so no same-named lower directory shows through.
+   */
+  private markMoved(node: Node, r: Resolved, newParent: Node, samedir: boolean): void {
+    if (!node.isDir) return;
+    const path = this.upperPath(node);
+    if (r.lowers.length > 0) {
+      const existing = native.lgetxattr(path, XATTR_REDIRECT)?.toString('utf8');
+      if (existing !== undefined && (samedir || existing.startsWith('/'))) return;
+      const lowerRel = r.lowers[0].rel;
+      const value = samedir ? lastComponent(lowerRel) : '/' + lowerRel;
+      native.lsetxattr(path, XATTR_REDIRECT, Buffer.from(value), 0);
+    } else if (newParent.lowers.length > 0 && !isOpaqueDir(path)) {
+      native.lsetxattr(path, XATTR_OPAQUE, Buffer.from('y'), 0);
+    }
+  }
+
   private move(from: Node, n1: string, node: Node, to: Node, n2: string, dst: Resolved | null): void {
-    const srcHasLowers = node.isDir && node.lowers.length > 0;
-    this.copy.copyUp(node, true);
-    this.copy.ensureUpperDir(to);
     const srcPath = this.upperPath(node);
     const dstPath = this.upperPath(to) + '/' + n2;
-    if (node.isDir) {
-      if (srcHasLowers) {
-        // A directory with lower parts moves by naming where its lower parts are.
-        const lowerRel = node.lowers[0].rel;
-        const relative = from === to && lowerRel === to.childPath(lastComponent(lowerRel));
-        const value = relative ? lastComponent(lowerRel) : '/' + lowerRel;
-        native.lsetxattr(srcPath, XATTR_REDIRECT, Buffer.from(value), 0);
-      } else if (this.resolver.lowerPositive(to, n2)) {
-        native.lsetxattr(srcPath, XATTR_OPAQUE, Buffer.from('y'), 0);
-      }
-      if (dst !== null && dst.upper) {
-        // The target is empty in the union but its upper dir may hold whiteouts.
-        const tmp = this.copy.tmpName();
-        native.renameat2(dstPath, tmp, 0);
-        fs.rmSync(tmp, { recursive: true, force: true });
-      }
+    const st = native.newStatArray();
+    const dstIsWhiteout = native.lstatInto(dstPath, st) === 0 && isWhiteout(dstPath, st);
+    if (node.isDir && dst !== null && dst.upper) {
+      // The target is empty in the union but its upper dir may hold whiteouts.
+      const tmp = this.copy.tmpName();
+      native.renameat2(dstPath, tmp, 0);
+      fs.rmSync(tmp, { recursive: true, force: true });
     }
-    const whiteout = this.resolver.lowerPositive(from, n1);
-    native.renameat2(srcPath, dstPath, whiteout ? native.RENAME_WHITEOUT : 0);
+    const needWhiteout = this.resolver.lowerPositive(from, n1);
+    if (dstIsWhiteout) {
+      // Swap with the whiteout: it lands on the old name, which may need one.
+      native.renameat2(srcPath, dstPath, native.RENAME_EXCHANGE);
+      if (!needWhiteout) fs.unlinkSync(srcPath);
+    } else {
+      native.renameat2(srcPath, dstPath, needWhiteout ? native.RENAME_WHITEOUT : 0);
+    }
     if (dst !== null) {
       const over = this.liveChild(to, n2, dst);
       if (over !== undefined && over !== node) this.removeName(over, to, n2);
@@ -536,22 +570,9 @@ export class UnionFs implements FuseFilesystem {
     this.renameNode(node, from, n1, to, n2);
   }
 
-  private exchange(from: Node, n1: string, a: Node, to: Node, n2: string, b: Node): void {
-    if ((a.isDir && a.lowers.length > 0) || (b.isDir && b.lowers.length > 0)) fail(E.EXDEV);
-    this.copy.copyUp(a, true);
-    this.copy.copyUp(b, true);
-    // A directory landing where a lower entry of that name exists must hide it.
-    if (a.isDir && this.resolver.lowerPositive(to, n2)) native.lsetxattr(this.upperPath(a), XATTR_OPAQUE, Buffer.from('y'), 0);
-    if (b.isDir && this.resolver.lowerPositive(from, n1)) native.lsetxattr(this.upperPath(b), XATTR_OPAQUE, Buffer.from('y'), 0);
-    native.renameat2(this.upperPath(a), this.upperPath(b), native.RENAME_EXCHANGE);
-    this.renameNode(a, from, n1, to, n2);
-    this.renameNode(b, to, n2, from, n1);
-  }
-
   private renameNode(node: Node, from: Node, n1: string, to: Node, n2: string): void {
     if (node.parent === from && node.name === n1) {
-      node.parent = to;
-      node.name = n2;
+      this.nodes.move(node, to, n2);
       return;
     }
     const list = this.aliases.get(node);

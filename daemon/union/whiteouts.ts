@@ -2,6 +2,7 @@
 // overlayfs char 0/0 devices, xattr whiteouts (zero-size file with
 // trusted.overlay.whiteout, parent marked opaque=x), opaque=y directories, and
 // the OCI/AUFS markers `.wh.<name>` and `.wh..wh..opq`.
+import * as fs from 'node:fs';
 import * as native from '../../native-shims';
 
 const { ST } = native;
@@ -59,4 +60,36 @@ export function hasMarkerWhiteout(dirPath: string, name: string): boolean {
 /** Creates an overlayfs whiteout (char 0/0, mode 0) at `path`. */
 export function makeWhiteout(path: string): void {
   native.mknod(path, S_IFCHR, 0, 0);
+}
+
+/**
+ * Whiteouts as the kernel makes them: hard links of one shared whiteout inode in
+ * the work dir (one inode for all of them), falling back to a fresh device node
+ * when linking is not possible (EMLINK, a filesystem without hard links).
+ */
+export class WhiteoutMaker {
+  private shared: string | null = null;
+
+  constructor(private readonly workTmp: string) {}
+
+  make(path: string): void {
+    if (this.shared === null) {
+      const p = `${this.workTmp}/#whiteout`;
+      try {
+        fs.rmSync(p, { force: true });
+        makeWhiteout(p);
+        this.shared = p;
+      } catch {
+        return makeWhiteout(path);
+      }
+    }
+    try {
+      fs.linkSync(this.shared, path);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') throw err;
+      if (code === 'EMLINK') this.shared = null;
+      makeWhiteout(path);
+    }
+  }
 }

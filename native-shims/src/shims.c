@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -795,6 +796,15 @@ static napi_value js_umask(napi_env env, napi_callback_info info) {
   return ret_int32(env, (int32_t)umask((mode_t)mask));
 }
 
+/* Advisory whole-file lock (LOCK_EX|LOCK_NB etc.); returns errno, 0 on success. */
+static napi_value js_flock(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t fd, op;
+  if (!get_args(env, info, 2, argv)) return NULL;
+  if (!arg_i32(env, argv[0], 1, &fd) || !arg_i32(env, argv[1], 2, &op)) return NULL;
+  return ret_int32(env, flock(fd, op) == 0 ? 0 : errno);
+}
+
 /* ---------- module ---------- */
 
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_default, NULL}
@@ -826,6 +836,7 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("linkatEmptyPath", js_linkat_empty_path),
       FN("readdirIno", js_readdir_ino),
       FN("umask", js_umask),
+      FN("flock", js_flock),
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -37,30 +37,31 @@ export function sleepMs(ms: number): void {
 /** Unmount `mnt` (all stacked mounts on it): plain umount with a few retries, then lazy. Never throws. */
 export function unmount(mnt: string): void {
   for (let i = 0; i < 50 && isMounted(mnt); i++) {
-    const r = run('umount', [mnt]);
+    // bounded: a hung FUSE daemon must not hang the test run
+    const r = run('umount', [mnt], { timeout: 15_000 });
     if (r.status === 0) continue;
     if (i >= 4) {
-      run('umount', ['-l', mnt]);
+      run('umount', ['-l', mnt], { timeout: 15_000 });
       const m = listMounts().find((x) => x.mountPoint === mnt);
-      if (m && m.fsType.startsWith('fuse')) run('fusermount3', ['-uz', mnt]);
+      if (m && m.fsType.startsWith('fuse')) run('fusermount3', ['-uz', mnt], { timeout: 15_000 });
     } else {
       sleepMs(100);
     }
   }
 }
 
-/** Lazily unmount everything mounted at or below `dir`, deepest first. */
-export function unmountUnder(dir: string): void {
+/** Lazily unmount everything mounted at or below `dir`, deepest first (`lazyOnly`: skip the plain umount try). */
+export function unmountUnder(dir: string, lazyOnly = false): void {
   const prefix = dir.endsWith('/') ? dir : dir + '/';
   const victims = listMounts()
     .map((m) => m.mountPoint)
     .filter((p) => p === dir || p.startsWith(prefix))
     .sort((a, b) => b.length - a.length);
   for (const p of victims) {
-    const r = run('umount', [p]);
+    const r = lazyOnly ? { status: 1 } : run('umount', [p], { timeout: 15_000 });
     if (r.status !== 0) {
-      run('umount', ['-l', p]);
-      run('fusermount3', ['-uz', p]);
+      run('umount', ['-l', p], { timeout: 15_000 });
+      if (isMounted(p)) run('fusermount3', ['-uz', p], { timeout: 15_000 });
     }
   }
 }

@@ -1,0 +1,115 @@
+// HTTP/1.1 JSON client for stratad's API over a Unix socket (routes: daemon/api/types.ts).
+import * as http from 'node:http';
+
+export const DEFAULT_SOCKET = '/run/strata/strata.sock';
+
+/** The socket to talk to: --socket, then $STRATA_SOCKET, then the default. */
+export function resolveSocket(flag?: string): string {
+  return flag || process.env.STRATA_SOCKET || DEFAULT_SOCKET;
+}
+
+/** The daemon answered with an error status; `message` is its ApiErrorBody.message. */
+export class DaemonError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+    this.name = 'DaemonError';
+  }
+}
+
+/** The daemon could not be reached at all. */
+export class ConnectError extends Error {
+  constructor(
+    readonly socket: string,
+    readonly code: string,
+  ) {
+    super(
+      code === 'EACCES'
+        ? `permission denied while connecting to the strata daemon at ${socket}: try again with sudo`
+        : `cannot connect to the strata daemon at ${socket}: is stratad running? Start it with: sudo stratad (or make daemon)`,
+    );
+    this.name = 'ConnectError';
+  }
+}
+
+export type Query = Record<string, string | number | boolean | undefined>;
+
+/** Build "/a/b?x=1" — path segments are passed already joined; use `seg()` for user-supplied parts. */
+export function withQuery(path: string, query?: Query): string {
+  if (!query) return path;
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(query)) {
+    if (v === undefined || v === false) continue;
+    parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(v === true ? '1' : String(v))}`);
+  }
+  return parts.length ? `${path}?${parts.join('&')}` : path;
+}
+
+/** URL-encode one path segment (image refs contain ':' and '/'). */
+export function seg(s: string): string {
+  return encodeURIComponent(s);
+}
+
+export class Client {
+  constructor(readonly socket: string) {}
+
+  get<T>(path: string, query?: Query): Promise<T> {
+    return this.request<T>('GET', withQuery(path, query));
+  }
+  post<T>(path: string, body?: unknown, query?: Query): Promise<T> {
+    return this.request<T>('POST', withQuery(path, query), body ?? {});
+  }
+  delete<T>(path: string, query?: Query): Promise<T> {
+    return this.request<T>('DELETE', withQuery(path, query));
+  }
+
+  request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const headers: http.OutgoingHttpHeaders = { Accept: 'application/json' };
+    if (payload) {
+      headers['Content-Type'] = 'application/json';
+      headers['Content-Length'] = payload.length;
+    }
+    return new Promise<T>((resolve, reject) => {
+      const req = http.request({ socketPath: this.socket, method, path, headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          const status = res.statusCode ?? 0;
+          const isJson = /\bjson\b/i.test(String(res.headers['content-type'] ?? ''));
+          let parsed: unknown = text;
+          if (text.length && (isJson || /^\s*[[{"]/.test(text))) {
+            try {
+              parsed = JSON.parse(text);
+            } catch {
+              parsed = text;
+            }
+          }
+          if (status < 200 || status >= 300) {
+            const msg =
+              parsed && typeof parsed === 'object' && typeof (parsed as { message?: unknown }).message === 'string'
+                ? (parsed as { message: string }).message
+                : text.trim() || `${status} ${res.statusMessage ?? ''}`.trim();
+            reject(new DaemonError(msg, status));
+            return;
+          }
+          resolve((text.length ? parsed : {}) as T);
+        });
+      });
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        const code = err.code ?? '';
+        if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'EACCES' || code === 'ENOTSOCK') {
+          reject(new ConnectError(this.socket, code));
+        } else {
+          reject(err);
+        }
+      });
+      if (payload) req.write(payload);
+      req.end();
+    });
+  }
+}

@@ -1,0 +1,168 @@
+// strata container create|mount|unmount|ls|inspect|diff|commit|rm  (+ shortcuts: ps, diff, commit, rm)
+import * as path from 'node:path';
+import type {
+  Change,
+  CommitRequest,
+  ContainerInspect,
+  ContainerSummary,
+  CreateRequest,
+} from '../../daemon/api/types';
+import { seg } from '../client';
+import { ago, json, parseMount, shortId, table } from '../format';
+import { action, clientFor, Cmd, eachTarget, inspectMany, listingOptions, out } from './common';
+
+function list(v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  return (Array.isArray(v) ? v : [v]).map(String);
+}
+
+const createCmd: Cmd = {
+  command: 'create <image>',
+  describe: 'Create a container (a writable layer on top of IMAGE)',
+  builder: (y) =>
+    y
+      .option('name', { type: 'string', describe: 'Assign a name to the container' })
+      .option('volume', { alias: 'v', type: 'string', nargs: 1, requiresArg: true, describe: 'Bind mount a volume (NAME:/path[:ro], /host:/path[:ro], /path)' })
+      .option('mount', { type: 'string', nargs: 1, requiresArg: true, describe: 'Attach a mount (type=volume|bind,source=...,target=...[,readonly])' }),
+  handler: action(async (argv) => {
+    const req: CreateRequest = { image: String(argv.image) };
+    if (argv.name !== undefined) req.name = String(argv.name);
+    const volumes = list(argv.volume);
+    if (volumes.length) req.volumes = volumes;
+    const mounts = list(argv.mount).map(parseMount);
+    if (mounts.length) req.mounts = mounts;
+    const r = await clientFor(argv).post<{ id: string; warnings?: string[] }>('/containers/create', req);
+    for (const w of r.warnings ?? []) process.stderr.write(`WARNING: ${w}\n`);
+    out(r.id);
+  }),
+};
+
+const mountCmd: Cmd = {
+  command: 'mount <container>',
+  describe: "Mount a container's root filesystem and print its path",
+  builder: (y) => y.option('at', { type: 'string', describe: 'Mount at PATH instead of the default location' }),
+  handler: action(async (argv) => {
+    const body = argv.at !== undefined ? { at: path.resolve(String(argv.at)) } : {};
+    const r = await clientFor(argv).post<{ mountpoint: string }>(`/containers/${seg(argv.container)}/mount`, body);
+    out(r.mountpoint);
+  }),
+};
+
+const unmountCmd: Cmd = {
+  command: 'unmount <containers..>',
+  aliases: ['umount'],
+  describe: "Unmount containers' root filesystems",
+  handler: action(async (argv) => {
+    const c = clientFor(argv);
+    await eachTarget(argv.containers, async (id) => {
+      await c.post(`/containers/${seg(id)}/unmount`);
+      out(id);
+    });
+  }),
+};
+
+export function containerRows(cs: ContainerSummary[], noTrunc = false, now = Date.now()): string[][] {
+  return cs.map((c) => [
+    noTrunc ? c.id : shortId(c.id),
+    noTrunc ? c.image : shortId(c.image),
+    ago(c.created, now),
+    c.state === 'mounted' ? 'Mounted' : 'Created',
+    c.mountpoint ?? '',
+    c.name,
+  ]);
+}
+
+const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
+  command,
+  aliases,
+  describe: 'List containers (mounted only, unless --all)',
+  builder: (y) =>
+    listingOptions(y)
+      .option('all', { alias: 'a', type: 'boolean', default: false, describe: 'Show all containers' })
+      .option('no-trunc', { type: 'boolean', default: false, describe: "Don't truncate output" }),
+  handler: action(async (argv) => {
+    const cs = await clientFor(argv).get<ContainerSummary[]>('/containers/json', { all: argv.all });
+    if (argv.format === 'json') return out(json(cs));
+    if (argv.quiet) return out(cs.map((c) => (argv.noTrunc ? c.id : shortId(c.id))).join('\n'));
+    out(table(['CONTAINER ID', 'IMAGE', 'CREATED', 'STATUS', 'MOUNTPOINT', 'NAMES'], containerRows(cs, argv.noTrunc)));
+  }),
+});
+
+const inspectCmd: Cmd = {
+  command: 'inspect <containers..>',
+  describe: 'Display detailed information on one or more containers',
+  handler: action(async (argv) => {
+    const c = clientFor(argv);
+    await inspectMany(argv.containers, (id) => c.get<ContainerInspect>(`/containers/${seg(id)}/json`));
+  }),
+};
+
+const diffCmd = (command: string): Cmd => ({
+  command,
+  describe: "Inspect changes to files or directories on a container's filesystem",
+  builder: (y) => y.option('format', { type: 'string', choices: ['table', 'json'], default: 'table', describe: 'Output format' }),
+  handler: action(async (argv) => {
+    const changes = await clientFor(argv).get<Change[]>(`/containers/${seg(argv.container)}/changes`);
+    if (argv.format === 'json') return out(json(changes));
+    out(changes.map((ch) => `${ch.kind} ${ch.path}`).join('\n'));
+  }),
+});
+
+const commitCmd = (command: string): Cmd => ({
+  command,
+  describe: "Create a new image from a container's changes",
+  builder: (y) =>
+    y
+      .option('message', { alias: 'm', type: 'string', describe: 'Commit message' })
+      .option('author', { alias: 'a', type: 'string', describe: 'Author (e.g. "Jane Doe <jane@example.com>")' })
+      .option('change', { alias: 'c', type: 'string', nargs: 1, requiresArg: true, describe: 'Instruction recorded as the history entry (CREATED BY)' }),
+  handler: action(async (argv) => {
+    const req: CommitRequest = {};
+    if (argv.ref !== undefined) req.ref = String(argv.ref);
+    if (argv.message !== undefined) req.comment = String(argv.message);
+    if (argv.author !== undefined) req.author = String(argv.author);
+    const changes = list(argv.change);
+    if (changes.length) req.createdBy = changes.join('\n');
+    const r = await clientFor(argv).post<{ id: string }>(`/containers/${seg(argv.container)}/commit`, req);
+    out(r.id);
+  }),
+});
+
+const rmCmd = (command: string, aliases: string[] = []): Cmd => ({
+  command,
+  aliases,
+  describe: 'Remove one or more containers',
+  builder: (y) => y.option('force', { alias: 'f', type: 'boolean', default: false, describe: 'Unmount first if mounted' }),
+  handler: action(async (argv) => {
+    const c = clientFor(argv);
+    await eachTarget(argv.containers, async (id) => {
+      await c.delete(`/containers/${seg(id)}`, { force: argv.force });
+      out(id);
+    });
+  }),
+});
+
+export const containerCommand: Cmd = {
+  command: 'container',
+  describe: 'Manage containers',
+  builder: (y) =>
+    y
+      .command(createCmd)
+      .command(mountCmd)
+      .command(unmountCmd)
+      .command(lsCmd('ls', ['list', 'ps']))
+      .command(inspectCmd)
+      .command(diffCmd('diff <container>'))
+      .command(commitCmd('commit <container> [ref]'))
+      .command(rmCmd('rm <containers..>', ['remove']))
+      .demandCommand(1, 'container: missing subcommand'),
+  handler: () => {},
+};
+
+/** Top-level shortcuts: strata ps | diff | commit | rm */
+export const containerShortcuts: Cmd[] = [
+  lsCmd('ps'),
+  diffCmd('diff <container>'),
+  commitCmd('commit <container> [ref]'),
+  rmCmd('rm <containers..>'),
+];

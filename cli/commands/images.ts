@@ -1,0 +1,129 @@
+// strata image import|ls|history|inspect|tag|rm  (+ shortcuts: images, history, rmi)
+import * as path from 'node:path';
+import type {
+  HistoryEntry,
+  ImageDeleteResponse,
+  ImageInspect,
+  ImageSummary,
+} from '../../daemon/api/types';
+import { seg } from '../client';
+import { ago, ellipsis, humanSize, json, shortId, splitRef, table } from '../format';
+import { action, clientFor, Cmd, eachTarget, inspectMany, listingOptions, out } from './common';
+
+const importCmd: Cmd = {
+  command: 'import <source> <ref>',
+  describe: 'Create an image from a rootfs (.tar, .tar.gz or directory)',
+  builder: (y) =>
+    y
+      .positional('source', { type: 'string', describe: 'rootfs tarball or directory' })
+      .positional('ref', { type: 'string', describe: 'NAME[:TAG]' }),
+  handler: action(async (argv) => {
+    const r = await clientFor(argv).post<{ id: string }>('/images/import', {
+      source: path.resolve(String(argv.source)),
+      ref: String(argv.ref),
+    });
+    out(r.id);
+  }),
+};
+
+export function imageRows(images: ImageSummary[], noTrunc = false, now = Date.now()): string[][] {
+  const rows: string[][] = [];
+  for (const img of images) {
+    const refs = img.repoTags.length ? img.repoTags.map(splitRef) : [['<none>', '<none>']];
+    for (const [repo, tag] of refs) {
+      rows.push([repo, tag, noTrunc ? img.id : shortId(img.id), ago(img.created, now), humanSize(img.size)]);
+    }
+  }
+  return rows;
+}
+
+const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
+  command,
+  aliases,
+  describe: 'List images',
+  builder: (y) => listingOptions(y).option('no-trunc', { type: 'boolean', default: false, describe: "Don't truncate ids" }),
+  handler: action(async (argv) => {
+    const images = await clientFor(argv).get<ImageSummary[]>('/images/json');
+    if (argv.format === 'json') return out(json(images));
+    if (argv.quiet) {
+      const ids = images.map((i) => (argv.noTrunc ? i.id : shortId(i.id)));
+      return out([...new Set(ids)].join('\n'));
+    }
+    out(table(['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'], imageRows(images, argv.noTrunc)));
+  }),
+});
+
+export function historyRows(entries: HistoryEntry[], noTrunc: boolean, now = Date.now()): string[][] {
+  return entries.map((h) => [
+    noTrunc ? h.id : shortId(h.id),
+    ago(h.created, now),
+    noTrunc ? h.createdBy : ellipsis(h.createdBy, 45),
+    humanSize(h.size),
+    h.comment,
+  ]);
+}
+
+const historyCmd = (command: string): Cmd => ({
+  command,
+  describe: 'Show the history of an image',
+  builder: (y) =>
+    listingOptions(y)
+      .positional('image', { type: 'string' })
+      .option('no-trunc', { type: 'boolean', default: false, describe: "Don't truncate output" }),
+  handler: action(async (argv) => {
+    const entries = await clientFor(argv).get<HistoryEntry[]>(`/images/${seg(argv.image)}/history`);
+    if (argv.format === 'json') return out(json(entries));
+    if (argv.quiet) return out(entries.map((h) => (argv.noTrunc ? h.id : shortId(h.id))).join('\n'));
+    out(table(['IMAGE', 'CREATED', 'CREATED BY', 'SIZE', 'COMMENT'], historyRows(entries, argv.noTrunc)));
+  }),
+});
+
+const inspectCmd: Cmd = {
+  command: 'inspect <images..>',
+  describe: 'Display detailed information on one or more images',
+  handler: action(async (argv) => {
+    const c = clientFor(argv);
+    await inspectMany(argv.images, (ref) => c.get<ImageInspect>(`/images/${seg(ref)}/json`));
+  }),
+};
+
+const tagCmd: Cmd = {
+  command: 'tag <source> <target>',
+  describe: 'Create a tag TARGET that refers to SOURCE',
+  handler: action(async (argv) => {
+    await clientFor(argv).post(`/images/${seg(argv.source)}/tag`, { ref: String(argv.target) });
+  }),
+};
+
+const rmCmd = (command: string, aliases: string[] = []): Cmd => ({
+  command,
+  aliases,
+  describe: 'Remove one or more images',
+  builder: (y) => y.option('force', { alias: 'f', type: 'boolean', default: false, describe: 'Force removal' }),
+  handler: action(async (argv) => {
+    const c = clientFor(argv);
+    await eachTarget(argv.images, async (ref) => {
+      const r = await c.delete<ImageDeleteResponse>(`/images/${seg(ref)}`, { force: argv.force });
+      const lines = [...(r.untagged ?? []).map((u) => `Untagged: ${u}`), ...(r.deleted ?? []).map((d) => `Deleted: ${d}`)];
+      out(lines.join('\n'));
+    });
+  }),
+});
+
+export const imageCommand: Cmd = {
+  command: 'image',
+  describe: 'Manage images',
+  builder: (y) =>
+    y
+      .command(importCmd)
+      .command(lsCmd('ls', ['list']))
+      .command(historyCmd('history <image>'))
+      .command(inspectCmd)
+      .command(tagCmd)
+      .command(rmCmd('rm <images..>', ['remove']))
+      .demandCommand(1, 'image: missing subcommand'),
+  handler: () => {},
+};
+
+/** Top-level shortcuts: strata images | history | rmi */
+export const imageShortcuts: Cmd[] = [lsCmd('images'), historyCmd('history <image>'), rmCmd('rmi <images..>')];

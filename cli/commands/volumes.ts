@@ -1,0 +1,123 @@
+// strata volume create|ls|inspect|rm|prune
+import * as readline from 'node:readline';
+import type { Volume, VolumeCreateRequest } from '../../daemon/api/types';
+import { seg } from '../client';
+import { humanSize, json, parseKeyValues, table } from '../format';
+import { action, clientFor, Cmd, eachTarget, inspectMany, listingOptions, out } from './common';
+
+function list(v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  return (Array.isArray(v) ? v : [v]).map(String);
+}
+
+const createCmd: Cmd = {
+  command: 'create [name]',
+  describe: 'Create a volume',
+  builder: (y) =>
+    y
+      .option('label', { type: 'string', nargs: 1, requiresArg: true, describe: 'Set metadata (key=value)' })
+      .option('opt', { alias: 'o', type: 'string', nargs: 1, requiresArg: true, describe: 'Set driver options (key=value)' }),
+  handler: action(async (argv) => {
+    const req: VolumeCreateRequest = {};
+    if (argv.name !== undefined) req.name = String(argv.name);
+    const labels = list(argv.label);
+    if (labels.length) req.labels = parseKeyValues('label', labels);
+    const opts = list(argv.opt);
+    if (opts.length) req.options = parseKeyValues('opt', opts);
+    const v = await clientFor(argv).post<Volume>('/volumes/create', req);
+    out(v.Name);
+  }),
+};
+
+const lsCmd: Cmd = {
+  command: 'ls',
+  aliases: ['list'],
+  describe: 'List volumes',
+  builder: (y) => listingOptions(y),
+  handler: action(async (argv) => {
+    const r = await clientFor(argv).get<{ volumes: Volume[] }>('/volumes');
+    const vols = r.volumes ?? [];
+    if (argv.format === 'json') return out(json(vols));
+    if (argv.quiet) return out(vols.map((v) => v.Name).join('\n'));
+    out(table(['DRIVER', 'VOLUME NAME'], vols.map((v) => [v.Driver, v.Name])));
+  }),
+};
+
+const inspectCmd: Cmd = {
+  command: 'inspect <names..>',
+  describe: 'Display detailed information on one or more volumes',
+  handler: action(async (argv) => {
+    const c = clientFor(argv);
+    await inspectMany(argv.names, (n) => c.get<Volume>(`/volumes/${seg(n)}`));
+  }),
+};
+
+const rmCmd: Cmd = {
+  command: 'rm <names..>',
+  aliases: ['remove'],
+  describe: 'Remove one or more volumes',
+  builder: (y) => y.option('force', { alias: 'f', type: 'boolean', default: false, describe: 'Force the removal' }),
+  handler: action(async (argv) => {
+    const c = clientFor(argv);
+    await eachTarget(argv.names, async (n) => {
+      await c.delete(`/volumes/${seg(n)}`, { force: argv.force });
+      out(n);
+    });
+  }),
+};
+
+function confirm(question: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const rl = readline.createInterface({ input: process.stdin, output: process.stdout });
+    let answered = false;
+    rl.question(question, (a) => {
+      answered = true;
+      rl.close();
+      resolve(/^y(es)?$/i.test(a.trim()));
+    });
+    rl.on('close', () => {
+      if (!answered) resolve(false);
+    });
+  });
+}
+
+export function pruneReport(deleted: string[], spaceReclaimed: number): string {
+  const lines: string[] = [];
+  if (deleted.length) lines.push('Deleted Volumes:', ...deleted, '');
+  lines.push(`Total reclaimed space: ${humanSize(spaceReclaimed)}`);
+  return lines.join('\n');
+}
+
+const pruneCmd: Cmd = {
+  command: 'prune',
+  describe: 'Remove unused local volumes',
+  builder: (y) =>
+    y
+      .option('all', { alias: 'a', type: 'boolean', default: false, describe: 'Remove all unused volumes, not just anonymous ones' })
+      .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'Do not prompt for confirmation' }),
+  handler: action(async (argv) => {
+    if (!argv.force) {
+      const what = argv.all ? 'all local volumes' : 'anonymous local volumes';
+      const ok = await confirm(
+        `WARNING! This will remove ${what} not used by at least one container.\nAre you sure you want to continue? [y/N] `,
+      );
+      if (!ok) return;
+    }
+    const r = await clientFor(argv).post<{ deleted: string[]; spaceReclaimed: number }>('/volumes/prune', {}, { all: argv.all });
+    out(pruneReport(r.deleted ?? [], r.spaceReclaimed ?? 0));
+  }),
+};
+
+export const volumeCommand: Cmd = {
+  command: 'volume',
+  describe: 'Manage volumes',
+  builder: (y) =>
+    y
+      .command(createCmd)
+      .command(lsCmd)
+      .command(inspectCmd)
+      .command(rmCmd)
+      .command(pruneCmd)
+      .demandCommand(1, 'volume: missing subcommand'),
+  handler: () => {},
+};

@@ -1,0 +1,139 @@
+// The API's routes: each turns a request into one service call.
+import type { ContainerService } from '../containers/containers';
+import type { ImageService } from '../images/images';
+import type { MountManager } from '../mounts/mount-manager';
+import type { Store } from '../store';
+import type { StorageRoot } from '../stratad/root';
+import type { VolumeService } from '../volumes/volumes';
+import { badRequest } from './errors';
+import { Router, type ApiRequest } from './server';
+import type { CommitRequest, CreateRequest, Info, MountSpec, SystemDf } from './types';
+
+export interface Services {
+  root: StorageRoot;
+  store: Store;
+  images: ImageService;
+  containers: ContainerService;
+  volumes: VolumeService;
+  mounts: MountManager;
+  version: string;
+  backingFilesystem: string;
+}
+
+function str(req: ApiRequest, key: string, required: true): string;
+function str(req: ApiRequest, key: string, required?: false): string | undefined;
+function str(req: ApiRequest, key: string, required = false): string | undefined {
+  const v = req.body[key];
+  if (v === undefined || v === null) {
+    if (required) throw badRequest(`"${key}" is required`);
+    return undefined;
+  }
+  if (typeof v !== 'string') throw badRequest(`"${key}" must be a string`);
+  return v;
+}
+
+function strings(req: ApiRequest, key: string): string[] | undefined {
+  const v = req.body[key];
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw badRequest(`"${key}" must be an array of strings`);
+  return v as string[];
+}
+
+function record(req: ApiRequest, key: string): Record<string, string> | undefined {
+  const v = req.body[key];
+  if (v === undefined) return undefined;
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || Object.values(v).some((x) => typeof x !== 'string')) {
+    throw badRequest(`"${key}" must be an object of strings`);
+  }
+  return v as Record<string, string>;
+}
+
+function flag(req: ApiRequest, key: string): boolean {
+  const v = req.query.get(key);
+  return v === '1' || v === 'true';
+}
+
+function mountSpecs(req: ApiRequest): MountSpec[] | undefined {
+  const v = req.body.mounts;
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v)) throw badRequest('"mounts" must be an array');
+  return v.map((m: unknown, i) => {
+    const o = m as Record<string, unknown>;
+    if (o === null || typeof o !== 'object') throw badRequest(`mounts[${i}] must be an object`);
+    if (o.type !== 'volume' && o.type !== 'bind') throw badRequest(`mounts[${i}].type must be "volume" or "bind"`);
+    if (typeof o.target !== 'string') throw badRequest(`mounts[${i}].target is required`);
+    if (typeof o.source !== 'string') throw badRequest(`mounts[${i}].source must be a string`);
+    return { type: o.type, source: o.source, target: o.target, readonly: o.readonly === true };
+  });
+}
+
+export function buildRouter(s: Services): Router {
+  const r = new Router();
+  r.add('GET', '/_ping', () => 'OK');
+  r.add('GET', '/info', (): Info => {
+    const counts = s.store.counts();
+    return {
+      driver: 'strata-fuse',
+      version: s.version,
+      rootDir: s.root.dir,
+      backingFilesystem: s.backingFilesystem,
+      passthrough: s.mounts.passthrough || process.geteuid?.() === 0,
+      images: counts.images,
+      layers: counts.layers,
+      containers: counts.containers,
+      containersMounted: counts.containersMounted,
+      volumes: counts.volumes,
+    };
+  });
+  r.add('GET', '/system/df', (): SystemDf => {
+    const { images, layersSize } = s.images.df();
+    return {
+      layersSize,
+      images,
+      containers: s.containers.list(true).map((c) => ({ id: c.id, name: c.name, image: c.image, size: c.size, state: c.state, created: c.created })),
+      volumes: s.volumes.sizes(),
+      buildCacheSize: s.store.buildCache.size(),
+    };
+  });
+
+  r.add('POST', '/images/import', async (req) => ({ id: await s.images.import(str(req, 'source', true), str(req, 'ref', true)) }));
+  r.add('GET', '/images/json', () => s.images.list());
+  r.add('GET', '/images/:ref/json', (req) => s.images.inspect(req.params.ref));
+  r.add('GET', '/images/:ref/history', (req) => s.images.history(req.params.ref));
+  r.add('POST', '/images/:ref/tag', (req) => {
+    s.images.tag(req.params.ref, str(req, 'ref', true));
+    return {};
+  });
+  r.add('DELETE', '/images/:ref', (req) => s.images.remove(req.params.ref, flag(req, 'force')));
+
+  r.add('POST', '/containers/create', (req) => {
+    const body: CreateRequest = { image: str(req, 'image', true), name: str(req, 'name'), volumes: strings(req, 'volumes'), mounts: mountSpecs(req) };
+    return s.containers.create(body);
+  });
+  r.add('GET', '/containers/json', (req) => s.containers.list(flag(req, 'all')));
+  r.add('GET', '/containers/:id/json', (req) => s.containers.inspect(req.params.id));
+  r.add('POST', '/containers/:id/mount', async (req) => ({ mountpoint: await s.containers.mount(req.params.id, str(req, 'at')) }));
+  r.add('POST', '/containers/:id/unmount', async (req) => {
+    await s.containers.unmount(req.params.id);
+    return {};
+  });
+  r.add('GET', '/containers/:id/changes', (req) => s.containers.diff(req.params.id));
+  r.add('POST', '/containers/:id/commit', async (req) => {
+    const body: CommitRequest = { ref: str(req, 'ref'), comment: str(req, 'comment'), author: str(req, 'author'), createdBy: str(req, 'createdBy') };
+    return { id: await s.containers.commit(req.params.id, body) };
+  });
+  r.add('DELETE', '/containers/:id', async (req) => {
+    await s.containers.remove(req.params.id, flag(req, 'force'));
+    return {};
+  });
+
+  r.add('POST', '/volumes/create', (req) => s.volumes.create({ name: str(req, 'name'), labels: record(req, 'labels'), options: record(req, 'options') }));
+  r.add('GET', '/volumes', () => ({ volumes: s.volumes.list() }));
+  r.add('POST', '/volumes/prune', (req) => s.volumes.prune(flag(req, 'all')));
+  r.add('GET', '/volumes/:name', (req) => s.volumes.get(req.params.name));
+  r.add('DELETE', '/volumes/:name', (req) => {
+    s.volumes.remove(req.params.name);
+    return {};
+  });
+  return r;
+}

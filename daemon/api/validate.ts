@@ -1,0 +1,55 @@
+// Names and references: the rules Docker applies, with errors that name the rule.
+import { badRequest } from './errors';
+
+const NAME_RULE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+const REPO_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+const TAG_RULE = /^[\w][\w.-]{0,127}$/;
+const HOST_RULE = /^[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::\d+)?$/;
+
+/** Container and volume names: [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128 characters. */
+export function checkName(kind: 'container' | 'volume', name: string): string {
+  if (name.length === 0 || name.length > 128 || !NAME_RULE.test(name)) {
+    throw badRequest(`invalid ${kind} name "${name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, up to 128 characters`);
+  }
+  return name;
+}
+
+export interface ParsedRef {
+  name: string;
+  tag: string;
+}
+
+/** Parses name[:tag] (tag defaults to latest) and checks Docker's reference grammar. */
+export function parseRef(ref: string): ParsedRef {
+  if (ref.includes('@')) throw badRequest(`invalid reference "${ref}": digests are not supported, use name[:tag]`);
+  const slash = ref.lastIndexOf('/');
+  const colon = ref.lastIndexOf(':');
+  const hasTag = colon > slash;
+  const name = hasTag ? ref.slice(0, colon) : ref;
+  const tag = hasTag ? ref.slice(colon + 1) : 'latest';
+  if (name.length === 0 || name.length > 255) throw badRequest(`invalid reference "${ref}": the name must be 1 to 255 characters`);
+  const parts = name.split('/');
+  const first = parts.length > 1 && (parts[0].includes('.') || parts[0].includes(':') || parts[0] === 'localhost') ? parts.shift()! : null;
+  if (first !== null && !HOST_RULE.test(first)) throw badRequest(`invalid reference "${ref}": bad registry host "${first}"`);
+  for (const p of parts) {
+    if (!REPO_COMPONENT.test(p)) {
+      throw badRequest(
+        `invalid reference "${ref}": repository name components must be lowercase letters, digits and separators (. _ __ -), got "${p}"`,
+      );
+    }
+  }
+  if (!TAG_RULE.test(tag)) throw badRequest(`invalid reference "${ref}": tag "${tag}" must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`);
+  return { name, tag };
+}
+
+export function formatRef(r: ParsedRef): string {
+  return `${r.name}:${r.tag}`;
+}
+
+/** An absolute container path without `..`. */
+export function checkContainerPath(p: string, what: string): string {
+  if (!p.startsWith('/')) throw badRequest(`${what} "${p}" must be an absolute path`);
+  const parts = p.split('/').filter((s) => s !== '' && s !== '.');
+  if (parts.includes('..')) throw badRequest(`${what} "${p}" must not contain ".."`);
+  return '/' + parts.join('/');
+}

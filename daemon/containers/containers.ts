@@ -1,0 +1,250 @@
+// Containers: an image plus one writable layer (upper + work dirs), mounted on
+// demand as a union with the container's volumes and bind mounts inside it.
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { layerChanges } from '../archive';
+import { badRequest, conflict, notFound } from '../api/errors';
+import type { Change, CommitRequest, ContainerInspect, ContainerSummary, CreateRequest, MountSpec } from '../api/types';
+import { checkContainerPath, checkName, formatRef, parseRef } from '../api/validate';
+import type { ImageService } from '../images/images';
+import type { LayerStore } from '../layers/layer-store';
+import type { Logger } from '../log';
+import { clearStale, type BindSpec, type MountManager } from '../mounts/mount-manager';
+import type { Store } from '../store';
+import type { ContainerMount, ContainerRow } from '../store/types';
+import type { StorageRoot } from '../stratad/root';
+import { diskUsage } from '../util/disk-usage';
+import type { VolumeService } from '../volumes/volumes';
+import { generateName } from './names';
+
+export class ContainerService {
+  constructor(
+    private readonly root: StorageRoot,
+    private readonly store: Store,
+    private readonly images: ImageService,
+    private readonly layers: LayerStore,
+    private readonly volumes: VolumeService,
+    private readonly mounts: MountManager,
+    private readonly log: Logger,
+  ) {}
+
+  resolve(ref: string): ContainerRow {
+    const c = this.store.containers.resolve(ref);
+    if (c === undefined) throw notFound(`no such container: ${ref}`);
+    return c;
+  }
+
+  private dirs(id: string): { upper: string; work: string; merged: string } {
+    const d = this.root.containerDir(id);
+    return { upper: path.join(d, 'upper'), work: path.join(d, 'work'), merged: path.join(d, 'merged') };
+  }
+
+  /** Parses -v values: NAME:/path[:ro|rw], /host:/path[:ro|rw], or /path (anonymous volume). */
+  private parseVolumeFlag(spec: string): MountSpec {
+    const parts = spec.split(':');
+    if (parts.length === 1) return { type: 'volume', source: '', target: checkContainerPath(parts[0], '-v target'), readonly: false };
+    if (parts.length > 3) throw badRequest(`invalid -v "${spec}": expected SOURCE:TARGET[:ro]`);
+    const [source, target, mode = 'rw'] = parts;
+    if (mode !== 'ro' && mode !== 'rw') throw badRequest(`invalid -v "${spec}": mode must be ro or rw, got "${mode}"`);
+    if (source === '') throw badRequest(`invalid -v "${spec}": empty source`);
+    const type = source.startsWith('/') ? 'bind' : 'volume';
+    if (type === 'volume') checkName('volume', source);
+    return { type, source, target: checkContainerPath(target, '-v target'), readonly: mode === 'ro' };
+  }
+
+  /** Turns mount specs into stored mounts: volumes created as needed, bind sources checked. */
+  private resolveMounts(specs: { spec: MountSpec; fromFlag: boolean }[]): ContainerMount[] {
+    const out: ContainerMount[] = [];
+    const targets = new Set<string>();
+    for (const { spec, fromFlag } of specs) {
+      const target = checkContainerPath(spec.target, 'mount target');
+      if (target === '/') throw badRequest('a mount target cannot be /');
+      if (targets.has(target)) throw badRequest(`duplicate mount target ${target}`);
+      targets.add(target);
+      if (spec.type === 'bind') {
+        if (!path.isAbsolute(spec.source)) throw badRequest(`bind source "${spec.source}" must be an absolute path`);
+        if (!fs.existsSync(spec.source)) {
+          // -v creates a missing host dir, as docker does; --mount insists it exists.
+          if (!fromFlag) throw badRequest(`bind source path does not exist: ${spec.source}`);
+          fs.mkdirSync(spec.source, { recursive: true });
+        }
+        out.push({ ...spec, target, resolvedSource: spec.source });
+      } else if (spec.type === 'volume') {
+        const v = this.volumes.create({ name: spec.source || undefined }, spec.source === '');
+        out.push({ ...spec, source: v.Name, target, resolvedSource: v.Mountpoint });
+      } else {
+        throw badRequest(`unknown mount type "${(spec as MountSpec).type}": use volume or bind`);
+      }
+    }
+    return out;
+  }
+
+  create(req: CreateRequest): { id: string; warnings: string[] } {
+    if (typeof req.image !== 'string' || req.image === '') throw badRequest('an image is required');
+    const image = this.images.resolve(req.image);
+    const name = req.name ? checkName('container', req.name) : generateName((n) => this.store.containers.resolve(n) !== undefined);
+    if (this.store.containers.get(name) !== undefined || this.store.containers.list(true).some((c) => c.name === name)) {
+      throw conflict(`the container name "${name}" is already in use`);
+    }
+    const specs = [
+      ...(req.volumes ?? []).map((v) => ({ spec: this.parseVolumeFlag(v), fromFlag: true })),
+      ...(req.mounts ?? []).map((m) => ({ spec: m, fromFlag: false })),
+    ];
+    const mounts = this.resolveMounts(specs);
+    const id = randomBytes(32).toString('hex');
+    const d = this.dirs(id);
+    for (const p of Object.values(d)) fs.mkdirSync(p, { recursive: true, mode: 0o755 });
+    try {
+      this.store.containers.insert(
+        { id, name, imageId: image.id, imageRef: req.image, mounts },
+        mounts.filter((m) => m.type === 'volume').map((m) => m.source),
+      );
+    } catch (err) {
+      fs.rmSync(this.root.containerDir(id), { recursive: true, force: true });
+      throw err;
+    }
+    this.log.info({ container: id, name, image: image.id }, 'container created');
+    return { id, warnings: [] };
+  }
+
+  async mount(ref: string, at?: string): Promise<string> {
+    const c = this.resolve(ref);
+    const target = at !== undefined && at !== '' ? path.resolve(at) : this.dirs(c.id).merged;
+    if (this.mounts.isActive(c.id)) {
+      if (c.mountpoint !== null && c.mountpoint !== target && at) throw conflict(`container ${c.name} is already mounted at ${c.mountpoint}`);
+      return c.mountpoint ?? target;
+    }
+    const d = this.dirs(c.id);
+    const lowers = this.layers.lowerDirs(this.images.chain(c.imageId).map((l) => l.id));
+    const binds: BindSpec[] = c.mounts.map((m) => ({ source: m.resolvedSource, target: m.target, readonly: m.readonly }));
+    await this.mounts.mount(c.id, { lowers, upper: d.upper, work: d.work }, target, binds, (merged) => {
+      for (const m of c.mounts) prepareMountpoint(merged, m);
+    });
+    this.store.containers.setState(c.id, 'mounted', target);
+    return target;
+  }
+
+  async unmount(ref: string): Promise<void> {
+    const c = this.resolve(ref);
+    await this.mounts.unmount(c.id);
+    if (c.mountpoint !== null) clearStale(c.mountpoint);
+    this.store.containers.setState(c.id, 'created');
+  }
+
+  /** `docker diff`: what the writable layer changed against the image. */
+  diff(ref: string): Change[] {
+    const c = this.resolve(ref);
+    const lowers = this.layers.lowerDirs(this.images.chain(c.imageId).map((l) => l.id));
+    return layerChanges(this.dirs(c.id).upper, lowers);
+  }
+
+  /** The writable layer becomes a new layer on top of the image's chain, in a new image. */
+  async commit(ref: string, req: CommitRequest): Promise<string> {
+    const c = this.resolve(ref);
+    const image = this.images.resolve(c.imageId);
+    const target = req.ref ? formatRef(parseRef(req.ref)) : undefined;
+    const chain = this.images.chain(image.id).map((l) => l.id);
+    const createdBy = req.createdBy ?? '';
+    const layer = await this.layers.create(chain[chain.length - 1] ?? null, { kind: 'upper', path: this.dirs(c.id).upper }, createdBy);
+    const history = [
+      ...image.history,
+      { created: new Date().toISOString(), createdBy, comment: req.comment ?? '', emptyLayer: false, size: layer.size },
+    ];
+    const config = { ...image.config, labels: { ...image.config.labels } };
+    if (req.author) config.labels['org.opencontainers.image.authors'] = req.author;
+    const id = this.images.commitImage({ config, layers: [...chain, layer.id], history, parent: image.id, ref: target });
+    this.log.info({ container: c.id, image: id, layer: layer.id }, 'container committed');
+    return id;
+  }
+
+  async remove(ref: string, force: boolean): Promise<void> {
+    const c = this.resolve(ref);
+    if (this.mounts.isActive(c.id) || c.state === 'mounted') {
+      if (!force) throw conflict(`container ${c.name} is mounted; unmount it first or use -f`);
+      await this.unmount(c.id);
+    }
+    this.store.containers.delete(c.id);
+    fs.rmSync(this.root.containerDir(c.id), { recursive: true, force: true });
+    this.log.info({ container: c.id }, 'container removed');
+  }
+
+  summary(c: ContainerRow): ContainerSummary {
+    return {
+      id: c.id,
+      name: c.name,
+      image: c.imageRef,
+      imageId: c.imageId,
+      state: c.state,
+      mountpoint: c.mountpoint,
+      created: c.created,
+      size: diskUsage(this.dirs(c.id).upper),
+    };
+  }
+
+  list(all: boolean): ContainerSummary[] {
+    return this.store.containers.list(all).map((c) => this.summary(c));
+  }
+
+  inspect(ref: string): ContainerInspect {
+    const c = this.resolve(ref);
+    const d = this.dirs(c.id);
+    return {
+      ...this.summary(c),
+      upperDir: d.upper,
+      workDir: d.work,
+      lowerDirs: this.layers.lowerDirs(this.images.chain(c.imageId).map((l) => l.id)),
+      mounts: c.mounts,
+    };
+  }
+
+  /** A mount that vanished under us: the container is no longer mounted. */
+  markLost(id: string): void {
+    if (this.store.containers.get(id) !== undefined) this.store.containers.setState(id, 'created');
+  }
+
+  /**
+   * Start-up after a crash: dead FUSE mounts of mounted containers are cleared
+   * and the containers mounted again; stray mounts of the others are cleared.
+   */
+  async recover(): Promise<{ remounted: string[]; failed: string[] }> {
+    const remounted: string[] = [];
+    const failed: string[] = [];
+    for (const c of this.store.containers.list(true)) {
+      clearStale(this.dirs(c.id).merged);
+      if (c.mountpoint !== null) clearStale(c.mountpoint);
+      fs.rmSync(this.dirs(c.id).work + '/work', { recursive: true, force: true });
+      if (c.state !== 'mounted') continue;
+      try {
+        await this.mount(c.id, c.mountpoint ?? undefined);
+        remounted.push(c.id);
+      } catch (err) {
+        this.log.error({ container: c.id, err: String(err) }, 'remount after restart failed');
+        this.store.containers.setState(c.id, 'created');
+        failed.push(c.id);
+      }
+    }
+    return { remounted, failed };
+  }
+}
+
+/**
+ * Creates the mountpoint of a volume or bind inside the merged root (in the
+ * writable layer, as docker does) and fills an empty volume with what the image
+ * has at that path.
+ */
+function prepareMountpoint(merged: string, m: ContainerMount): void {
+  const at = merged + m.target;
+  const sourceIsDir = fs.statSync(m.resolvedSource).isDirectory();
+  if (!fs.existsSync(at)) {
+    if (sourceIsDir) fs.mkdirSync(at, { recursive: true });
+    else {
+      fs.mkdirSync(path.dirname(at), { recursive: true });
+      fs.writeFileSync(at, '');
+    }
+    return;
+  }
+  if (m.type === 'volume' && sourceIsDir && fs.readdirSync(m.resolvedSource).length === 0 && fs.statSync(at).isDirectory()) {
+    fs.cpSync(at, m.resolvedSource, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+  }
+}

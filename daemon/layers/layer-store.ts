@@ -1,0 +1,103 @@
+// Layers on disk: one directory per layer under layers/<chain-id hex>, in overlay
+// format (whiteouts as char 0/0, opaque dirs by xattr), recorded in the store.
+// A layer is identified by its OCI chain id, so identical stacks are stored once.
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import { PassThrough, type Readable } from 'node:stream';
+import { extractLayer, importDirectory, packLayer } from '../archive';
+import type { Store } from '../store';
+import type { LayerRow } from '../store/types';
+import type { StorageRoot } from '../stratad/root';
+
+/** OCI chain id: the diff id for a base layer, else sha256(parentChain + " " + diffId). */
+export function chainId(parent: string | null, diffId: string): string {
+  if (parent === null) return diffId;
+  return 'sha256:' + createHash('sha256').update(`${parent} ${diffId}`).digest('hex');
+}
+
+export type LayerSource = { kind: 'tar'; input: Readable | string } | { kind: 'dir'; path: string } | { kind: 'upper'; path: string };
+
+export class LayerStore {
+  constructor(
+    private readonly root: StorageRoot,
+    private readonly store: Store,
+  ) {}
+
+  /**
+   * Creates a layer on top of `parent` from a tar, a rootfs directory, or a
+   * container's upper dir. Content lands in a temp dir first, and the layer row
+   * is written only once it is complete, so a crash never leaves a half layer.
+   */
+  async create(parent: string | null, source: LayerSource, createdBy = ''): Promise<LayerRow> {
+    const tmp = this.root.tempDir('layer');
+    try {
+      const { diffId, size } = await this.fill(tmp, source);
+      const id = chainId(parent, diffId);
+      const existing = this.store.layers.get(id);
+      if (existing !== undefined && existing.state === 'ready') {
+        fs.rmSync(tmp, { recursive: true, force: true });
+        return existing;
+      }
+      const dir = this.root.layerDir(id);
+      fs.rmSync(dir, { recursive: true, force: true });
+      this.store.transaction(() => {
+        if (existing !== undefined) this.store.layers.delete(id);
+        this.store.layers.insert({ id, parent, diffId, size, createdBy, state: 'incomplete' });
+      });
+      fs.renameSync(tmp, dir);
+      this.store.layers.markReady(id, size);
+      return this.store.layers.get(id)!;
+    } catch (err) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  private async fill(dir: string, source: LayerSource): Promise<{ diffId: string; size: number }> {
+    switch (source.kind) {
+      case 'tar':
+        return extractLayer(source.input, dir);
+      case 'dir':
+        return importDirectory(source.path, dir);
+      case 'upper': {
+        // Through the OCI tar and back: the diff id is that tar's, and opaque
+        // dirs and whiteouts survive as markers.
+        const pipe = new PassThrough();
+        const [packed] = await Promise.all([packLayer(source.path, pipe), extractLayer(pipe, dir)]);
+        return packed;
+      }
+    }
+  }
+
+  path(id: string): string {
+    return this.root.layerDir(id);
+  }
+
+  /** Lower dirs for a chain given bottom-up, as lowerdir wants them: topmost first. */
+  lowerDirs(chain: string[]): string[] {
+    return chain.map((id) => this.path(id)).reverse();
+  }
+
+  /** Removes a layer no image, child layer or cache entry still needs. */
+  removeIfUnused(id: string): boolean {
+    if (this.store.layers.isReferenced(id)) return false;
+    this.store.layers.delete(id);
+    fs.rmSync(this.path(id), { recursive: true, force: true });
+    return true;
+  }
+
+  /** Start-up: drop layers that were being written when the daemon died. */
+  sweepIncomplete(): string[] {
+    const gone: string[] = [];
+    for (const l of this.store.layers.listIncomplete()) {
+      fs.rmSync(this.path(l.id), { recursive: true, force: true });
+      try {
+        this.store.layers.delete(l.id);
+        gone.push(l.id);
+      } catch {
+        // referenced by something: leave the row, the directory is gone either way
+      }
+    }
+    return gone;
+  }
+}

@@ -1,0 +1,120 @@
+// stratad: the strata daemon. Owns the storage root, serves the API on a Unix
+// socket, and runs every container's union mount in its own worker thread.
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import yargs from 'yargs';
+import { buildRouter } from '../api/routes';
+import { createApiServer } from '../api/server';
+import { ContainerService } from '../containers/containers';
+import { ImageService } from '../images/images';
+import { LayerStore } from '../layers/layer-store';
+import { createLogger, type Logger } from '../log';
+import { MountManager } from '../mounts/mount-manager';
+import { Store } from '../store';
+import { VolumeService } from '../volumes/volumes';
+import { StorageRoot } from './root';
+
+const DEFAULT_ROOT = '/var/lib/strata';
+const DEFAULT_SOCKET = '/run/strata/strata.sock';
+
+const FS_NAMES: Record<number, string> = { 0xef53: 'extfs', 0x58465342: 'xfs', 0x9123683e: 'btrfs', 0x01021994: 'tmpfs', 0x2fc12fc1: 'zfs', 0x794c7630: 'overlayfs' };
+
+function version(): string {
+  return (JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+/** Refuses a socket path another live daemon answers on; removes a stale socket file. */
+async function claimSocket(socket: string): Promise<void> {
+  fs.mkdirSync(path.dirname(socket), { recursive: true, mode: 0o755 });
+  if (!fs.existsSync(socket)) return;
+  const live = await new Promise<boolean>((resolve) => {
+    const c = net.connect(socket);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+  if (live) throw new Error(`another daemon is already listening on ${socket}; stop it or pass --socket`);
+  fs.rmSync(socket, { force: true });
+}
+
+/** 0660, group `strata` when that group exists: members may use strata, others are refused. */
+function restrictSocket(socket: string, log: Logger): void {
+  fs.chmodSync(socket, 0o660);
+  const line = fs
+    .readFileSync('/etc/group', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('strata:'));
+  if (line !== undefined) {
+    const gid = Number(line.split(':')[2]);
+    fs.chownSync(socket, 0, gid);
+    log.info({ socket, gid }, 'socket group is strata');
+  }
+}
+
+async function main(): Promise<void> {
+  const argv = yargs(process.argv.slice(2))
+    .scriptName('stratad')
+    .usage('$0 [options]: the strata daemon')
+    .option('root', { type: 'string', default: process.env.STRATA_ROOT ?? DEFAULT_ROOT, describe: 'storage root (env STRATA_ROOT)' })
+    .option('socket', { type: 'string', default: process.env.STRATA_SOCKET ?? DEFAULT_SOCKET, describe: 'API socket (env STRATA_SOCKET)' })
+    .option('log-level', { type: 'string', default: process.env.STRATA_LOG_LEVEL ?? 'info', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] })
+    .option('log-file', { type: 'string', describe: 'also write logs here (JSON lines)' })
+    .version(version())
+    .strict()
+    .parseSync();
+
+  const log = createLogger('stratad', { level: argv['log-level'], file: argv['log-file'] });
+  const root = new StorageRoot(path.resolve(argv.root));
+  root.open();
+  const store = Store.open(root.database);
+
+  // Leftovers of a crash: temp dirs and half-written layers.
+  for (const e of fs.readdirSync(root.tmp)) fs.rmSync(path.join(root.tmp, e), { recursive: true, force: true });
+  const layers = new LayerStore(root, store);
+  const swept = layers.sweepIncomplete();
+  if (swept.length) log.warn({ layers: swept }, 'removed incomplete layers');
+
+  const images = new ImageService(store, layers, log);
+  const volumes = new VolumeService(root, store, log);
+  let containers: ContainerService | undefined;
+  const mounts = new MountManager(log, (id) => containers?.markLost(id));
+  containers = new ContainerService(root, store, images, layers, volumes, mounts, log);
+  const recovered = await containers.recover();
+  if (recovered.remounted.length || recovered.failed.length) log.info(recovered, 'containers recovered after restart');
+
+  const fsType = fs.statfsSync(root.dir).type;
+  const router = buildRouter({ root, store, images, containers, volumes, mounts, version: version(), backingFilesystem: FS_NAMES[fsType] ?? `0x${fsType.toString(16)}` });
+  const server = createApiServer(router, log);
+  const socket = path.resolve(argv.socket);
+  await claimSocket(socket);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socket, resolve);
+  });
+  restrictSocket(socket, log);
+  log.info({ root: root.dir, socket, pid: process.pid }, 'stratad ready');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    server.close();
+    await mounts.unmountAll();
+    store.close();
+    root.close();
+    fs.rmSync(socket, { force: true });
+    log.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`stratad: ${err.message}\n`);
+  process.exit(1);
+});

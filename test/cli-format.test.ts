@@ -1,0 +1,356 @@
+// The strata CLI without a daemon: table/size/time formatting, --mount parsing, error exits,
+// and the requests it sends (against a fake API server on a temporary Unix socket).
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { execFile } from 'node:child_process';
+import { ago, ellipsis, humanDuration, humanSize, parseKeyValues, parseMount, shortId, splitRef, table, UsageError } from '../cli/format';
+import { imageRows, historyRows } from '../cli/commands/images';
+import { containerRows } from '../cli/commands/containers';
+import { pruneReport } from '../cli/commands/volumes';
+import { dfSummary, infoText } from '../cli/commands/system';
+import type { SystemDf } from '../daemon/api/types';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const MAIN = path.join(ROOT, 'dist', 'cli', 'main.js');
+const HEX = 'ab'.repeat(32);
+
+t.test('table: columns sized by content, 3 spaces apart, no trailing blanks', async (t) => {
+  const out = table(
+    ['REPOSITORY', 'TAG', 'IMAGE ID'],
+    [
+      ['alpine', 'latest', '0123456789ab'],
+      ['registry:5000/x', '', 'cafe'],
+    ],
+  );
+  t.equal(
+    out,
+    ['REPOSITORY        TAG      IMAGE ID', 'alpine            latest   0123456789ab', 'registry:5000/x            cafe'].join('\n'),
+  );
+  t.equal(table(['A', 'B'], []), 'A   B', 'header only');
+  t.equal(table(['X', 'Y'], [['…é', 'z']]), 'X    Y\n…é   z', 'widths count characters, not bytes');
+});
+
+t.test('humanSize: decimal units, 3 significant digits like docker', async (t) => {
+  const cases: [number, string][] = [
+    [0, '0B'],
+    [512, '512B'],
+    [999, '999B'],
+    [1000, '1kB'],
+    [4100, '4.1kB'],
+    [1234567, '1.23MB'],
+    [999_999, '1MB'],
+    [5_000_000_000, '5GB'],
+    [1_500_000_000_000, '1.5TB'],
+  ];
+  for (const [n, s] of cases) t.equal(humanSize(n), s, `${n}`);
+});
+
+t.test('relative times like docker (go-units HumanDuration)', async (t) => {
+  const s = 1000;
+  const m = 60 * s;
+  const h = 60 * m;
+  const d = 24 * h;
+  const cases: [number, string][] = [
+    [-5 * s, 'Less than a second'],
+    [500, 'Less than a second'],
+    [1 * s, '1 second'],
+    [42 * s, '42 seconds'],
+    [61 * s, 'About a minute'],
+    [5 * m, '5 minutes'],
+    [59 * m, '59 minutes'],
+    [70 * m, 'About an hour'],
+    [3 * h, '3 hours'],
+    [47 * h, '47 hours'],
+    [3 * d, '3 days'],
+    [20 * d, '2 weeks'],
+    [90 * d, '3 months'],
+    [800 * d, '2 years'],
+  ];
+  for (const [ms, want] of cases) t.equal(humanDuration(ms), want, `${ms}ms`);
+  const now = Date.parse('2024-05-01T12:00:00Z');
+  t.equal(ago('2024-05-01T11:55:00Z', now), '5 minutes ago');
+  t.equal(ago('not a date', now), 'N/A');
+});
+
+t.test('ids, refs, ellipsis', async (t) => {
+  t.equal(shortId(`sha256:${HEX}`), 'abababababab');
+  t.equal(shortId(HEX), 'abababababab');
+  t.equal(shortId('<missing>'), '<missing>');
+  t.equal(shortId('alpine:3.19'), 'alpine:3.19');
+  t.same(splitRef('alpine:3.19'), ['alpine', '3.19']);
+  t.same(splitRef('alpine'), ['alpine', 'latest']);
+  t.same(splitRef('localhost:5000/x/y:v1'), ['localhost:5000/x/y', 'v1']);
+  t.same(splitRef('localhost:5000/x'), ['localhost:5000/x', 'latest']);
+  const long = '/bin/sh -c #(nop) ADD file:0123456789abcdef0123456789abcdef in /';
+  const cut = ellipsis(long, 45);
+  t.equal([...cut].length, 45);
+  t.ok(cut.endsWith('…'));
+  t.equal(ellipsis('short', 45), 'short');
+});
+
+t.test('--mount parsing', async (t) => {
+  t.same(parseMount('type=volume,source=data,target=/data'), { type: 'volume', source: 'data', target: '/data', readonly: false });
+  t.same(parseMount('type=bind,src=/srv,dst=/srv,readonly'), { type: 'bind', source: '/srv', target: '/srv', readonly: true });
+  t.same(parseMount('type=bind,source=/a,destination=/b,ro=true'), { type: 'bind', source: '/a', target: '/b', readonly: true });
+  t.same(parseMount('type=volume,target=/cache,ro=false'), { type: 'volume', source: '', target: '/cache', readonly: false });
+  t.same(parseMount('target=/x'), { type: 'volume', source: '', target: '/x', readonly: false }, 'type defaults to volume');
+  const bad: [string, RegExp][] = [
+    ['type=tmpfs,target=/x', /invalid type "tmpfs"/],
+    ['type=volume,source=v', /missing field "target"/],
+    ['type=volume,target=rel', /target "rel" must be an absolute path/],
+    ['type=bind,target=/x', /missing field "source"/],
+    ['type=bind,source=rel,target=/x', /bind source "rel"/],
+    ['type=volume,target=/x,readonly=maybe', /invalid value for readonly: "maybe"/],
+    ['type=volume,target=/x,bogus=1', /unknown field "bogus"/],
+    ['type=volume,dst=', /field "dst" needs a value/],
+  ];
+  for (const [spec, re] of bad) {
+    t.throws(() => parseMount(spec), re, spec);
+    t.throws(() => parseMount(spec), UsageError);
+  }
+  t.same(parseKeyValues('label', ['a=1', 'b=x=y', 'c']), { a: '1', b: 'x=y', c: '' });
+  t.throws(() => parseKeyValues('opt', ['=v']), /invalid --opt "=v"/);
+});
+
+t.test('listing rows', async (t) => {
+  const now = Date.parse('2024-05-01T12:00:00Z');
+  const created = '2024-05-01T10:00:00Z';
+  t.same(
+    imageRows(
+      [
+        { id: `sha256:${HEX}`, repoTags: ['alpine:latest', 'mine:v1'], created, size: 7_340_000 },
+        { id: `sha256:${'cd'.repeat(32)}`, repoTags: [], created, size: 512 },
+      ],
+      false,
+      now,
+    ),
+    [
+      ['alpine', 'latest', 'abababababab', '2 hours ago', '7.34MB'],
+      ['mine', 'v1', 'abababababab', '2 hours ago', '7.34MB'],
+      ['<none>', '<none>', 'cdcdcdcdcdcd', '2 hours ago', '512B'],
+    ],
+  );
+  const h = [{ id: '<missing>', created, createdBy: 'x'.repeat(60), size: 4100, comment: 'c', emptyLayer: false }];
+  t.equal(historyRows(h, false, now)[0][2], 'x'.repeat(44) + '…');
+  t.equal(historyRows(h, true, now)[0][2], 'x'.repeat(60));
+  t.same(
+    containerRows(
+      [
+        { id: HEX, name: 'web', image: 'alpine', imageId: `sha256:${HEX}`, state: 'mounted', mountpoint: '/m/x', created, size: 0 },
+        { id: 'cd'.repeat(32), name: 'db', image: 'alpine', imageId: `sha256:${HEX}`, state: 'created', mountpoint: null, created, size: 0 },
+      ],
+      false,
+      now,
+    ),
+    [
+      ['abababababab', 'alpine', '2 hours ago', 'Mounted', '/m/x', 'web'],
+      ['cdcdcdcdcdcd', 'alpine', '2 hours ago', 'Created', '', 'db'],
+    ],
+  );
+  t.equal(pruneReport(['a', 'b'], 2048), 'Deleted Volumes:\na\nb\n\nTotal reclaimed space: 2.05kB');
+  t.equal(pruneReport([], 0), 'Total reclaimed space: 0B');
+});
+
+t.test('info and system df', async (t) => {
+  const info = infoText({
+    driver: 'strata-fuse',
+    version: '0.1.0',
+    rootDir: '/var/lib/strata',
+    backingFilesystem: 'extfs',
+    passthrough: true,
+    images: 2,
+    layers: 3,
+    containers: 4,
+    containersMounted: 1,
+    volumes: 5,
+  });
+  t.match(info, /^Storage Driver: strata-fuse$/m);
+  t.match(info, /^Passthrough: on$/m);
+  t.match(info, /^Containers: 4 \(mounted 1\)$/m);
+  const df: SystemDf = {
+    layersSize: 10_000,
+    images: [
+      { id: `sha256:${HEX}`, repoTags: ['a:latest'], created: '', size: 6000, sharedSize: 2000, uniqueSize: 4000, containers: 1 },
+      { id: `sha256:${'cd'.repeat(32)}`, repoTags: [], created: '', size: 6000, sharedSize: 2000, uniqueSize: 4000, containers: 0 },
+    ],
+    containers: [
+      { id: HEX, name: 'x', image: 'a', size: 100, state: 'mounted', created: '' },
+      { id: HEX, name: 'y', image: 'a', size: 300, state: 'created', created: '' },
+    ],
+    volumes: [
+      { name: 'v1', links: 1, size: 50 },
+      { name: 'v2', links: 0, size: 150 },
+    ],
+    buildCacheSize: 0,
+  };
+  t.equal(
+    dfSummary(df),
+    [
+      'TYPE            TOTAL   ACTIVE   SIZE   RECLAIMABLE',
+      'Images          2       1        10kB   6kB (60%)',
+      'Containers      2       1        400B   300B (75%)',
+      'Local Volumes   2       1        200B   150B (75%)',
+      'Build Cache     0       0        0B     0B',
+    ].join('\n'),
+  );
+});
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [MAIN, ...args], { env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+t.test('no daemon: one-line connect error, exit 1', async (t) => {
+  const sock = '/tmp/nonexistent-strata-test.sock';
+  for (const args of [['--socket', sock, 'ps'], ['--socket', sock, 'image', 'ls'], ['--socket', sock, 'info']]) {
+    const r = await cli(args);
+    t.equal(r.code, 1, `${args.join(' ')}: exit 1`);
+    t.equal(r.stdout, '');
+    t.equal(
+      r.stderr,
+      `Error: cannot connect to the strata daemon at ${sock}: is stratad running? Start it with: sudo stratad (or make daemon)\n`,
+    );
+  }
+  const env = await cli(['volume', 'ls'], { STRATA_SOCKET: sock });
+  t.match(env.stderr, `daemon at ${sock}:`, 'STRATA_SOCKET is honoured');
+});
+
+t.test('usage errors exit 2', async (t) => {
+  for (const args of [[], ['frobnicate'], ['image', 'ls', '--bogus'], ['container', 'create'], ['image']]) {
+    const r = await cli(['--socket', '/tmp/nonexistent-strata-test.sock', ...args]);
+    t.equal(r.code, 2, `"${args.join(' ')}" exits 2`);
+    t.match(r.stderr, /^Error: /);
+  }
+  const m = await cli(['--socket', '/tmp/nonexistent-strata-test.sock', 'container', 'create', '--mount', 'type=bind,target=/x', 'img']);
+  t.equal(m.code, 2, 'bad --mount exits 2 before contacting the daemon');
+  t.match(m.stderr, /^Error: invalid --mount "type=bind,target=\/x": missing field "source"/);
+  const h = await cli(['container', 'create', '--help']);
+  t.equal(h.code, 0);
+  t.match(h.stdout, /--mount/);
+  const v = await cli(['--version']);
+  t.equal(v.stdout.trim(), JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version);
+});
+
+interface Seen {
+  method: string;
+  url: string;
+  body: unknown;
+}
+
+t.test('requests sent to the daemon (fake server)', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-cli-'));
+  const sock = path.join(dir, 's.sock');
+  const seen: Seen[] = [];
+  const img = { id: `sha256:${HEX}`, repoTags: ['alpine:latest'], created: new Date(Date.now() - 300_000).toISOString(), size: 1234567 };
+  const reply: Record<string, [number, unknown]> = {
+    'POST /images/import': [200, { id: `sha256:${HEX}` }],
+    'GET /images/json': [200, [img]],
+    'POST /containers/create': [201, { id: HEX, warnings: ['careful'] }],
+    'POST /containers/web/mount': [200, { mountpoint: '/var/lib/strata/mnt/x' }],
+    'POST /containers/web/commit': [201, { id: `sha256:${'ef'.repeat(32)}` }],
+    'DELETE /images/alpine%3Alatest?force=1': [200, { untagged: ['alpine:latest'], deleted: [`sha256:${HEX}`] }],
+    'DELETE /images/nope?force=1': [404, { message: 'No such image: nope' }],
+    'GET /containers/json?all=1': [200, []],
+    'POST /volumes/create': [201, { Name: 'data' }],
+    'POST /volumes/prune?all=1': [200, { deleted: ['v1'], spaceReclaimed: 4100 }],
+    'GET /volumes/a%2Fb': [500, 'plain failure'],
+  };
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks).toString();
+      seen.push({ method: req.method ?? '', url: req.url ?? '', body: raw ? JSON.parse(raw) : undefined });
+      const [status, body] = reply[`${req.method} ${req.url}`] ?? [404, { message: `no route ${req.method} ${req.url}` }];
+      if (typeof body === 'string') {
+        res.writeHead(status, { 'Content-Type': 'text/plain' }).end(body);
+      } else {
+        res.writeHead(status, { 'Content-Type': 'application/json' }).end(JSON.stringify(body));
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(sock, r));
+  t.teardown(() => {
+    server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const run = (...args: string[]) => {
+    seen.length = 0;
+    return cli(['--socket', sock, ...args]);
+  };
+
+  let r = await run('image', 'import', 'rootfs.tar', 'mine:v1');
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, `sha256:${HEX}\n`);
+  t.same(seen, [{ method: 'POST', url: '/images/import', body: { source: path.resolve('rootfs.tar'), ref: 'mine:v1' } }]);
+
+  r = await run('images');
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, 'REPOSITORY   TAG      IMAGE ID       CREATED         SIZE\nalpine       latest   abababababab   5 minutes ago   1.23MB\n');
+  r = await run('image', 'ls', '-q');
+  t.equal(r.stdout, 'abababababab\n');
+  r = await run('image', 'ls', '--format', 'json');
+  t.same(JSON.parse(r.stdout), [img]);
+
+  r = await run('container', 'create', '--name', 'web', '-v', 'data:/data', '-v', '/srv:/srv:ro', '--mount', 'type=volume,src=c,dst=/c,ro', 'alpine');
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, `${HEX}\n`);
+  t.equal(r.stderr, 'WARNING: careful\n');
+  t.same(seen[0], {
+    method: 'POST',
+    url: '/containers/create',
+    body: {
+      image: 'alpine',
+      name: 'web',
+      volumes: ['data:/data', '/srv:/srv:ro'],
+      mounts: [{ type: 'volume', source: 'c', target: '/c', readonly: true }],
+    },
+  });
+
+  r = await run('container', 'mount', '--at', 'mnt', 'web');
+  t.equal(r.stdout, '/var/lib/strata/mnt/x\n');
+  t.same(seen[0].body, { at: path.resolve('mnt') });
+
+  r = await run('commit', '-m', 'msg', '-a', 'me', '-c', 'RUN make', 'web', 'new:tag');
+  t.equal(r.stdout, `sha256:${'ef'.repeat(32)}\n`);
+  t.same(seen[0], { method: 'POST', url: '/containers/web/commit', body: { ref: 'new:tag', comment: 'msg', author: 'me', createdBy: 'RUN make' } });
+
+  r = await run('rmi', '-f', 'alpine:latest', 'nope');
+  t.equal(r.code, 1, 'a failed target makes the exit status 1');
+  t.equal(r.stdout, `Untagged: alpine:latest\nDeleted: sha256:${HEX}\n`);
+  t.equal(r.stderr, 'Error: No such image: nope\n');
+  t.same(
+    seen.map((s) => `${s.method} ${s.url}`),
+    ['DELETE /images/alpine%3Alatest?force=1', 'DELETE /images/nope?force=1'],
+  );
+
+  r = await run('ps', '-a');
+  t.equal(r.code, 0);
+  t.equal(r.stdout, 'CONTAINER ID   IMAGE   CREATED   STATUS   MOUNTPOINT   NAMES\n');
+  t.equal(seen[0].url, '/containers/json?all=1');
+
+  r = await run('volume', 'create', '--label', 'a=b', '-o', 'size=1G', 'data');
+  t.equal(r.stdout, 'data\n');
+  t.same(seen[0].body, { name: 'data', labels: { a: 'b' }, options: { size: '1G' } });
+
+  r = await run('volume', 'prune', '-a', '-f');
+  t.equal(r.stdout, 'Deleted Volumes:\nv1\n\nTotal reclaimed space: 4.1kB\n');
+
+  r = await run('volume', 'inspect', 'a/b');
+  t.equal(r.code, 1);
+  t.equal(r.stdout, '[]\n');
+  t.equal(r.stderr, 'Error: plain failure\n', 'non-JSON error bodies are shown as text');
+});
