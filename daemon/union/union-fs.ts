@@ -289,6 +289,8 @@ export class UnionFs implements FuseFilesystem {
     if (!overWhiteout) {
       make(target);
       this.setOwner(target, ctx.uid, gid, mode);
+      // As overlayfs: a new directory in a merged one is opaque, so its lookups skip the lowers.
+      if (isDir && parent.lowers.length > 0) native.lsetxattr(target, XATTR_OPAQUE, Buffer.from('y'), 0);
     } else {
       const tmp = this.copy.tmpName();
       make(tmp);
