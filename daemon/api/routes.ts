@@ -4,7 +4,11 @@ import type { ImageService } from '../images/images';
 import type { MountManager } from '../mounts/mount-manager';
 import type { Store } from '../store';
 import type { StorageRoot } from '../stratad/root';
+import type { LayerStore } from '../layers/layer-store';
+import type { Logger } from '../log';
 import type { VolumeService } from '../volumes/volumes';
+import { registerBuildRunRoutes } from './routes-build-run';
+import { registerImageIoRoutes } from './routes-image-io';
 import { badRequest } from './errors';
 import { Router, type ApiRequest } from './server';
 import type { CommitRequest, CreateRequest, Info, MountSpec, SystemDf } from './types';
@@ -16,13 +20,15 @@ export interface Services {
   containers: ContainerService;
   volumes: VolumeService;
   mounts: MountManager;
+  layers: LayerStore;
+  log: Logger;
   version: string;
   backingFilesystem: string;
 }
 
-function str(req: ApiRequest, key: string, required: true): string;
-function str(req: ApiRequest, key: string, required?: false): string | undefined;
-function str(req: ApiRequest, key: string, required = false): string | undefined {
+export function str(req: ApiRequest, key: string, required: true): string;
+export function str(req: ApiRequest, key: string, required?: false): string | undefined;
+export function str(req: ApiRequest, key: string, required = false): string | undefined {
   const v = req.body[key];
   if (v === undefined || v === null) {
     if (required) throw badRequest(`"${key}" is required`);
@@ -32,14 +38,14 @@ function str(req: ApiRequest, key: string, required = false): string | undefined
   return v;
 }
 
-function strings(req: ApiRequest, key: string): string[] | undefined {
+export function strings(req: ApiRequest, key: string): string[] | undefined {
   const v = req.body[key];
   if (v === undefined) return undefined;
   if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw badRequest(`"${key}" must be an array of strings`);
   return v as string[];
 }
 
-function record(req: ApiRequest, key: string): Record<string, string> | undefined {
+export function record(req: ApiRequest, key: string): Record<string, string> | undefined {
   const v = req.body[key];
   if (v === undefined) return undefined;
   if (v === null || typeof v !== 'object' || Array.isArray(v) || Object.values(v).some((x) => typeof x !== 'string')) {
@@ -48,7 +54,7 @@ function record(req: ApiRequest, key: string): Record<string, string> | undefine
   return v as Record<string, string>;
 }
 
-function flag(req: ApiRequest, key: string): boolean {
+export function flag(req: ApiRequest, key: string): boolean {
   const v = req.query.get(key);
   return v === '1' || v === 'true';
 }
@@ -135,5 +141,7 @@ export function buildRouter(s: Services): Router {
     s.volumes.remove(req.params.name);
     return {};
   });
+  registerImageIoRoutes(r, s);
+  registerBuildRunRoutes(r, s);
   return r;
 }

@@ -86,7 +86,7 @@ async function main(): Promise<void> {
   if (recovered.remounted.length || recovered.failed.length) log.info(recovered, 'containers recovered after restart');
 
   const fsType = fs.statfsSync(root.dir).type;
-  const router = buildRouter({ root, store, images, containers, volumes, mounts, version: version(), backingFilesystem: FS_NAMES[fsType] ?? `0x${fsType.toString(16)}` });
+  const router = buildRouter({ root, store, images, containers, volumes, mounts, layers, log, version: version(), backingFilesystem: FS_NAMES[fsType] ?? `0x${fsType.toString(16)}` });
   const server = createApiServer(router, log);
   const socket = path.resolve(argv.socket);
   await claimSocket(socket);
