@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { DEFAULT_SOCKET } from './client';
+import { buildRunCommands } from './commands/build-run';
 import { containerCommand, containerShortcuts } from './commands/containers';
 import { imageCommand, imageShortcuts } from './commands/images';
 import { systemCommand, systemShortcuts } from './commands/system';
@@ -31,7 +32,7 @@ export async function main(args: string[]): Promise<void> {
     .command(containerCommand)
     .command(volumeCommand)
     .command(systemCommand);
-  for (const c of [...imageShortcuts, ...containerShortcuts, ...systemShortcuts]) y = y.command(c);
+  for (const c of [...imageShortcuts, ...containerShortcuts, ...systemShortcuts, ...buildRunCommands]) y = y.command(c);
   y = y
     .parserConfiguration({ 'boolean-negation': false })
     .demandCommand(1, 'missing command')

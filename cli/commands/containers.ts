@@ -1,4 +1,4 @@
-// strata container create|mount|unmount|ls|inspect|diff|commit|rm  (+ shortcuts: ps, diff, commit, rm)
+// strata container create|mount|unmount|ls|inspect|diff|commit|rm|export  (+ shortcuts: ps, diff, commit, rm, export)
 import * as path from 'node:path';
 import type {
   Change,
@@ -7,8 +7,9 @@ import type {
   ContainerSummary,
   CreateRequest,
 } from '../../daemon/api/types';
+import type { ExportResponse } from '../../daemon/api/types-image-io';
 import { seg } from '../client';
-import { ago, json, parseMount, shortId, table } from '../format';
+import { ago, humanSize, json, parseMount, shortId, table, UsageError } from '../format';
 import { action, clientFor, Cmd, eachTarget, inspectMany, listingOptions, out } from './common';
 
 function list(v: unknown): string[] {
@@ -128,6 +129,21 @@ const commitCmd = (command: string): Cmd => ({
   }),
 });
 
+const exportCmd = (command: string): Cmd => ({
+  command,
+  describe: "Export a container's root filesystem as a tar archive",
+  builder: (y) =>
+    y
+      .positional('container', { type: 'string' })
+      .option('output', { alias: 'o', type: 'string', demandOption: true, requiresArg: true, describe: 'Write to FILE' }),
+  handler: action(async (argv) => {
+    const output = String(argv.output);
+    if (output === '-') throw new UsageError('export to stdout is not supported: give -o FILE');
+    const r = await clientFor(argv).post<ExportResponse>(`/containers/${seg(argv.container)}/export`, { output: path.resolve(output) });
+    out(`Exported ${String(argv.container)} to ${r.output} (${humanSize(r.size)})`);
+  }),
+});
+
 const rmCmd = (command: string, aliases: string[] = []): Cmd => ({
   command,
   aliases,
@@ -155,6 +171,7 @@ export const containerCommand: Cmd = {
       .command(diffCmd('diff <container>'))
       .command(commitCmd('commit <container> [ref]'))
       .command(rmCmd('rm <containers..>', ['remove']))
+      .command(exportCmd('export <container>'))
       .demandCommand(1, 'container: missing subcommand'),
   handler: () => {},
 };
@@ -165,4 +182,5 @@ export const containerShortcuts: Cmd[] = [
   diffCmd('diff <container>'),
   commitCmd('commit <container> [ref]'),
   rmCmd('rm <containers..>'),
+  exportCmd('export <container>'),
 ];

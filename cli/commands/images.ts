@@ -1,4 +1,4 @@
-// strata image import|ls|history|inspect|tag|rm  (+ shortcuts: images, history, rmi)
+// strata image import|ls|history|inspect|tag|rm|save|load  (+ shortcuts: images, history, rmi, save, load)
 import * as path from 'node:path';
 import type {
   HistoryEntry,
@@ -6,6 +6,7 @@ import type {
   ImageInspect,
   ImageSummary,
 } from '../../daemon/api/types';
+import type { LoadResponse, SaveResponse } from '../../daemon/api/types-image-io';
 import { seg } from '../client';
 import { ago, ellipsis, humanSize, json, shortId, splitRef, table } from '../format';
 import { action, clientFor, Cmd, eachTarget, inspectMany, listingOptions, out } from './common';
@@ -23,6 +24,61 @@ const importCmd: Cmd = {
       ref: String(argv.ref),
     });
     out(r.id);
+  }),
+};
+
+function digestShort(d: string): string {
+  return d.slice(0, 'sha256:'.length + 12);
+}
+
+/** Step lines of `image save`, from the daemon's summary. */
+export function saveLines(r: SaveResponse): string[] {
+  const lines = r.layers.map((l) => `Saving layer ${digestShort(l.digest)} (${humanSize(l.size)})`);
+  lines.push(`Saving config ${digestShort(r.config)}`);
+  if (r.manifest) lines.push(`Saving manifest ${digestShort(r.manifest)}`);
+  lines.push(`Saved ${r.refs.length ? r.refs.join(', ') : r.id} to ${r.output} (${r.format}, ${humanSize(r.size)})`);
+  return lines;
+}
+
+/** Step lines and result lines of `image load`. */
+export function loadLines(r: LoadResponse): string[] {
+  const lines: string[] = [];
+  for (const img of r.images) {
+    for (const l of img.layers) {
+      lines.push(l.reused ? `Layer ${digestShort(l.diffId)} already exists` : `Loading layer ${digestShort(l.diffId)} (${humanSize(l.size)})`);
+    }
+    if (img.refs.length) for (const ref of img.refs) lines.push(`Loaded image: ${ref}`);
+    else lines.push(`Loaded image ID: ${img.id}`);
+  }
+  return lines;
+}
+
+const saveCmd: Cmd = {
+  command: 'save <image>',
+  describe: 'Save an image to an OCI layout (default) or docker-archive tar',
+  builder: (y) =>
+    y
+      .positional('image', { type: 'string', describe: 'NAME[:TAG] or id' })
+      .option('output', { alias: 'o', type: 'string', demandOption: true, requiresArg: true, describe: 'Write to FILE' })
+      .option('format', { type: 'string', choices: ['oci-archive', 'docker-archive'], default: 'oci-archive', describe: 'Archive format' }),
+  handler: action(async (argv) => {
+    const r = await clientFor(argv).post<SaveResponse>(`/images/${seg(argv.image)}/save`, {
+      output: path.resolve(String(argv.output)),
+      format: String(argv.format),
+    });
+    for (const w of r.warnings ?? []) process.stderr.write(`WARNING: ${w}\n`);
+    out(saveLines(r).join('\n'));
+  }),
+};
+
+const loadCmd: Cmd = {
+  command: 'load',
+  describe: 'Load images from an OCI layout or docker-archive tar (plain or gzip)',
+  builder: (y) => y.option('input', { alias: 'i', type: 'string', demandOption: true, requiresArg: true, describe: 'Read from FILE' }),
+  handler: action(async (argv) => {
+    const r = await clientFor(argv).post<LoadResponse>('/images/load', { input: path.resolve(String(argv.input)) });
+    for (const w of r.warnings ?? []) process.stderr.write(`WARNING: ${w}\n`);
+    out(loadLines(r).join('\n'));
   }),
 };
 
@@ -121,9 +177,11 @@ export const imageCommand: Cmd = {
       .command(inspectCmd)
       .command(tagCmd)
       .command(rmCmd('rm <images..>', ['remove']))
+      .command(saveCmd)
+      .command(loadCmd)
       .demandCommand(1, 'image: missing subcommand'),
   handler: () => {},
 };
 
 /** Top-level shortcuts: strata images | history | rmi */
-export const imageShortcuts: Cmd[] = [lsCmd('images'), historyCmd('history <image>'), rmCmd('rmi <images..>')];
+export const imageShortcuts: Cmd[] = [lsCmd('images'), historyCmd('history <image>'), rmCmd('rmi <images..>'), saveCmd, loadCmd];

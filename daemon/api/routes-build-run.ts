@@ -1,7 +1,181 @@
-// Routes for build, run and exec.
-import type { Services } from './routes';
-import type { Router } from './server';
+// Routes for build, run and exec (types: types-build-run.ts).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Builder, BuildFailure } from '../build/builder';
+import { mkdirInRoot } from '../build/context';
+import { DockerfileError } from '../build/dockerfile';
+import { runcDelete, runcRoot, runcState } from '../runtime/runc';
+import { mergeEnv, processEnv, resolveUser, UserError, writeBundle } from '../runtime/spec';
+import { badRequest, conflict } from './errors';
+import { flag, record, str, strings, type Services } from './routes';
+import { Streamed, type ApiRequest, type Router } from './server';
+import type { MountSpec } from './types';
+import type { BuildMessage, BuildRequest, ExecInfo, RunPrepareRequest, RunPrepareResponse } from './types-build-run';
 
-export function registerBuildRunRoutes(_r: Router, _s: Services): void {
-  // Filled in by the issue that adds build, run and exec.
+function bool(req: ApiRequest, key: string): boolean {
+  const v = req.body[key];
+  if (v === undefined || v === null) return false;
+  if (typeof v !== 'boolean') throw badRequest(`"${key}" must be a boolean`);
+  return v;
 }
+
+function mountList(req: ApiRequest): MountSpec[] | undefined {
+  const v = req.body.mounts;
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v)) throw badRequest('"mounts" must be an array');
+  return v.map((m: unknown, i) => {
+    const o = m as Record<string, unknown>;
+    if (o === null || typeof o !== 'object') throw badRequest(`mounts[${i}] must be an object`);
+    if (o.type !== 'volume' && o.type !== 'bind') throw badRequest(`mounts[${i}].type must be "volume" or "bind"`);
+    if (typeof o.target !== 'string') throw badRequest(`mounts[${i}].target is required`);
+    if (typeof o.source !== 'string') throw badRequest(`mounts[${i}].source must be a string`);
+    return { type: o.type, source: o.source, target: o.target, readonly: o.readonly === true };
+  });
+}
+
+function bundleDir(s: Services, id: string): string {
+  return path.join(s.root.containerDir(id), 'bundle');
+}
+
+async function prepareRun(s: Services, req: RunPrepareRequest): Promise<RunPrepareResponse> {
+  const image = s.images.resolve(req.image);
+  const cfg = image.config;
+  // The image's VOLUMEs get anonymous volumes unless something else is mounted there.
+  const taken = new Set([...(req.mounts ?? []).map((m) => path.posix.normalize(m.target)), ...(req.volumes ?? []).map((v) => path.posix.normalize(v.split(':')[v.includes(':') ? 1 : 0]))]);
+  const anon = (cfg.volumes ?? []).filter((v) => !taken.has(path.posix.normalize(v)));
+  const created = s.containers.create({ image: req.image, name: req.name, volumes: [...(req.volumes ?? []), ...anon], mounts: req.mounts });
+  const id = created.id;
+  try {
+    const merged = await s.containers.mount(id);
+    const c = s.containers.resolve(id);
+    let user;
+    try {
+      user = resolveUser(merged, req.user ?? cfg.user);
+    } catch (err) {
+      throw badRequest(err instanceof Error ? err.message : String(err));
+    }
+    const cwd = req.workdir ? path.posix.resolve(cfg.workingDir || '/', req.workdir) : cfg.workingDir || '/';
+    mkdirInRoot(merged, cwd, null);
+    const entrypoint = req.entrypoint !== undefined ? (req.entrypoint === '' ? [] : [req.entrypoint]) : (cfg.entrypoint ?? []);
+    const cmd = req.cmd && req.cmd.length ? req.cmd : req.entrypoint !== undefined ? [] : (cfg.cmd ?? []);
+    const args = [...entrypoint, ...cmd];
+    if (args.length === 0) throw badRequest('no command specified: the image has no CMD or ENTRYPOINT; give one after the image name');
+    const env = processEnv(mergeEnv(cfg.env, (req.env ?? []).filter((e) => e.includes('='))), user);
+    const bundle = bundleDir(s, id);
+    writeBundle(bundle, {
+      rootfs: merged,
+      args,
+      env,
+      cwd,
+      user,
+      terminal: req.tty === true,
+      hostNetwork: req.network === 'host',
+      hostname: req.hostname || id.slice(0, 12),
+    });
+    runcDelete(id); // a stale state dir of an earlier life would make `runc run` refuse the id
+    return { id, name: c.name, bundle, runcRoot: runcRoot(), runcId: id, args };
+  } catch (err) {
+    await s.containers.remove(id, true).catch(() => undefined);
+    throw err;
+  }
+}
+
+export function registerBuildRunRoutes(r: Router, s: Services): void {
+  r.add('POST', '/build', (req) => {
+    const body: BuildRequest = {
+      context: str(req, 'context', true),
+      dockerfile: str(req, 'dockerfile'),
+      tags: strings(req, 'tags'),
+      noCache: bool(req, 'noCache'),
+      buildArgs: record(req, 'buildArgs'),
+      network: str(req, 'network'),
+    };
+    if (!path.isAbsolute(body.context)) throw badRequest('"context" must be an absolute path');
+    if (body.network !== undefined && body.network !== 'host' && body.network !== 'none' && body.network !== 'default') {
+      throw badRequest(`unsupported network "${body.network}": use host or none`);
+    }
+    return new Streamed(async (res) => {
+      const ac = new AbortController();
+      res.on('close', () => {
+        if (!res.writableFinished) ac.abort();
+      });
+      const send = (m: BuildMessage) => {
+        if (!res.writableEnded && !res.destroyed) res.write(JSON.stringify(m) + '\n');
+      };
+      try {
+        const done = await new Builder(s, body, (text) => send({ stream: text }), ac.signal).run();
+        send({ id: done.id, tags: done.tags });
+        s.log.info({ image: done.id, tags: done.tags }, 'image built');
+      } catch (err) {
+        const code = err instanceof BuildFailure ? err.code : 1;
+        const message = err instanceof Error ? err.message : String(err);
+        if (!(err instanceof BuildFailure || err instanceof DockerfileError || err instanceof UserError)) {
+          s.log.warn({ err: err instanceof Error ? err.stack : err }, 'build failed');
+        }
+        send({ error: message, code });
+      }
+    });
+  });
+
+  r.add('POST', '/run/prepare', (req) => {
+    const body: RunPrepareRequest = {
+      image: str(req, 'image', true),
+      name: str(req, 'name'),
+      volumes: strings(req, 'volumes'),
+      mounts: mountList(req),
+      env: strings(req, 'env'),
+      workdir: str(req, 'workdir'),
+      user: str(req, 'user'),
+      cmd: strings(req, 'cmd'),
+      entrypoint: str(req, 'entrypoint'),
+      tty: bool(req, 'tty'),
+      network: str(req, 'network'),
+      hostname: str(req, 'hostname'),
+    };
+    if (body.network !== undefined && body.network !== 'host' && body.network !== 'none' && body.network !== 'default') {
+      throw badRequest(`unsupported network "${body.network}": use host or none`);
+    }
+    return prepareRun(s, body);
+  });
+
+  r.add('POST', '/run/:id/finish', async (req) => {
+    const c = s.containers.resolve(req.params.id);
+    runcDelete(c.id);
+    fs.rmSync(bundleDir(s, c.id), { recursive: true, force: true });
+    if (bool(req, 'remove') || flag(req, 'remove')) {
+      const anon = c.mounts.filter((m) => m.type === 'volume').map((m) => m.source);
+      await s.containers.remove(c.id, true);
+      for (const v of anon) {
+        try {
+          if (s.volumes.get(v).Anonymous) s.volumes.remove(v);
+        } catch {
+          // in use elsewhere, or already gone
+        }
+      }
+    } else {
+      await s.containers.unmount(c.id);
+    }
+    return {};
+  });
+
+  r.add('GET', '/containers/:id/exec', (req): ExecInfo => {
+    const c = s.containers.resolve(req.params.id);
+    const state = runcState(c.id);
+    if (state !== 'running') throw conflict(`container ${c.name} is not running`);
+    let proc: { env?: string[]; cwd?: string; user?: { uid: number; gid: number } } = {};
+    try {
+      proc = (JSON.parse(fs.readFileSync(path.join(bundleDir(s, c.id), 'config.json'), 'utf8')) as { process: typeof proc }).process;
+    } catch {
+      // no bundle: runc's own state still has what exec needs
+    }
+    return {
+      id: c.id,
+      runcId: c.id,
+      runcRoot: runcRoot(),
+      env: proc.env ?? [],
+      cwd: proc.cwd ?? '/',
+      user: proc.user ? `${proc.user.uid}:${proc.user.gid}` : '0:0',
+    };
+  });
+}
+

@@ -12,6 +12,17 @@ export interface ApiRequest {
 
 export type Handler = (req: ApiRequest) => unknown;
 
+/**
+ * A handler's answer that is written progressively (e.g. build output): the server sends
+ * status 200 with chunked encoding and hands the response to `write`, which must end it.
+ */
+export class Streamed {
+  constructor(
+    readonly write: (res: http.ServerResponse) => Promise<void>,
+    readonly contentType = 'application/x-ndjson',
+  ) {}
+}
+
 interface Route {
   method: string;
   parts: string[];
@@ -97,7 +108,20 @@ export function createApiServer(router: Router, log: Logger): http.Server {
     if (m === 'method') return send(res, 405, { message: `method ${method} not allowed on ${path}` });
     readBody(req)
       .then((body) => m.handler({ params: m.params, query: url.searchParams, body }))
-      .then((out) => send(res, 200, out))
+      .then((out) => {
+        if (!(out instanceof Streamed)) return send(res, 200, out);
+        res.writeHead(200, { 'Content-Type': out.contentType, 'Api-Version': '1', 'Cache-Control': 'no-cache' });
+        res.flushHeaders();
+        return out.write(res).then(
+          () => {
+            if (!res.writableEnded) res.end();
+          },
+          (err: unknown) => {
+            log.error({ err: err instanceof Error ? err.stack : err, method, path }, 'streamed response failed');
+            if (!res.writableEnded) res.end();
+          },
+        );
+      })
       .catch((err: unknown) => {
         const status = statusOf(err);
         const message = err instanceof Error ? err.message : String(err);

@@ -108,7 +108,30 @@ export class ContainerService {
     return { id, warnings: [] };
   }
 
+  /** Mount, unmount and remove of one container run one at a time (concurrent API calls would race the worker start). */
+  private readonly locks = new Map<string, Promise<void>>();
+
+  private async locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve();
+    let release!: () => void;
+    const done = new Promise<void>((r) => (release = r));
+    const mine = prev.then(() => done);
+    this.locks.set(id, mine);
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (this.locks.get(id) === mine) this.locks.delete(id);
+    }
+  }
+
   async mount(ref: string, at?: string): Promise<string> {
+    const id = this.resolve(ref).id;
+    return this.locked(id, () => this.mountNow(id, at));
+  }
+
+  private async mountNow(ref: string, at?: string): Promise<string> {
     const c = this.resolve(ref);
     const target = at !== undefined && at !== '' ? path.resolve(at) : this.dirs(c.id).merged;
     if (this.mounts.isActive(c.id)) {
@@ -126,6 +149,11 @@ export class ContainerService {
   }
 
   async unmount(ref: string): Promise<void> {
+    const id = this.resolve(ref).id;
+    return this.locked(id, () => this.unmountNow(id));
+  }
+
+  private async unmountNow(ref: string): Promise<void> {
     const c = this.resolve(ref);
     await this.mounts.unmount(c.id);
     if (c.mountpoint !== null) clearStale(c.mountpoint);
@@ -159,10 +187,15 @@ export class ContainerService {
   }
 
   async remove(ref: string, force: boolean): Promise<void> {
+    const id = this.resolve(ref).id;
+    return this.locked(id, () => this.removeNow(id, force));
+  }
+
+  private async removeNow(ref: string, force: boolean): Promise<void> {
     const c = this.resolve(ref);
     if (this.mounts.isActive(c.id) || c.state === 'mounted') {
       if (!force) throw conflict(`container ${c.name} is mounted; unmount it first or use -f`);
-      await this.unmount(c.id);
+      await this.unmountNow(c.id);
     }
     this.store.containers.delete(c.id);
     fs.rmSync(this.root.containerDir(c.id), { recursive: true, force: true });

@@ -116,7 +116,8 @@ export interface FuseFilesystem {
 
   statfs(ctx: RequestContext, nodeid: number): StatfsOut;
   access(ctx: RequestContext, nodeid: number, mask: number): void;
-  getxattr(ctx: RequestContext, nodeid: number, name: string): Buffer;
+  /** null: the attribute does not exist (ENODATA), answered without an exception. */
+  getxattr(ctx: RequestContext, nodeid: number, name: string): Buffer | null;
   listxattr(ctx: RequestContext, nodeid: number): string[];
   setxattr(ctx: RequestContext, nodeid: number, name: string, value: Buffer, flags: number): void;
   removexattr(ctx: RequestContext, nodeid: number, name: string): void;

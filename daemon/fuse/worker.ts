@@ -11,6 +11,8 @@ export interface WorkerInput {
   module: string;
   config: unknown;
   passthrough: boolean;
+  /** Busy-wait budget for the next request, in microseconds. */
+  spinMicros?: number;
   logLevel?: string;
   logFile?: string;
 }
@@ -21,6 +23,8 @@ export type WorkerMessage =
   | { type: 'exit' };
 
 function main(): void {
+  // Errors carry errnos to the kernel, not stacks to people: skip the costly stack capture.
+  Error.stackTraceLimit = 0;
   const input = workerData as WorkerInput;
   const log = createLogger('strata-fuse', { level: input.logLevel, file: input.logFile });
   const post = (m: WorkerMessage) => parentPort?.postMessage(m);
@@ -35,6 +39,7 @@ function main(): void {
   }
   const session = new FuseSession(input.devFd, fsys, {
     passthrough: input.passthrough,
+    spinMicros: input.spinMicros ?? 0,
     onReady: (info) => post({ type: 'ready', ...info }),
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
   });

@@ -16,6 +16,8 @@ export interface UnionMountOptions {
   noexec?: boolean;
   /** Use FUSE passthrough when the kernel and our privileges allow (default true). */
   passthrough?: boolean;
+  /** Busy-wait budget for the next FUSE request (default 0 µs, env STRATA_FUSE_SPIN_US). */
+  spinMicros?: number;
   logLevel?: string;
   logFile?: string;
 }
@@ -47,6 +49,7 @@ export async function startUnionMount(cfg: UnionConfig, mountpoint: string, opts
     module: UNION_MODULE,
     config: cfg,
     passthrough: opts.passthrough ?? process.geteuid?.() === 0,
+    spinMicros: opts.spinMicros ?? Number(process.env.STRATA_FUSE_SPIN_US ?? 0),
     logLevel: opts.logLevel,
     logFile: opts.logFile,
   };

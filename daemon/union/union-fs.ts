@@ -739,11 +739,9 @@ export class UnionFs implements FuseFilesystem {
 
   // --- xattrs -------------------------------------------------------------------------
 
-  getxattr(_ctx: RequestContext, nodeid: number, name: string): Buffer {
-    if (isPrivateXattr(name)) fail(E.ENODATA);
-    const v = native.lgetxattr(this.realPath(this.nodes.get(nodeid)), name);
-    if (v === null) fail(E.ENODATA);
-    return v;
+  getxattr(_ctx: RequestContext, nodeid: number, name: string): Buffer | null {
+    if (isPrivateXattr(name)) return null;
+    return native.lgetxattr(this.realPath(this.nodes.get(nodeid)), name);
   }
 
   listxattr(_ctx: RequestContext, nodeid: number): string[] {
