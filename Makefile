@@ -5,7 +5,7 @@ APT_PACKAGES := fuse3 fuse-overlayfs attr acl podman runc skopeo umoci uidmap bu
 NPM_STAMP := node_modules/.stamp
 NATIVE := native-shims/build/Release/strata_shims.node
 
-.PHONY: all deps apt build native test bench clean mount
+.PHONY: all deps apt build native test bench clean mount daemon
 
 all: build
 
@@ -47,3 +47,8 @@ mount: build
 	mkdir -p $(MNT) $(if $(UPPER),$(UPPER) $(WORK))
 	bin/strata-mount -o lowerdir=$(LOWER)$(if $(UPPER),$(comma)upperdir=$(UPPER)$(comma)workdir=$(WORK)) $(MNT)
 	@echo "mounted $(MNT); unmount with: umount $(MNT)"
+
+# The main job: run the daemon in the foreground with its defaults
+# (root /var/lib/strata, socket /run/strata/strata.sock; override with ARGS="--root DIR --socket PATH").
+daemon: build
+	bin/stratad $(ARGS)

@@ -212,7 +212,7 @@ t.test('an image imported from a foreign tar saves consistently', { skip: skip ?
   const ws = makeWorkspace(t, 'io-tar');
   const tar = path.join(ws, 'rootfs.tar');
   runOk('tar', ['-C', makeRootfs(ws), '--numeric-owner', '-cf', tar, '.']);
-  ok(t, d.cli(['import', tar, 'gnu:1']), 'import a GNU tar');
+  ok(t, d.cli(['image', 'import', tar, 'gnu:1']), 'import a GNU tar');
   const src = inspect(d, 'gnu:1');
   const out = path.join(ws, 'gnu.tar');
   const r = d.cli(['save', '-o', out, 'gnu:1']);

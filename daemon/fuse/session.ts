@@ -38,6 +38,8 @@ const TWO32 = 4294967296;
 export interface SessionOptions {
   /** Ask for passthrough when the kernel offers it (needs CAP_SYS_ADMIN). */
   passthrough: boolean;
+  /** Negotiate POSIX ACLs (the kernel then checks and caches them; default true). */
+  posixAcl?: boolean;
   /** How long to spin for the next request before sleeping (0: never spin). */
   spinMicros: number;
   /** Called once INIT has been answered: the mount is live. */
@@ -493,7 +495,7 @@ export class FuseSession implements FuseChannel {
       Init.CACHE_SYMLINKS |
       Init.NO_OPENDIR_SUPPORT |
       Init.INIT_EXT;
-    const flags = kflags & want;
+    const flags = kflags & want & (this.opts.posixAcl === false ? ~Init.POSIX_ACL : ~0);
     let flags2 = 0;
     if (this.opts.passthrough && kflags2 & Init2.PASSTHROUGH) flags2 |= Init2.PASSTHROUGH;
     this.passthrough = (flags2 & Init2.PASSTHROUGH) !== 0;

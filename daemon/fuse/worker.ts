@@ -11,6 +11,7 @@ export interface WorkerInput {
   module: string;
   config: unknown;
   passthrough: boolean;
+  posixAcl?: boolean;
   /** Busy-wait budget for the next request, in microseconds. */
   spinMicros?: number;
   logLevel?: string;
@@ -40,6 +41,7 @@ function main(): void {
   const session = new FuseSession(input.devFd, fsys, {
     passthrough: input.passthrough,
     spinMicros: input.spinMicros ?? 0,
+    posixAcl: input.posixAcl,
     onReady: (info) => post({ type: 'ready', ...info }),
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
   });

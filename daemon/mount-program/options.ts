@@ -127,6 +127,12 @@ export function parseMountArgs(argv: string[]): MountCommand {
       case 'noexec':
         cmd.mount.noexec = true;
         break;
+      case 'noacl':
+        cmd.mount.posixAcl = false;
+        break;
+      case 'acl':
+        cmd.mount.posixAcl = true;
+        break;
       case 'passthrough':
         cmd.mount.passthrough = val !== '0' && val !== 'off';
         break;

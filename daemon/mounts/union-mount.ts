@@ -16,6 +16,8 @@ export interface UnionMountOptions {
   noexec?: boolean;
   /** Use FUSE passthrough when the kernel and our privileges allow (default true). */
   passthrough?: boolean;
+  /** POSIX ACL support (default on; `noacl` turns it off, as for overlayfs). */
+  posixAcl?: boolean;
   /** Busy-wait budget for the next FUSE request (default 0 µs, env STRATA_FUSE_SPIN_US). */
   spinMicros?: number;
   logLevel?: string;
@@ -50,6 +52,7 @@ export async function startUnionMount(cfg: UnionConfig, mountpoint: string, opts
     config: cfg,
     passthrough: opts.passthrough ?? process.geteuid?.() === 0,
     spinMicros: opts.spinMicros ?? Number(process.env.STRATA_FUSE_SPIN_US ?? 0),
+    posixAcl: opts.posixAcl,
     logLevel: opts.logLevel,
     logFile: opts.logFile,
   };
