@@ -60,7 +60,7 @@ async function prepareRun(s: Services, req: RunPrepareRequest): Promise<RunPrepa
     const cmd = req.cmd && req.cmd.length ? req.cmd : req.entrypoint !== undefined ? [] : (cfg.cmd ?? []);
     const args = [...entrypoint, ...cmd];
     if (args.length === 0) throw badRequest('no command specified: the image has no CMD or ENTRYPOINT; give one after the image name');
-    const env = processEnv(mergeEnv(cfg.env, (req.env ?? []).filter((e) => e.includes('='))), user);
+    const env = processEnv(mergeEnv(cfg.env, req.tty ? ['TERM=xterm'] : [], (req.env ?? []).filter((e) => e.includes('='))), user);
     const bundle = bundleDir(s, id);
     writeBundle(bundle, {
       rootfs: merged,

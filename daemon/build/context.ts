@@ -134,6 +134,9 @@ export function expandSources(contextDir: string, ignore: Ignore, patterns: stri
       if (ignore.ignored(rel) || !fs.existsSync(abs)) {
         throw new DockerfileError(`${keyword} failed: file not found in build context or excluded by .dockerignore: stat ${p}: file does not exist`);
       }
+      const real = fs.realpathSync(abs);
+      const realCtx = fs.realpathSync(contextDir);
+      if (real !== realCtx && !real.startsWith(realCtx + '/')) throw new DockerfileError(`${keyword} failed: forbidden path outside the build context: ${p} (a symlink leads out of it)`);
       matches = [rel];
     }
     for (const r of matches) {
@@ -266,13 +269,12 @@ export function copyTree(root: string, srcAbs: string, entries: string[] | null,
     copyEntry(srcAbs, dst, owner);
     return;
   }
-  const dstDir = mkdirInRoot(root, destPath, owner);
+  mkdirInRoot(root, destPath, owner);
   const list = entries ?? listTree(srcAbs);
   const dirTimes: [string, fs.Stats][] = [];
   for (const e of list) {
     const from = path.join(srcAbs, e);
     const to = resolveInRoot(root, path.posix.join(destPath, e), false);
-    if (!to.startsWith(dstDir + '/') && !to.startsWith(root)) continue;
     copyEntry(from, to, owner);
     const est = fs.lstatSync(from);
     if (est.isDirectory()) dirTimes.push([to, est]);

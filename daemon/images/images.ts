@@ -59,7 +59,7 @@ export class ImageService {
     }
     const layer = await this.layers.create(
       null,
-      st.isDirectory() ? { kind: 'dir', path: source } : { kind: 'tar', input: source },
+      st.isDirectory() ? { kind: 'dir', path: source } : { kind: 'rootfs-tar', input: source },
       '',
     );
     const history: HistoryRecord[] = [

@@ -83,3 +83,4 @@ export function sweepOrphans(root: StorageRoot, store: Store): void {
   sweep(layerTarsDir(root), (n) => n.endsWith('.tar') && diffIds.has(n.slice(0, -4)));
   sweep(configsDir(root), (n) => n.endsWith('.json') && store.images.get('sha256:' + n.slice(0, -5)) !== undefined);
 }
+

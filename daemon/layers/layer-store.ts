@@ -15,7 +15,18 @@ export function chainId(parent: string | null, diffId: string): string {
   return 'sha256:' + createHash('sha256').update(`${parent} ${diffId}`).digest('hex');
 }
 
-export type LayerSource = { kind: 'tar'; input: Readable | string } | { kind: 'dir'; path: string } | { kind: 'upper'; path: string };
+/**
+ * Where a layer's content comes from:
+ * - tar: a layer tar from elsewhere; its diff id is the digest of that tar.
+ * - rootfs-tar / dir: a root filesystem to import; its diff id is the digest of
+ *   our own canonical pack of it, so a later save reproduces it byte for byte.
+ * - upper: a container's writable layer (commit).
+ */
+export type LayerSource =
+  | { kind: 'tar'; input: Readable | string }
+  | { kind: 'rootfs-tar'; input: Readable | string }
+  | { kind: 'dir'; path: string }
+  | { kind: 'upper'; path: string };
 
 export class LayerStore {
   constructor(
@@ -57,6 +68,9 @@ export class LayerStore {
     switch (source.kind) {
       case 'tar':
         return extractLayer(source.input, dir);
+      case 'rootfs-tar':
+        await extractLayer(source.input, dir);
+        return packLayer(dir, null);
       case 'dir':
         return importDirectory(source.path, dir);
       case 'upper': {

@@ -10,7 +10,7 @@ import { ContainerService } from '../containers/containers';
 import { ImageService } from '../images/images';
 import { LayerStore } from '../layers/layer-store';
 import { createLogger, type Logger } from '../log';
-import { MountManager } from '../mounts/mount-manager';
+import { MountManager, clearStale } from '../mounts/mount-manager';
 import { Store } from '../store';
 import { VolumeService } from '../volumes/volumes';
 import { StorageRoot } from './root';
@@ -54,6 +54,31 @@ function restrictSocket(socket: string, log: Logger): void {
   }
 }
 
+/**
+ * Listens on `socket` without a moment where others may connect: the socket is bound in a fresh 0700
+ * directory, restricted, then linked into place. (Binding in place leaves it 0777 until the chmod, as
+ * mounts set the process umask to 0, and a connection made in that window outlives the chmod.)
+ */
+async function listenPrivately(server: net.Server, socket: string, log: Logger): Promise<void> {
+  const staging = fs.mkdtempSync(path.join(path.dirname(socket), '.stratad-'));
+  const tmp = path.join(staging, 's');
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(tmp, resolve);
+    });
+    restrictSocket(tmp, log);
+    try {
+      fs.linkSync(tmp, socket); // unlike rename, never replaces a socket another daemon just made
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new Error(`another daemon is already listening on ${socket}; stop it or pass --socket`);
+      throw err;
+    }
+  } finally {
+    fs.rmSync(staging, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const argv = yargs(process.argv.slice(2))
     .scriptName('stratad')
@@ -71,7 +96,8 @@ async function main(): Promise<void> {
   root.open();
   const store = Store.open(root.database);
 
-  // Leftovers of a crash: temp dirs and half-written layers.
+  // Leftovers of a crash: mounts of interrupted builds, temp dirs, half-written layers.
+  clearStale(root.tmp);
   for (const e of fs.readdirSync(root.tmp)) fs.rmSync(path.join(root.tmp, e), { recursive: true, force: true });
   const layers = new LayerStore(root, store);
   const swept = layers.sweepIncomplete();
@@ -82,19 +108,16 @@ async function main(): Promise<void> {
   let containers: ContainerService | undefined;
   const mounts = new MountManager(log, (id) => containers?.markLost(id));
   containers = new ContainerService(root, store, images, layers, volumes, mounts, log);
+  // Refuse a live socket before recovery remounts anything this process would then abandon.
+  const socket = path.resolve(argv.socket);
+  await claimSocket(socket);
   const recovered = await containers.recover();
   if (recovered.remounted.length || recovered.failed.length) log.info(recovered, 'containers recovered after restart');
 
   const fsType = fs.statfsSync(root.dir).type;
   const router = buildRouter({ root, store, images, containers, volumes, mounts, layers, log, version: version(), backingFilesystem: FS_NAMES[fsType] ?? `0x${fsType.toString(16)}` });
   const server = createApiServer(router, log);
-  const socket = path.resolve(argv.socket);
-  await claimSocket(socket);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(socket, resolve);
-  });
-  restrictSocket(socket, log);
+  await listenPrivately(server, socket, log);
   log.info({ root: root.dir, socket, pid: process.pid }, 'stratad ready');
 
   let stopping = false;
