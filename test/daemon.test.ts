@@ -298,6 +298,7 @@ t.test('stratad end to end', { skip: skip ?? false }, async (t) => {
     t.match(sameSock.stderr, /another daemon is already listening on .*strata\.sock/);
     t.ok(await ping(d.socket), 'the first daemon still answers');
     t.ok(fs.existsSync(d.socket), 'its socket is still there');
+    t.same(fs.readdirSync(d.ws).filter((n) => n.startsWith('.stratad-')), [], 'the refused daemons left no staging dir');
   });
 
   t.test('bad input: names, references, missing objects, hostile tars', async (t) => {
@@ -314,6 +315,8 @@ t.test('stratad end to end', { skip: skip ?? false }, async (t) => {
     t.same(jsonOf<Volume[]>(t, d.cli(['volume', 'ls', '--format', 'json']), 'ls').map((v) => v.Name), [], 'failed creates made no volumes');
     t.same(jsonOf<ContainerSummary[]>(t, d.cli(['ps', '-a', '--format', 'json']), 'ps').length, 0, '...and no containers');
 
+    ok(t, d.cli(['container', 'create', '--name', 'taken', 'base:1']), 'create taken');
+    fails(t, d.cli(['container', 'create', '--name', 'taken', 'base:1']), /the container name "taken" is already in use/, 'duplicate container name');
     fails(t, d.cli(['container', 'mount', 'nosuch']), /no such container: nosuch/, 'missing container');
     fails(t, d.cli(['image', 'inspect', 'nosuch:1']), /no such image: nosuch:1/, 'missing image');
     fails(t, d.cli(['container', 'create', 'nosuch:1']), /no such image: nosuch:1/, 'create from a missing image');
@@ -432,6 +435,7 @@ for n, ents in cases.items():
     t.ok(st.isSocket(), 'a socket');
     t.equal((st.mode & 0o777).toString(8), '660', 'mode 0660');
     t.equal(st.uid, 0, 'owned by root');
+    t.same(fs.readdirSync(d.ws).filter((n) => n.startsWith('.stratad-')), [], 'no staging dir left behind');
     const r = d.cli(['ps'], { asUser: true });
     fails(t, r, new RegExp(`permission denied while connecting to the strata daemon at ${d.socket}`), 'unprivileged CLI');
     t.ok(ok(t, d.cli(['info']), 'root CLI').includes('Storage Driver: strata-fuse'), 'root is served');
