@@ -7,7 +7,7 @@ import { DockerfileError } from '../build/dockerfile';
 import { runcDelete, runcRoot, runcState } from '../runtime/runc';
 import { mergeEnv, processEnv, resolveUser, UserError, writeBundle } from '../runtime/spec';
 import { badRequest, conflict } from './errors';
-import { flag, record, str, strings, type Services } from './routes';
+import { flag, mountSpecs, record, str, strings, type Services } from './routes';
 import { Streamed, type ApiRequest, type Router } from './server';
 import type { MountSpec } from './types';
 import type { BuildMessage, BuildRequest, ExecInfo, RunPrepareRequest, RunPrepareResponse } from './types-build-run';
@@ -17,20 +17,6 @@ function bool(req: ApiRequest, key: string): boolean {
   if (v === undefined || v === null) return false;
   if (typeof v !== 'boolean') throw badRequest(`"${key}" must be a boolean`);
   return v;
-}
-
-function mountList(req: ApiRequest): MountSpec[] | undefined {
-  const v = req.body.mounts;
-  if (v === undefined) return undefined;
-  if (!Array.isArray(v)) throw badRequest('"mounts" must be an array');
-  return v.map((m: unknown, i) => {
-    const o = m as Record<string, unknown>;
-    if (o === null || typeof o !== 'object') throw badRequest(`mounts[${i}] must be an object`);
-    if (o.type !== 'volume' && o.type !== 'bind') throw badRequest(`mounts[${i}].type must be "volume" or "bind"`);
-    if (typeof o.target !== 'string') throw badRequest(`mounts[${i}].target is required`);
-    if (typeof o.source !== 'string') throw badRequest(`mounts[${i}].source must be a string`);
-    return { type: o.type, source: o.source, target: o.target, readonly: o.readonly === true };
-  });
 }
 
 function bundleDir(s: Services, id: string): string {
@@ -122,7 +108,7 @@ export function registerBuildRunRoutes(r: Router, s: Services): void {
       image: str(req, 'image', true),
       name: str(req, 'name'),
       volumes: strings(req, 'volumes'),
-      mounts: mountList(req),
+      mounts: mountSpecs(req),
       env: strings(req, 'env'),
       workdir: str(req, 'workdir'),
       user: str(req, 'user'),

@@ -59,7 +59,7 @@ export function flag(req: ApiRequest, key: string): boolean {
   return v === '1' || v === 'true';
 }
 
-function mountSpecs(req: ApiRequest): MountSpec[] | undefined {
+export function mountSpecs(req: ApiRequest): MountSpec[] | undefined {
   const v = req.body.mounts;
   if (v === undefined) return undefined;
   if (!Array.isArray(v)) throw badRequest('"mounts" must be an array');

@@ -64,4 +64,9 @@ export class LayerStack {
   rememberOrigin(upperKey: number, ino: number): void {
     if (upperKey !== ino) this.originIno.set(upperKey, ino);
   }
+
+  /** The upper inode is gone; its number may be reused by an unrelated file. */
+  forgetOrigin(upperKey: number): void {
+    this.originIno.delete(upperKey);
+  }
 }

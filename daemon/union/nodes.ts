@@ -171,6 +171,18 @@ export class NodeTable {
     if (n.nlookup <= 0 && n.handles.size === 0 && n !== this.root) this.byId.delete(n.id);
   }
 
+  /** The node indexed under a real inode, if any. */
+  byRealKey(realKey: number): Node | undefined {
+    return this.byReal.get(realKey);
+  }
+
+  /** Takes a stale node out of the real-inode index (its inode number was reused). */
+  evict(n: Node): void {
+    if (this.byReal.get(n.realKey) === n) this.byReal.delete(n.realKey);
+    if (n.unshared) this.unname(n);
+    n.unlinked = true;
+  }
+
   /** Finds a live node by its primary name (used to update nodes on rename/unlink). */
   findChild(parent: Node, name: string, realKey: number): Node | undefined {
     const n = this.byReal.get(realKey) ?? this.byName.get(nameKey(parent, name));

@@ -188,9 +188,25 @@ export class UnionFs implements FuseFilesystem {
   private nodeFor(parent: Node, name: string, r: Resolved): Node {
     const key = this.layers.realKey(r.st);
     if (!r.isDir && !r.upper && r.st[ST.NLINK] > 1) return this.nodes.internUnshared(parent, name, r.lowers, key);
+    const known = this.nodes.byRealKey(key);
+    if (known !== undefined && (known.parent !== parent || known.name !== name) && !this.holds(known, key)) {
+      // The node's own path no longer holds this inode: the number was reused.
+      this.nodes.evict(known);
+    }
     const node = this.nodes.intern(parent, name, r.isDir, r.upper, r.lowers, key);
     if (!r.isDir && (node.parent !== parent || node.name !== name)) this.addAlias(node, parent, name);
     return node;
+  }
+
+  /** True when `node`'s path still leads to the real inode `key` (a hard link, a moved dir). */
+  private holds(node: Node, key: number): boolean {
+    if (node.unlinked || node.parent === null) return node.parent === null;
+    const st = native.newStatArray();
+    try {
+      return native.lstatInto(this.realPath(node), st) === 0 && this.layers.realKey(st) === key;
+    } catch {
+      return false;
+    }
   }
 
   /** Drops a node that an operation created but the kernel never learnt of. */
@@ -441,6 +457,7 @@ export class UnionFs implements FuseFilesystem {
     const live = this.liveChild(parent, name, r);
     this.removeEntry(parent, name, r);
     if (live !== undefined) this.removeName(live, parent, name);
+    if (r.upper && r.st[ST.NLINK] <= 1) this.layers.forgetOrigin(this.layers.realKey(r.st));
   }
 
   rmdir(_ctx: RequestContext, parentId: number, name: string): void {
@@ -452,6 +469,7 @@ export class UnionFs implements FuseFilesystem {
     const live = this.liveChild(parent, name, r);
     this.removeEntry(parent, name, r);
     if (live !== undefined) this.nodes.detach(live);
+    if (r.upper) this.layers.forgetOrigin(this.layers.realKey(r.st));
   }
 
   /** Removes parent/name from the union: a whiteout where a lower entry would show through. */
@@ -568,6 +586,7 @@ export class UnionFs implements FuseFilesystem {
     if (dst !== null) {
       const over = this.liveChild(to, n2, dst);
       if (over !== undefined && over !== node) this.removeName(over, to, n2);
+      if (dst.upper && (dst.isDir || dst.st[ST.NLINK] <= 1)) this.layers.forgetOrigin(this.layers.realKey(dst.st));
     }
     this.renameNode(node, from, n1, to, n2);
   }
