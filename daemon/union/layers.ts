@@ -1,9 +1,46 @@
 // The layer stack as the union sees it: index 0 is the upper (when writable),
 // then the lowers top-down. Also the mapping from real inodes to stable st_ino.
+import * as fs from 'node:fs';
 import * as native from '../../native-shims';
 import type { UnionConfig } from './config';
 
 export const UPPER = 0;
+
+/** Real paths up to this length are used as they are; callers append a name (<= 255 bytes). */
+const SHORT_PATH = 3800;
+const O_PATH = 0o10000000;
+const MAX_DEEP_HANDLES = 64;
+
+/**
+ * Paths in the union may be as long as PATH_MAX, so a layer root plus the path can
+ * exceed it. Such a path is reached through an O_PATH handle on a deep ancestor:
+ * `/proc/self/fd/N/rest`, which every path-based syscall resolves.
+ */
+class DeepPaths {
+  private readonly handles = new Map<string, number>();
+
+  shorten(full: string): string {
+    let prefixEnd = full.lastIndexOf('/', SHORT_PATH);
+    while (prefixEnd > 0 && full.length - prefixEnd > SHORT_PATH - 32) {
+      prefixEnd = full.lastIndexOf('/', prefixEnd - 1);
+    }
+    const prefix = full.slice(0, prefixEnd);
+    const rest = full.slice(prefixEnd + 1);
+    let fd = this.handles.get(prefix);
+    if (fd === undefined) {
+      if (this.handles.size >= MAX_DEEP_HANDLES) this.clear();
+      fd = fs.openSync(prefix, O_PATH | fs.constants.O_DIRECTORY);
+      this.handles.set(prefix, fd);
+    }
+    const short = `/proc/self/fd/${fd}/${rest}`;
+    return short.length <= SHORT_PATH ? short : this.shorten(short);
+  }
+
+  clear(): void {
+    for (const fd of this.handles.values()) fs.closeSync(fd);
+    this.handles.clear();
+  }
+}
 
 export class LayerStack {
   /** Root path of each layer; roots[0] is the upper or '' when read-only. */
@@ -14,6 +51,7 @@ export class LayerStack {
   /** st_ino of files copied up during this mount, keyed by their upper real key. */
   private readonly originIno = new Map<number, number>();
   private readonly fsIndexOfLayer: number[] = [];
+  private readonly deep = new DeepPaths();
 
   constructor(cfg: UnionConfig) {
     this.writable = cfg.upper !== undefined;
@@ -37,7 +75,13 @@ export class LayerStack {
   }
 
   realPath(layer: number, rel: string): string {
-    return rel === '' ? this.roots[layer] : this.roots[layer] + '/' + rel;
+    const full = rel === '' ? this.roots[layer] : this.roots[layer] + '/' + rel;
+    return full.length <= SHORT_PATH ? full : this.deep.shorten(full);
+  }
+
+  /** Directory renames and removals make cached deep-path handles stale. */
+  forgetDeepPaths(): void {
+    this.deep.clear();
   }
 
   /** A number naming one real inode across all layers. */

@@ -470,6 +470,7 @@ export class UnionFs implements FuseFilesystem {
     this.removeEntry(parent, name, r);
     if (live !== undefined) this.nodes.detach(live);
     if (r.upper) this.layers.forgetOrigin(this.layers.realKey(r.st));
+    this.layers.forgetDeepPaths();
   }
 
   /** Removes parent/name from the union: a whiteout where a lower entry would show through. */
@@ -543,6 +544,7 @@ export class UnionFs implements FuseFilesystem {
     }
     from.dirCache = null;
     to.dirCache = null;
+    if (src.isDir) this.layers.forgetDeepPaths();
   }
 
   /**
