@@ -532,7 +532,8 @@ export class UnionFs implements FuseFilesystem {
       if (exchange) this.markMoved(dstNode!, dst!, from, samedir);
       else if (dst !== null && dst.isDir && !this.isEmptyDir(to, n2, dst)) fail(E.ENOTEMPTY);
       if (exchange) {
-        native.renameat2(this.upperPath(srcNode), this.upperPath(dstNode!), native.RENAME_EXCHANGE);
+        // By name: a hard-linked node's primary name may be another of its names.
+        native.renameat2(this.upperPath(from) + '/' + n1, this.upperPath(to) + '/' + n2, native.RENAME_EXCHANGE);
         this.renameNode(srcNode, from, n1, to, n2);
         this.renameNode(dstNode!, to, n2, from, n1);
       } else {
@@ -567,7 +568,8 @@ export class UnionFs implements FuseFilesystem {
   }
 
   private move(from: Node, n1: string, node: Node, to: Node, n2: string, dst: Resolved | null): void {
-    const srcPath = this.upperPath(node);
+    // By name: a hard-linked node's primary name may be another of its names.
+    const srcPath = this.upperPath(from) + '/' + n1;
     const dstPath = this.upperPath(to) + '/' + n2;
     const st = native.newStatArray();
     const dstIsWhiteout = native.lstatInto(dstPath, st) === 0 && isWhiteout(dstPath, st);
