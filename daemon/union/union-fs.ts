@@ -526,11 +526,15 @@ export class UnionFs implements FuseFilesystem {
         this.copy.copyUp(dstNode!, true);
         this.copy.ensureUpperDir(from);
       }
-      // Mark directories the way overlayfs does before it moves them.
+      // As overlayfs: a target with lower parts is checked for emptiness first; the
+      // directories are marked; an upper-only target is checked by the rename itself.
+      const overDir = !exchange && dst !== null && dst.isDir;
+      const upperOnlyTarget = overDir && dst!.upper && dst!.lowers.length === 0;
+      if (overDir && !upperOnlyTarget && !this.isEmptyDir(to, n2, dst!)) fail(E.ENOTEMPTY);
       const samedir = from === to;
       this.markMoved(srcNode, src, to, samedir);
       if (exchange) this.markMoved(dstNode!, dst!, from, samedir);
-      else if (dst !== null && dst.isDir && !this.isEmptyDir(to, n2, dst)) fail(E.ENOTEMPTY);
+      if (upperOnlyTarget && !this.isEmptyDir(to, n2, dst!)) fail(E.ENOTEMPTY);
       if (exchange) {
         // By name: a hard-linked node's primary name may be another of its names.
         native.renameat2(this.upperPath(from) + '/' + n1, this.upperPath(to) + '/' + n2, native.RENAME_EXCHANGE);
