@@ -100,8 +100,6 @@ interface NativeShims {
   umask(mask: number): number;
   flock(fd: number, operation: number): number;
   readInto(fd: number, buf: Buffer): number;
-  pollIn(fd: number, timeoutMs: number): number;
-  setNonBlocking(fd: number, on: boolean): number;
 }
 
 // This file runs both compiled (dist/native-shims/index.js) and from source
@@ -174,12 +172,8 @@ export const readdirIno: NativeShims['readdirIno'] = native.readdirIno;
 export const umask: NativeShims['umask'] = native.umask;
 /** flock(2); returns 0 or a positive errno (EWOULDBLOCK when LOCK_NB and held elsewhere). */
 export const flock: NativeShims['flock'] = native.flock;
-/** read(2) without throwing: bytes read, or -errno (-EAGAIN on an empty non-blocking fd). */
+/** read(2) without throwing: bytes read, or -errno (the FUSE loop's read, where ENOENT and ENODEV are routine). */
 export const readInto: NativeShims['readInto'] = native.readInto;
-/** poll(2) for POLLIN: 1 readable, 0 timeout, -errno error. */
-export const pollIn: NativeShims['pollIn'] = native.pollIn;
-/** Sets or clears O_NONBLOCK; returns 0 or errno. */
-export const setNonBlocking: NativeShims['setNonBlocking'] = native.setNonBlocking;
 export const LOCK_SH = 1;
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;

@@ -40,8 +40,6 @@ export interface SessionOptions {
   passthrough: boolean;
   /** Negotiate POSIX ACLs (the kernel then checks and caches them; default true). */
   posixAcl?: boolean;
-  /** How long to spin for the next request before sleeping (0: never spin). */
-  spinMicros: number;
   /** Called once INIT has been answered: the mount is live. */
   onReady?: (info: { passthrough: boolean; minor: number }) => void;
   log?: (level: 'debug' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
@@ -116,32 +114,10 @@ export class FuseSession implements FuseChannel {
     this.opts.log?.(level, msg, fields);
   }
 
-  /**
-   * Reads the next request. After serving one, the loop spins on a non-blocking
-   * read for a few microseconds before sleeping in poll(2): requests of a busy
-   * client then skip the thread wake-up, which dominates a round trip.
-   */
-  private next(): number {
-    let n = native.readInto(this.fd, this.inBuf);
-    if (n !== -E.EAGAIN) return n;
-    const until = performance.now() + this.opts.spinMicros / 1000;
-    while (performance.now() < until) {
-      n = native.readInto(this.fd, this.inBuf);
-      if (n !== -E.EAGAIN) return n;
-    }
-    for (;;) {
-      const r = native.pollIn(this.fd, -1);
-      if (r < 0 && r !== -E.EINTR) return r;
-      n = native.readInto(this.fd, this.inBuf);
-      if (n !== -E.EAGAIN) return n;
-    }
-  }
-
   /** Serve until the filesystem is unmounted (read fails with ENODEV). */
   run(): void {
-    native.setNonBlocking(this.fd, true);
     while (!this.stopped) {
-      const n = this.next();
+      const n = native.readInto(this.fd, this.inBuf);
       if (n < 0) {
         const errno = -n;
         // ENOENT: the request was interrupted before we read it.

@@ -12,8 +12,6 @@ export interface WorkerInput {
   config: unknown;
   passthrough: boolean;
   posixAcl?: boolean;
-  /** Busy-wait budget for the next request, in microseconds. */
-  spinMicros?: number;
   logLevel?: string;
   logFile?: string;
 }
@@ -40,7 +38,6 @@ function main(): void {
   }
   const session = new FuseSession(input.devFd, fsys, {
     passthrough: input.passthrough,
-    spinMicros: input.spinMicros ?? 0,
     posixAcl: input.posixAcl,
     onReady: (info) => post({ type: 'ready', ...info }),
     log: (level, msg, fields) => log[level](fields ?? {}, msg),

@@ -18,8 +18,6 @@ export interface UnionMountOptions {
   passthrough?: boolean;
   /** POSIX ACL support (default on; `noacl` turns it off, as for overlayfs). */
   posixAcl?: boolean;
-  /** Busy-wait budget for the next FUSE request (default 0 µs, env STRATA_FUSE_SPIN_US). */
-  spinMicros?: number;
   logLevel?: string;
   logFile?: string;
 }
@@ -51,7 +49,6 @@ export async function startUnionMount(cfg: UnionConfig, mountpoint: string, opts
     module: UNION_MODULE,
     config: cfg,
     passthrough: opts.passthrough ?? process.geteuid?.() === 0,
-    spinMicros: opts.spinMicros ?? Number(process.env.STRATA_FUSE_SPIN_US ?? 0),
     posixAcl: opts.posixAcl,
     logLevel: opts.logLevel,
     logFile: opts.logFile,

@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -822,33 +821,6 @@ static napi_value js_read_into(napi_env env, napi_callback_info info) {
   return ret_int32(env, n >= 0 ? (int32_t)n : -errno);
 }
 
-/* poll(2) for readability; returns 1 when readable, 0 on timeout, -errno on error. */
-static napi_value js_poll_in(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  int32_t fd, timeout;
-  if (!get_args(env, info, 2, argv)) return NULL;
-  if (!arg_i32(env, argv[0], 1, &fd) || !arg_i32(env, argv[1], 2, &timeout)) return NULL;
-  struct pollfd p = {.fd = fd, .events = POLLIN};
-  int r = poll(&p, 1, timeout);
-  return ret_int32(env, r < 0 ? -errno : r);
-}
-
-/* Sets or clears O_NONBLOCK on an fd; returns 0 or errno. */
-static napi_value js_set_nonblocking(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  int32_t fd;
-  bool on;
-  if (!get_args(env, info, 2, argv)) return NULL;
-  if (!arg_i32(env, argv[0], 1, &fd)) return NULL;
-  if (napi_get_value_bool(env, argv[1], &on) != napi_ok) {
-    napi_throw_type_error(env, NULL, "argument 2 must be a boolean");
-    return NULL;
-  }
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fcntl(fd, F_SETFL, on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK)) < 0) return ret_int32(env, errno);
-  return ret_int32(env, 0);
-}
-
 /* ---------- module ---------- */
 
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_default, NULL}
@@ -882,8 +854,6 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("umask", js_umask),
       FN("flock", js_flock),
       FN("readInto", js_read_into),
-      FN("pollIn", js_poll_in),
-      FN("setNonBlocking", js_set_nonblocking),
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;
