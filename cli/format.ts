@@ -1,4 +1,5 @@
 // Presentation helpers: aligned tables, docker-style sizes and relative times, --mount/--label parsing.
+import { humanSize } from '../daemon/api/units';
 import type { MountSpec } from '../daemon/api/types';
 
 /** A bad command-line value (reported like a usage error: exit 2). */
@@ -33,25 +34,6 @@ export function table(headers: string[], rows: string[][]): string {
     .join('\n');
 }
 
-const UNITS = ['B', 'kB', 'MB', 'GB', 'TB', 'PB', 'EB', 'ZB', 'YB'];
-
-/** Decimal human size with 3 significant digits, like docker (go-units HumanSize): 512B, 4.1kB, 1.23MB. */
-export function humanSize(bytes: number): string {
-  if (!Number.isFinite(bytes) || bytes < 0) return 'N/A';
-  let n = bytes;
-  let u = 0;
-  while (n >= 1000 && u < UNITS.length - 1) {
-    n /= 1000;
-    u++;
-  }
-  let s = Number(n.toPrecision(3));
-  if (s >= 1000 && u < UNITS.length - 1) {
-    // 999999B rounds to 1000kB: show 1MB instead
-    s = Number((n / 1000).toPrecision(3));
-    u++;
-  }
-  return `${s}${UNITS[u]}`;
-}
 
 /** go-units HumanDuration: "Less than a second", "About a minute", "3 hours", "2 weeks", ... */
 export function humanDuration(ms: number): string {
@@ -180,3 +162,5 @@ export function parseKeyValues(flag: string, items: string[]): Record<string, st
 export function json(v: unknown): string {
   return JSON.stringify(v, null, 2);
 }
+
+export { humanSize };

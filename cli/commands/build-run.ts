@@ -1,74 +1,17 @@
 // strata build | run | exec
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { BuildMessage, BuildRequest, ExecInfo, RunPrepareRequest, RunPrepareResponse } from '../../daemon/api/types-build-run';
-import { ConnectError, DaemonError, resolveSocket, seg } from '../client';
+import type { BuildRequest, BuildResult, ExecInfo, RunPrepareRequest, RunPrepareResponse } from '../../daemon/api/types-build-run';
+import { resolveSocket, seg } from '../client';
+import { runStreamed, StreamError } from '../progress';
 import { parseMount, UsageError } from '../format';
 import { action, Args, clientFor, Cmd } from './common';
 
 function list(v: unknown): string[] {
   if (v === undefined || v === null) return [];
   return (Array.isArray(v) ? v : [v]).map(String);
-}
-
-/** POSTs `body` and hands each NDJSON line of the (streamed) answer to `onMessage`. */
-function streamPost(socket: string, urlPath: string, body: unknown, onMessage: (m: Record<string, unknown>) => void): Promise<void> {
-  const payload = Buffer.from(JSON.stringify(body));
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { socketPath: socket, method: 'POST', path: urlPath, headers: { 'Content-Type': 'application/json', 'Content-Length': payload.length } },
-      (res) => {
-        const status = res.statusCode ?? 0;
-        let buf = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          buf += chunk;
-          if (status !== 200) return;
-          let nl: number;
-          while ((nl = buf.indexOf('\n')) >= 0) {
-            const line = buf.slice(0, nl);
-            buf = buf.slice(nl + 1);
-            if (line.trim() === '') continue;
-            try {
-              onMessage(JSON.parse(line) as Record<string, unknown>);
-            } catch (err) {
-              reject(err);
-            }
-          }
-        });
-        res.on('error', reject);
-        res.on('end', () => {
-          if (status !== 200) {
-            let msg = buf.trim();
-            try {
-              msg = (JSON.parse(buf) as { message?: string }).message ?? msg;
-            } catch {
-              // plain text
-            }
-            reject(new DaemonError(msg || `HTTP ${status}`, status));
-            return;
-          }
-          if (buf.trim() !== '') {
-            try {
-              onMessage(JSON.parse(buf) as Record<string, unknown>);
-            } catch {
-              // a truncated last line: the daemon went away
-            }
-          }
-          resolve();
-        });
-      },
-    );
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      const code = err.code ?? '';
-      if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'EACCES' || code === 'ENOTSOCK') reject(new ConnectError(socket, code));
-      else reject(err);
-    });
-    req.end(payload);
-  });
 }
 
 interface ArgSpec {
@@ -227,20 +170,17 @@ const buildCmd: Cmd = {
     const req: BuildRequest = { context, tags: list(argv.tag), noCache: argv['no-cache'] === true, buildArgs };
     if (argv.file !== undefined) req.dockerfile = path.resolve(String(argv.file));
     if (argv.network !== undefined) req.network = String(argv.network);
-    let result: BuildMessage | undefined;
     const quiet = argv.quiet === true;
-    await streamPost(resolveSocket(argv.socket), '/build', req, (m) => {
-      if (typeof m.stream === 'string') {
-        if (!quiet) process.stdout.write(m.stream);
-      } else result = m as BuildMessage;
-    });
-    if (result === undefined) throw new Error('the build ended without a result (did the daemon stop?)');
-    if ('error' in result) {
-      process.stderr.write(`Error: ${result.error}\n`);
+    let result: BuildResult;
+    try {
+      result = await runStreamed<BuildResult>(resolveSocket(argv.socket), '/build', req, { quiet });
+    } catch (err) {
+      if (!(err instanceof StreamError)) throw err;
+      process.stderr.write(`Error: ${err.message}\n`);
       process.exitCode = 1;
       return;
     }
-    if ('id' in result && quiet) process.stdout.write(result.id + '\n');
+    if (quiet) process.stdout.write(result.id + '\n');
   }),
 };
 

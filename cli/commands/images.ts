@@ -7,7 +7,8 @@ import type {
   ImageSummary,
 } from '../../daemon/api/types';
 import type { LoadResponse, SaveResponse } from '../../daemon/api/types-image-io';
-import { seg } from '../client';
+import { resolveSocket, seg } from '../client';
+import { runStreamed } from '../progress';
 import { ago, ellipsis, humanSize, json, shortId, splitRef, table } from '../format';
 import { action, clientFor, Cmd, eachTarget, inspectMany, listingOptions, out } from './common';
 
@@ -27,26 +28,18 @@ const importCmd: Cmd = {
   }),
 };
 
-function digestShort(d: string): string {
-  return d.slice(0, 'sha256:'.length + 12);
-}
+// The step lines (Saving layer ..., Loading layer ...) come from the daemon as the work goes
+// (progress stream, cli/progress.ts); these are the summary lines printed from its final result.
 
-/** Step lines of `image save`, from the daemon's summary. */
+/** Summary line of `image save`. */
 export function saveLines(r: SaveResponse): string[] {
-  const lines = r.layers.map((l) => `Saving layer ${digestShort(l.digest)} (${humanSize(l.size)})`);
-  lines.push(`Saving config ${digestShort(r.config)}`);
-  if (r.manifest) lines.push(`Saving manifest ${digestShort(r.manifest)}`);
-  lines.push(`Saved ${r.refs.length ? r.refs.join(', ') : r.id} to ${r.output} (${r.format}, ${humanSize(r.size)})`);
-  return lines;
+  return [`Saved ${r.refs.length ? r.refs.join(', ') : r.id} to ${r.output} (${r.format}, ${humanSize(r.size)})`];
 }
 
-/** Step lines and result lines of `image load`. */
+/** Summary lines of `image load`: the names (or ids) loaded. */
 export function loadLines(r: LoadResponse): string[] {
   const lines: string[] = [];
   for (const img of r.images) {
-    for (const l of img.layers) {
-      lines.push(l.reused ? `Layer ${digestShort(l.diffId)} already exists` : `Loading layer ${digestShort(l.diffId)} (${humanSize(l.size)})`);
-    }
     if (img.refs.length) for (const ref of img.refs) lines.push(`Loaded image: ${ref}`);
     else lines.push(`Loaded image ID: ${img.id}`);
   }
@@ -62,7 +55,7 @@ const saveCmd: Cmd = {
       .option('output', { alias: 'o', type: 'string', demandOption: true, requiresArg: true, describe: 'Write to FILE' })
       .option('format', { type: 'string', choices: ['oci-archive', 'docker-archive'], default: 'oci-archive', describe: 'Archive format' }),
   handler: action(async (argv) => {
-    const r = await clientFor(argv).post<SaveResponse>(`/images/${seg(argv.image)}/save`, {
+    const r = await runStreamed<SaveResponse>(resolveSocket(argv.socket), `/images/${seg(argv.image)}/save`, {
       output: path.resolve(String(argv.output)),
       format: String(argv.format),
     });
@@ -76,7 +69,7 @@ const loadCmd: Cmd = {
   describe: 'Load images from an OCI layout or docker-archive tar (plain or gzip)',
   builder: (y) => y.option('input', { alias: 'i', type: 'string', demandOption: true, requiresArg: true, describe: 'Read from FILE' }),
   handler: action(async (argv) => {
-    const r = await clientFor(argv).post<LoadResponse>('/images/load', { input: path.resolve(String(argv.input)) });
+    const r = await runStreamed<LoadResponse>(resolveSocket(argv.socket), '/images/load', { input: path.resolve(String(argv.input)) });
     for (const w of r.warnings ?? []) process.stderr.write(`WARNING: ${w}\n`);
     out(loadLines(r).join('\n'));
   }),

@@ -8,9 +8,10 @@ import { runcDelete, runcRoot, runcState } from '../runtime/runc';
 import { mergeEnv, processEnv, resolveUser, UserError, writeBundle } from '../runtime/spec';
 import { badRequest, conflict } from './errors';
 import { flag, mountSpecs, record, str, strings, type Services } from './routes';
-import { Streamed, type ApiRequest, type Router } from './server';
+import { progressStream } from './progress';
+import type { ApiRequest, Router } from './server';
 import type { MountSpec } from './types';
-import type { BuildMessage, BuildRequest, ExecInfo, RunPrepareRequest, RunPrepareResponse } from './types-build-run';
+import type { BuildRequest, BuildResult, ExecInfo, RunPrepareRequest, RunPrepareResponse } from './types-build-run';
 
 function bool(req: ApiRequest, key: string): boolean {
   const v = req.body[key];
@@ -80,27 +81,24 @@ export function registerBuildRunRoutes(r: Router, s: Services): void {
     if (body.network !== undefined && body.network !== 'host' && body.network !== 'none' && body.network !== 'default') {
       throw badRequest(`unsupported network "${body.network}": use host or none`);
     }
-    return new Streamed(async (res) => {
-      const ac = new AbortController();
-      res.on('close', () => {
-        if (!res.writableFinished) ac.abort();
-      });
-      const send = (m: BuildMessage) => {
-        if (!res.writableEnded && !res.destroyed) res.write(JSON.stringify(m) + '\n');
-      };
-      try {
-        const done = await new Builder(s, body, (text) => send({ stream: text }), ac.signal).run();
-        send({ id: done.id, tags: done.tags });
+    return progressStream(
+      async (p, signal) => {
+        const done = await new Builder(s, body, (text) => p.text(text), signal, p).run();
         s.log.info({ image: done.id, tags: done.tags }, 'image built');
-      } catch (err) {
-        const code = err instanceof BuildFailure ? err.code : 1;
-        const message = err instanceof Error ? err.message : String(err);
-        if (!(err instanceof BuildFailure || err instanceof DockerfileError || err instanceof UserError)) {
-          s.log.warn({ err: err instanceof Error ? err.stack : err }, 'build failed');
-        }
-        send({ error: message, code });
-      }
-    });
+        const result: BuildResult = { id: done.id, tags: done.tags };
+        return result;
+      },
+      {
+        errorOf: (err) => {
+          const code = err instanceof BuildFailure ? err.code : 1;
+          const message = err instanceof Error ? err.message : String(err);
+          if (!(err instanceof BuildFailure || err instanceof DockerfileError || err instanceof UserError)) {
+            s.log.warn({ err: err instanceof Error ? err.stack : err }, 'build failed');
+          }
+          return { error: message, code };
+        },
+      },
+    );
   });
 
   r.add('POST', '/run/prepare', (req) => {

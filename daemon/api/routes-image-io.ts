@@ -1,7 +1,9 @@
 // Routes for image save/load and container export (types: ./types-image-io.ts).
+// Save and load answer with a progress stream (types-progress.ts) ending in {result}.
 import { exportContainer } from '../images/archive-export';
 import { loadImages, saveImage } from '../images/oci-layout';
 import { badRequest } from './errors';
+import { progressStream } from './progress';
 import { str, type Services } from './routes';
 import type { Router } from './server';
 import type { SaveFormat } from './types-image-io';
@@ -10,8 +12,12 @@ export function registerImageIoRoutes(r: Router, s: Services): void {
   r.add('POST', '/images/:ref/save', (req) => {
     const format = str(req, 'format') ?? 'oci-archive';
     if (format !== 'oci-archive' && format !== 'docker-archive') throw badRequest(`unknown format "${format}": use oci-archive or docker-archive`);
-    return saveImage(s, req.params.ref, str(req, 'output', true), format as SaveFormat);
+    const output = str(req, 'output', true);
+    return progressStream((p) => saveImage(s, req.params.ref, output, format as SaveFormat, p), { log: s.log, what: 'image save' });
   });
-  r.add('POST', '/images/load', (req) => loadImages(s, str(req, 'input', true)));
+  r.add('POST', '/images/load', (req) => {
+    const input = str(req, 'input', true);
+    return progressStream((p) => loadImages(s, input, p), { log: s.log, what: 'image load' });
+  });
   r.add('POST', '/containers/:id/export', (req) => exportContainer(s, req.params.id, str(req, 'output', true)));
 }

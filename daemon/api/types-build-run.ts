@@ -7,8 +7,10 @@
 //   GET  /containers/{id}/exec                      -> ExecInfo
 //
 // Streamed responses are `application/x-ndjson`: one JSON object per line, written as the
-// work progresses. The last line is always a status: `{ "id": ... }` on success or
-// `{ "error": ..., "code": ... }` on failure.
+// work progresses (the progress protocol of types-progress.ts). The last line is always a status:
+// `{ "result": { "id": ..., "tags": [...] } }` on success or `{ "error": ..., "code": ... }` on failure.
+
+import type { ProgressMessage } from './types-progress';
 
 export interface BuildRequest {
   /** Absolute path of the build context directory (the daemon runs on the same host). */
@@ -23,11 +25,13 @@ export interface BuildRequest {
   network?: string;
 }
 
-/** One line of a streamed build. */
-export type BuildMessage =
-  | { stream: string }
-  | { id: string; tags: string[] }
-  | { error: string; code: number };
+export interface BuildResult {
+  id: string;
+  tags: string[];
+}
+
+/** One line of a streamed build: step lines and RUN output, COPY/commit byte progress, then the result. */
+export type BuildMessage = ProgressMessage<BuildResult>;
 
 export interface RunPrepareRequest {
   image: string;

@@ -1,7 +1,7 @@
 // API types of image save/load and container export (routes: daemon/api/routes-image-io.ts).
 //
-//   POST /images/{ref}/save   body SaveRequest    -> SaveResponse
-//   POST /images/load         body LoadRequest    -> LoadResponse
+//   POST /images/{ref}/save   body SaveRequest    -> progress stream (types-progress.ts), {result: SaveResponse}
+//   POST /images/load         body LoadRequest    -> progress stream (types-progress.ts), {result: LoadResponse}
 //   POST /containers/{id}/export body ExportRequest -> ExportResponse
 //
 // Paths are absolute host paths (the CLI resolves them against its cwd); the daemon reads and

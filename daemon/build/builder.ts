@@ -18,6 +18,8 @@ import { extractLayer } from '../archive';
 import { badRequest } from '../api/errors';
 import type { ImageConfig } from '../api/types';
 import type { BuildRequest } from '../api/types-build-run';
+import type { ProgressReporter } from '../api/types-progress';
+import { noProgress } from '../api/progress';
 import { formatRef, parseRef } from '../api/validate';
 import type { ImageService } from '../images/images';
 import { emptyConfig } from '../images/oci-config';
@@ -29,7 +31,7 @@ import type { HistoryRecord } from '../store/types';
 import type { StorageRoot } from '../stratad/root';
 import { mergeEnv, processEnv, resolveUser, UserError, writeBundle } from '../runtime/spec';
 import { runcDelete, runcRun } from '../runtime/runc';
-import { checksumSources, copyTree, expandSources, Ignore, mkdirInRoot, resolveInRoot, sourceEntries, type Owner } from './context';
+import { checksumSources, copyTree, expandSources, Ignore, mkdirInRoot, resolveInRoot, sourceEntries, sourcesSize, type Owner } from './context';
 import { DockerfileError, parseDockerfile, parseKeyValuePairs, processWord, processWords, type Instruction } from './dockerfile';
 
 export interface BuildDeps {
@@ -99,12 +101,16 @@ function archiveKind(file: string): 'tar' | 'gzip' | 'bzip2' | 'xz' | null {
 
 export class Builder {
   private readonly out: (text: string) => void;
+  /** "Step N/M" of the step running: the id of its byte progress. */
+  private stepId = '';
 
   constructor(
     private readonly d: BuildDeps,
     private readonly req: BuildRequest,
     out: (text: string) => void,
     private readonly abort: AbortSignal,
+    /** Byte progress of COPY/ADD and of each step's layer commit. */
+    private readonly progress: ProgressReporter = noProgress,
   ) {
     this.out = out;
   }
@@ -139,7 +145,8 @@ export class Builder {
     for (let n = 0; n < steps.length; n++) {
       const ins = steps[n];
       if (this.abort.aborted) throw new BuildFailure('build cancelled', 1);
-      this.say(`Step ${n + 1}/${steps.length} : ${ins.original}`);
+      this.stepId = `Step ${n + 1}/${steps.length}`;
+      this.say(`${this.stepId} : ${ins.original}`);
       const at = (msg: string) => `${dfName}:${ins.line}: ${msg}`;
       try {
         if (ins.keyword === 'FROM') {
@@ -423,6 +430,8 @@ export class Builder {
     const createdBy = `${kw} ${chown !== undefined ? `--chown=${chown} ` : ''}${words.join(' ')}`;
     const key = keyOf(createdBy, sum);
     if (this.cached(stage, key, createdBy, missed)) return { key, hit: true };
+    const bar = this.progress.bytes(this.stepId, 'Copying', sourcesSize(ctx, ignore, sources));
+    const onBytes = (n: number) => bar.add(n);
     await this.inContainer(stage, createdBy, key, async (merged) => {
       let owner: Owner = { uid: 0, gid: 0 };
       if (chown !== undefined) {
@@ -438,18 +447,20 @@ export class Builder {
           }
         })();
         if (s.isDir) {
-          copyTree(merged, s.abs, sourceEntries(ctx, ignore, s), dest, owner);
+          copyTree(merged, s.abs, sourceEntries(ctx, ignore, s), dest, owner, onBytes);
           continue;
         }
         const kind = kw === 'ADD' ? archiveKind(s.abs) : null;
         if (kind !== null) {
           await this.extractInto(merged, s.abs, kind, dest);
+          onBytes(fs.statSync(s.abs).size);
           continue;
         }
         const target = destIsDir || destDirExists ? path.posix.join(dest, path.posix.basename(s.rel)) : dest;
         mkdirInRoot(merged, path.posix.dirname(target), owner);
-        copyTree(merged, s.abs, null, target, owner);
+        copyTree(merged, s.abs, null, target, owner, onBytes);
       }
+      bar.done();
     });
     return { key, hit: false };
   }
@@ -488,7 +499,9 @@ export class Builder {
         await this.d.mounts.unmount(mountId);
       }
       const parent = stage.layers[stage.layers.length - 1] ?? null;
-      const layer = await this.d.layers.create(parent, { kind: 'upper', path: dirs.upper }, createdBy);
+      const bar = this.progress.bytes(this.stepId, 'Committing', null);
+      const layer = await this.d.layers.create(parent, { kind: 'upper', path: dirs.upper, onBytes: (n) => bar.add(n) }, createdBy);
+      bar.done();
       this.d.store.buildCache.put(key, layer.id, null);
       this.say(` ---> ${short(layer.id)}`);
       stage.layers.push(layer.id);

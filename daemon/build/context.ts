@@ -172,6 +172,20 @@ export function checksumSources(contextDir: string, ignore: Ignore, sources: Sou
   return h.digest('hex');
 }
 
+/** Bytes of regular-file content in the sources (what COPY/ADD copies; the total of its progress). */
+export function sourcesSize(contextDir: string, ignore: Ignore, sources: Source[]): number {
+  let total = 0;
+  const add = (abs: string) => {
+    const st = fs.lstatSync(abs);
+    if (st.isFile()) total += st.size;
+  };
+  for (const s of sources) {
+    add(s.abs);
+    for (const e of sourceEntries(contextDir, ignore, s)) add(path.join(s.abs, e));
+  }
+  return total;
+}
+
 /**
  * The host path of `p` inside `root`, with every symlink on the way resolved as it would be
  * inside the container (absolute targets stay under `root`). The last component is resolved
@@ -262,11 +276,12 @@ function copyEntry(srcAbs: string, dst: string, owner: Owner | null): void {
  * Copies a source tree (directory contents, or one file) to `destPath` inside the root.
  * `owner` null keeps the source owners (ADD of an archive); COPY passes root or --chown.
  */
-export function copyTree(root: string, srcAbs: string, entries: string[] | null, destPath: string, owner: Owner | null): void {
+export function copyTree(root: string, srcAbs: string, entries: string[] | null, destPath: string, owner: Owner | null, onBytes?: (n: number) => void): void {
   const st = fs.lstatSync(srcAbs);
   if (!st.isDirectory()) {
     const dst = resolveInRoot(root, destPath, false);
     copyEntry(srcAbs, dst, owner);
+    if (st.isFile()) onBytes?.(st.size);
     return;
   }
   mkdirInRoot(root, destPath, owner);
@@ -278,6 +293,7 @@ export function copyTree(root: string, srcAbs: string, entries: string[] | null,
     copyEntry(from, to, owner);
     const est = fs.lstatSync(from);
     if (est.isDirectory()) dirTimes.push([to, est]);
+    else if (est.isFile()) onBytes?.(est.size);
   }
   for (const [d, s] of dirTimes.reverse()) fs.utimesSync(d, s.atime, s.mtime);
 }

@@ -13,7 +13,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable, Writable, pipeline as streamPipeline } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { ArchiveError, CorruptArchiveError, UnsupportedArchiveError, packLayer } from '../archive';
@@ -21,6 +21,8 @@ import { TarWriter } from '../archive/tar-writer';
 import { ApiError, badRequest, notFound } from '../api/errors';
 import type { ImageConfig } from '../api/types';
 import type { LoadResponse, LoadedImage, SaveFormat, SaveResponse, SavedLayer } from '../api/types-image-io';
+import type { ProgressReporter } from '../api/types-progress';
+import { countingStream, digestShort, noProgress, sizeText } from '../api/progress';
 import { formatRef, parseRef } from '../api/validate';
 import { chainId, type LayerStore } from '../layers/layer-store';
 import type { Logger } from '../log';
@@ -111,6 +113,7 @@ class OuterWriter {
   constructor(
     out: Writable,
     private readonly mtime: number,
+    private readonly progress: ProgressReporter,
   ) {
     this.w = new TarWriter(out);
   }
@@ -130,11 +133,15 @@ class OuterWriter {
   /** Writes a layer tar as member `name`, checking it hashes to its planned diff id. */
   async layer(name: string, p: LayerPlan): Promise<void> {
     await this.w.addEntry({ name, type: 'file', mode: 0o644, uid: 0, gid: 0, mtimeSec: this.mtime, mtimeNsec: 0, size: p.size });
+    const short = digestShort(p.diffId);
+    this.progress.step(`Saving layer ${short} (${sizeText(p.size)})`);
+    const bar = this.progress.bytes(short, 'Saving', p.size);
     const h = createHash('sha256');
     let written = 0;
     const sink = new Writable({
       write: (chunk: Buffer, _enc, cb) => {
         written += chunk.length;
+        bar.add(chunk.length);
         if (written > p.size) return cb(new ArchiveError(`layer ${p.diffId} grew while it was being saved`));
         h.update(chunk);
         this.w.write(chunk).then(() => cb(), cb);
@@ -142,6 +149,7 @@ class OuterWriter {
     });
     if (p.source.kind === 'original') await pipeline(fs.createReadStream(p.source.file), sink);
     else await packLayer(p.source.dir, sink);
+    bar.done();
     if (written !== p.size || 'sha256:' + h.digest('hex') !== p.diffId) {
       throw new ArchiveError(`layer ${p.row.id} changed while it was being saved (its tar no longer hashes to ${p.diffId})`);
     }
@@ -149,7 +157,7 @@ class OuterWriter {
 }
 
 /** Writes image `ref` to `output` (absolute path) as an OCI layout or docker-archive tar. */
-export async function saveImage(d: ImageIoDeps, ref: string, output: string, format: SaveFormat): Promise<SaveResponse> {
+export async function saveImage(d: ImageIoDeps, ref: string, output: string, format: SaveFormat, progress: ProgressReporter = noProgress): Promise<SaveResponse> {
   if (format !== 'oci-archive' && format !== 'docker-archive') throw badRequest(`unknown format "${String(format)}": use oci-archive or docker-archive`);
   if (!path.isAbsolute(output)) throw badRequest(`output "${output}" must be an absolute path`);
   const dir = path.dirname(output);
@@ -184,7 +192,7 @@ export async function saveImage(d: ImageIoDeps, ref: string, output: string, for
   const mtime = Number.isFinite(created) && created > 0 ? Math.floor(created / 1000) : 0;
   const tmp = path.join(dir, `.${path.basename(output)}.strata-${randomBytes(4).toString('hex')}`);
   const out = fs.createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
-  const ow = new OuterWriter(out, mtime);
+  const ow = new OuterWriter(out, mtime, progress);
   let manifestDigest: string | undefined;
   let size = 0;
   try {
@@ -202,6 +210,7 @@ export async function saveImage(d: ImageIoDeps, ref: string, output: string, for
         seen.add(p.diffId);
         await ow.layer(`blobs/sha256/${hexOf(p.diffId)}`, p);
       }
+      progress.step(`Saving config ${digestShort(configDigest)}`);
       await ow.file(`blobs/sha256/${hexOf(configDigest)}`, config);
       const manifest = Buffer.from(
         JSON.stringify({
@@ -212,6 +221,7 @@ export async function saveImage(d: ImageIoDeps, ref: string, output: string, for
         }),
       );
       manifestDigest = 'sha256:' + sha256(manifest);
+      progress.step(`Saving manifest ${digestShort(manifestDigest)}`);
       await ow.file(`blobs/sha256/${hexOf(manifestDigest)}`, manifest);
       const desc = { mediaType: MT_MANIFEST, digest: manifestDigest, size: manifest.length };
       const manifests = refs.length
@@ -233,6 +243,7 @@ export async function saveImage(d: ImageIoDeps, ref: string, output: string, for
         await ow.file(`${id}/json`, JSON.stringify({ id, ...(i > 0 ? { parent: ids[i - 1] } : {}), created: img.created, os: 'linux' }));
         await ow.layer(`${id}/layer.tar`, plans[i]);
       }
+      progress.step(`Saving config ${digestShort(configDigest)}`);
       await ow.file(`${hexOf(configDigest)}.json`, config);
       const repoTags = refs;
       await ow.file(
@@ -536,7 +547,7 @@ async function keepOriginal(d: ImageIoDeps, a: OuterArchive, l: LayerRef, layer:
 }
 
 /** Loads every image of the archive at `input` (absolute path). All or nothing. */
-export async function loadImages(d: ImageIoDeps, input: string): Promise<LoadResponse> {
+export async function loadImages(d: ImageIoDeps, input: string, progress: ProgressReporter = noProgress): Promise<LoadResponse> {
   if (!path.isAbsolute(input)) throw badRequest(`input "${input}" must be an absolute path`);
   let st: fs.Stats;
   try {
@@ -590,13 +601,20 @@ export async function loadImages(d: ImageIoDeps, input: string): Promise<LoadRes
         const want = chainId(parent, p.diffIds[i]);
         const existing = d.store.layers.get(want);
         let row: LayerRow;
+        const short = digestShort(p.diffIds[i]);
         if (existing !== undefined && existing.state === 'ready') {
           row = existing;
           reused.push(true);
+          progress.step(`Layer ${short} already exists`);
         } else {
           const l = p.c.layers[i];
-          const file = a.file(l.member);
-          row = await d.layers.create(parent, { kind: 'tar', input: file ?? a.stream(l.member, 'layer') }, '');
+          const blobSize = a.info(l.member, 'layer').size;
+          progress.step(`Loading layer ${short} (${sizeText(blobSize)})`);
+          const bar = progress.bytes(short, 'Loading', blobSize);
+          // pipeline: an error of either side destroys the other (no fd left open)
+          const counted = streamPipeline(a.stream(l.member, 'layer'), countingStream(bar), () => undefined);
+          row = await d.layers.create(parent, { kind: 'tar', input: counted }, '');
+          bar.done();
           createdLayers.push(row.id);
           reused.push(false);
           if (row.id !== want) throw new CorruptArchiveError(`layer ${l.member} extracted to diff id ${row.diffId}, expected ${p.diffIds[i]}`);

@@ -3,7 +3,7 @@
 // A layer is identified by its OCI chain id, so identical stacks are stored once.
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Transform, type Readable } from 'node:stream';
 import { extractLayer, importDirectory, packLayer } from '../archive';
 import type { Store } from '../store';
 import type { LayerRow } from '../store/types';
@@ -26,7 +26,7 @@ export type LayerSource =
   | { kind: 'tar'; input: Readable | string }
   | { kind: 'rootfs-tar'; input: Readable | string }
   | { kind: 'dir'; path: string }
-  | { kind: 'upper'; path: string };
+  | { kind: 'upper'; path: string; onBytes?: (n: number) => void };
 
 export class LayerStore {
   constructor(
@@ -76,7 +76,15 @@ export class LayerStore {
       case 'upper': {
         // Through the OCI tar and back: the diff id is that tar's, and opaque
         // dirs and whiteouts survive as markers.
-        const pipe = new PassThrough();
+        const onBytes = source.onBytes;
+        const pipe = onBytes
+          ? new Transform({
+              transform(chunk: Buffer, _enc, cb) {
+                onBytes(chunk.length);
+                cb(null, chunk);
+              },
+            })
+          : new PassThrough();
         const [packed] = await Promise.all([packLayer(source.path, pipe), extractLayer(pipe, dir)]);
         return packed;
       }

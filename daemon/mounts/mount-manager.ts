@@ -31,6 +31,8 @@ export class MountManager {
     private readonly log: Logger,
     /** Called when a mount ends without us (umount from outside, crash of its worker). */
     private readonly onLost: (id: string) => void,
+    /** Log settings the mounts' worker threads use (the daemon's own). */
+    private readonly workerLog: { level?: string; file?: string } = {},
   ) {}
 
   get count(): number {
@@ -57,7 +59,7 @@ export class MountManager {
     clearStale(target);
     fs.mkdirSync(target, { recursive: true });
     const cfg = resolveConfig({ lowers: layers.lowers, upper: layers.upper, work: layers.work });
-    const union = await startUnionMount(cfg, target, { fsname: `strata-${id.slice(0, 12)}` });
+    const union = await startUnionMount(cfg, target, { fsname: `strata-${id.slice(0, 12)}`, logLevel: this.workerLog.level, logFile: this.workerLog.file });
     this.passthroughSeen ||= union.passthrough;
     const entry: Active = { union, binds: [] };
     this.active.set(id, entry);

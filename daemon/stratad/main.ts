@@ -106,7 +106,7 @@ async function main(): Promise<void> {
   const images = new ImageService(store, layers, log);
   const volumes = new VolumeService(root, store, log);
   let containers: ContainerService | undefined;
-  const mounts = new MountManager(log, (id) => containers?.markLost(id));
+  const mounts = new MountManager(log, (id) => containers?.markLost(id), { level: argv['log-level'], file: argv['log-file'] });
   containers = new ContainerService(root, store, images, layers, volumes, mounts, log);
   // Refuse a live socket before recovery remounts anything this process would then abandon.
   const socket = path.resolve(argv.socket);

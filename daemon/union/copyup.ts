@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as native from '../../native-shims';
 import { UPPER, type LayerStack } from './layers';
+import type { Logger } from '../log';
 import type { Node, NodeTable } from './nodes';
 import { isPrivateXattr } from './whiteouts';
 
@@ -23,6 +24,7 @@ export class CopyUp {
   constructor(
     private readonly layers: LayerStack,
     private readonly nodes: NodeTable,
+    private readonly log?: Logger,
   ) {
     this.tmpPrefix = `${layers.workTmp}/#${process.pid.toString(16)}_`;
   }
@@ -59,6 +61,7 @@ export class CopyUp {
       native.renameat2(tmp, dst, native.RENAME_NOREPLACE);
     } catch (e) {
       fs.rmSync(tmp, { recursive: true, force: true });
+      this.log?.error({ path: node.path, source: src, err: String(e) }, 'copy-up failed');
       throw e;
     }
     native.utimensat(parentDir, pst[ST.ATIME], pst[ST.ATIME_NS], pst[ST.MTIME], pst[ST.MTIME_NS], 0);

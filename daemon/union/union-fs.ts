@@ -81,7 +81,7 @@ export class UnionFs implements FuseFilesystem {
     this.resolver = new Resolver(this.layers);
     const rootInfo = this.rootInfo();
     this.nodes = new NodeTable(this.layers, rootInfo);
-    this.copy = new CopyUp(this.layers, this.nodes);
+    this.copy = new CopyUp(this.layers, this.nodes, this.log);
     this.whiteouts = new WhiteoutMaker(this.layers.workTmp);
     if (this.layers.writable) this.prepareWorkdir();
   }
