@@ -18,6 +18,8 @@ export class Node {
   unlinked = false;
   backingId = 0;
   backingRefs = 0;
+  /** A passthrough handle wrote around the page cache since the last cached open. */
+  passthroughUsed = false;
   /** Open handles, for fstat of unlinked files. */
   readonly handles = new Set<number>();
   /** A hard-linked lower file: one node per name, as overlayfs without an index. */

@@ -36,6 +36,8 @@ const S_ISGID = 0o2000;
 const O_ACCMODE = 3;
 const { O_RDONLY, O_RDWR, O_TRUNC, O_CREAT, O_EXCL, O_WRONLY } = fs.constants;
 const NAME_MAX = 255;
+/** Files at least this large at open use FUSE passthrough; smaller ones the page cache. */
+const PASSTHROUGH_MIN_SIZE = 256 * 1024;
 const ACL_DEFAULT = 'system.posix_acl_default';
 
 interface Handle {
@@ -444,7 +446,7 @@ export class UnionFs implements FuseFilesystem {
     const node = this.nodes.intern(parent, '', false, true, [], this.layers.realKey(st));
     node.unlinked = true;
     const fh = this.addHandle(fd, node);
-    const open = this.withBacking(node, fh, fd);
+    const open = this.withBacking(node, fh, fd, 0, true);
     native.fstatInto(fd, st);
     return [this.entry(node, st), open];
   }
@@ -643,19 +645,36 @@ export class UnionFs implements FuseFilesystem {
     return fh;
   }
 
-  /** Registers the kernel passthrough for a handle; one backing file per node. */
-  private withBacking(node: Node, fh: number, fd: number): OpenOut {
-    if (!this.passthrough || this.channel === null) return { fh, keepCache: true };
+  /**
+   * Chooses how the kernel reads and writes an open file. Writers and large files use
+   * passthrough (the kernel serves data from the backing file; one backing per
+   * node). Small files are served by the daemon with the page cache kept: warm
+   * reads then cost no request at all, where every passthrough read would
+   * invalidate the cached atime and cost a GETATTR. An inode keeps one mode while
+   * it has open handles (the kernel refuses to mix them).
+   */
+  private withBacking(node: Node, fh: number, fd: number, size: number, write: boolean): OpenOut {
+    const usePassthrough =
+      this.passthrough &&
+      this.channel !== null &&
+      (node.backingRefs > 0 || (node.handles.size <= 1 && (write || size >= PASSTHROUGH_MIN_SIZE)));
+    if (!usePassthrough) {
+      // Data written through a passthrough handle bypassed the page cache: drop it once.
+      const keepCache = !node.passthroughUsed;
+      node.passthroughUsed = false;
+      return { fh, keepCache };
+    }
     if (node.backingRefs === 0) {
       try {
-        node.backingId = this.channel.openBacking(fd);
+        node.backingId = this.channel!.openBacking(fd);
       } catch (err) {
         this.log?.warn({ err: String(err) }, 'passthrough unavailable; serving reads and writes in the daemon');
         this.passthrough = false;
-        return { fh, keepCache: true };
+        return { fh, keepCache: false };
       }
     }
     node.backingRefs++;
+    node.passthroughUsed = true;
     this.handles.get(fh)!.backing = true;
     return { fh, backingId: node.backingId };
   }
@@ -678,7 +697,7 @@ export class UnionFs implements FuseFilesystem {
     const st = this.st;
     native.fstatInto(fd, st);
     if ((st[ST.MODE] & S_IFMT) !== S_IFREG) return { fh };
-    return this.withBacking(node, fh, fd);
+    return this.withBacking(node, fh, fd, st[ST.SIZE], write);
   }
 
   open(_ctx: RequestContext, nodeid: number, flags: number): OpenOut {
