@@ -65,6 +65,47 @@ export class Client {
     return this.request<T>('DELETE', withQuery(path, query));
   }
 
+  /** GETs a binary body into `out` (e.g. stdout); rejects if the daemon aborts it midway. */
+  download(path: string, out: NodeJS.WritableStream): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      const req = http.request({ socketPath: this.socket, method: 'GET', path }, (res) => {
+        const status = res.statusCode ?? 0;
+        if (status < 200 || status >= 300) {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let msg = text.trim() || `${status}`;
+            try {
+              msg = (JSON.parse(text) as { message?: string }).message ?? msg;
+            } catch {
+              // not JSON: keep the text
+            }
+            reject(new DaemonError(msg, status));
+          });
+          return;
+        }
+        let bytes = 0;
+        res.on('data', (c: Buffer) => {
+          bytes += c.length;
+          if (!out.write(c)) {
+            res.pause();
+            out.once('drain', () => res.resume());
+          }
+        });
+        res.on('aborted', () => reject(new Error('the daemon stopped the transfer midway (see its log)')));
+        res.on('error', reject);
+        res.on('end', () => (res.complete ? resolve(bytes) : reject(new Error('the transfer ended early'))));
+      });
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        const code = err.code ?? '';
+        if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'EACCES' || code === 'ENOTSOCK') reject(new ConnectError(this.socket, code));
+        else reject(err);
+      });
+      req.end();
+    });
+  }
+
   request<T>(method: string, path: string, body?: unknown): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const headers: http.OutgoingHttpHeaders = { Accept: 'application/json' };

@@ -2,6 +2,7 @@
 // round trips between fresh daemon roots (OCI layout and docker-archive), corrupt and unsafe
 // archives, and interop with the real tools (skopeo, podman, umoci).
 import t, { type Test } from 'tap';
+import { repoRoot } from './lib/mount';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -244,7 +245,11 @@ t.test('container export writes the merged root', { skip: skip ?? false }, async
   const st = JSON.parse(ok(t, d.cli(['container', 'inspect', 'c1']), 'inspect')) as { state: string }[];
   t.equal(st[0].state, 'created', 'export left the container unmounted');
   failsWith(t, d.cli(['export', '-o', path.join(ws, 'nodir/x.tar'), 'c1']), /does not exist/, 'export into a missing dir');
-  failsWith(t, d.cli(['export', 'c1']), /output|-o/, 'export without -o');
+  // Without -o the tar goes to standard output, byte for byte the same archive.
+  const viaStdout = path.join(ws, 'c1-stdout.tar');
+  runOk('sh', ['-c', `"$0" --socket "$1" export c1 > "$2"`, path.join(repoRoot(), 'bin', 'strata'), d.socket, viaStdout]);
+  t.equal(sha256File(viaStdout), sha256File(out), 'export to stdout = export -o');
+  failsWith(t, d.cli(['export', 'nosuch']), /no such container/, 'export of a missing container');
 });
 
 t.test('corrupt, truncated and unsafe archives leave nothing behind', { skip: skip ?? false }, async (t) => {

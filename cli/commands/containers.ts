@@ -135,10 +135,14 @@ const exportCmd = (command: string): Cmd => ({
   builder: (y) =>
     y
       .positional('container', { type: 'string' })
-      .option('output', { alias: 'o', type: 'string', demandOption: true, requiresArg: true, describe: 'Write to FILE' }),
+      .option('output', { alias: 'o', type: 'string', requiresArg: true, describe: 'Write to FILE (default: standard output)' }),
   handler: action(async (argv) => {
-    const output = String(argv.output);
-    if (output === '-') throw new UsageError('export to stdout is not supported: give -o FILE');
+    const output = argv.output === undefined ? '-' : String(argv.output);
+    if (output === '-') {
+      if (process.stdout.isTTY) throw new UsageError('refusing to write a tar archive to a terminal: use -o FILE or redirect the output');
+      await clientFor(argv).download(`/containers/${seg(argv.container)}/export`, process.stdout);
+      return;
+    }
     const r = await clientFor(argv).post<ExportResponse>(`/containers/${seg(argv.container)}/export`, { output: path.resolve(output) });
     out(`Exported ${String(argv.container)} to ${r.output} (${humanSize(r.size)})`);
   }),

@@ -1,6 +1,6 @@
 // Routes for image save/load and container export (types: ./types-image-io.ts).
 // Save and load answer with a progress stream (types-progress.ts) ending in {result}.
-import { exportContainer } from '../images/archive-export';
+import { exportContainer, exportContainerStream } from '../images/archive-export';
 import { loadImages, saveImage } from '../images/oci-layout';
 import { badRequest } from './errors';
 import { progressStream } from './progress';
@@ -20,4 +20,5 @@ export function registerImageIoRoutes(r: Router, s: Services): void {
     return progressStream((p) => loadImages(s, input, p), { log: s.log, what: 'image load' });
   });
   r.add('POST', '/containers/:id/export', (req) => exportContainer(s, req.params.id, str(req, 'output', true)));
+  r.add('GET', '/containers/:id/export', (req) => exportContainerStream(s, req.params.id));
 }

@@ -118,7 +118,8 @@ export function createApiServer(router: Router, log: Logger): http.Server {
           },
           (err: unknown) => {
             log.error({ err: err instanceof Error ? err.stack : err, method, path }, 'streamed response failed');
-            if (!res.writableEnded) res.end();
+            // Abort rather than end: a cleanly ended stream would look complete to the client.
+            res.destroy();
           },
         );
       })
