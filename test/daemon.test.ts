@@ -473,3 +473,20 @@ t.test('--format json and -q on ps, images, volume ls', opts, async (t) => {
   t.match(vtable[0], /^DRIVER\s+VOLUME NAME$/);
   t.equal(vtable.length, 3);
 });
+
+t.test('a lower directory moved in a container is whole in the committed image', opts, async (t) => {
+  const d = await startDaemon(t);
+  const ws = d.ws;
+  ok(t, d.cli(['image', 'import', baseTar(ws), 'base:1']), 'import');
+  ok(t, d.cli(['container', 'create', '--name', 'mv', 'base:1']), 'create');
+  const merged = ok(t, d.cli(['container', 'mount', 'mv']), 'mount').trim();
+  // Container mounts run without redirect_dir: rename(2) of a lower dir is EXDEV, mv copies.
+  t.equal(errCode(() => fs.renameSync(path.join(merged, 'etc'), path.join(merged, 'etc2'))), 'EXDEV', 'rename(2) of a lower dir');
+  runOk('mv', [path.join(merged, 'etc'), path.join(merged, 'etc2')]);
+  t.equal(fs.readFileSync(path.join(merged, 'etc2/motd'), 'utf8'), MOTD, 'moved with its lower content');
+  ok(t, d.cli(['commit', 'mv', 'moved:1']), 'commit');
+  ok(t, d.cli(['container', 'create', '--name', 'check', 'moved:1']), 'create from the commit');
+  const m2 = ok(t, d.cli(['container', 'mount', 'check']), 'mount').trim();
+  t.equal(fs.readFileSync(path.join(m2, 'etc2/motd'), 'utf8'), MOTD, 'the committed layer holds the moved content');
+  t.notOk(fs.existsSync(path.join(m2, 'etc')), 'the old name is gone');
+});

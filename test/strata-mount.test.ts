@@ -166,6 +166,20 @@ t.test('strata-mount', { skip: skip ?? false }, async (t) => {
     t.same(fs.readdirSync(mnt).sort(), ['odd', 'viasymlink']);
   });
 
+  t.test('redirect_dir=off: renaming a lower directory is EXDEV, as overlayfs without redirects', async (t) => {
+    const ws = makeWorkspace(t, 'mntcmd');
+    const d = layers(ws);
+    fs.mkdirSync(path.join(d.lower, 'dir'));
+    fs.writeFileSync(path.join(d.lower, 'dir', 'f'), 'in dir\n');
+    mountStrata(t, { lowers: [d.lower], upper: d.upper, work: d.work, mnt: d.mnt, extraOpts: ['redirect_dir=off'] });
+    t.throws(() => fs.renameSync(path.join(d.mnt, 'dir'), path.join(d.mnt, 'moved')), { code: 'EXDEV' });
+    fs.mkdirSync(path.join(d.mnt, 'updir'));
+    fs.renameSync(path.join(d.mnt, 'updir'), path.join(d.mnt, 'updir2'));
+    t.ok(fs.existsSync(path.join(d.mnt, 'updir2')), 'an upper-only directory still moves');
+    const r = run(prog, ['-o', `lowerdir=${d.lower},redirect_dir=maybe`, path.join(ws, 'x')]);
+    t.match(r.stderr, /redirect_dir takes on or off/);
+  });
+
   t.test('passthrough=0 serves data in the daemon', async (t) => {
     const ws = makeWorkspace(t, 'mntcmd');
     const d = layers(ws);

@@ -127,6 +127,11 @@ export function parseMountArgs(argv: string[]): MountCommand {
       case 'noexec':
         cmd.mount.noexec = true;
         break;
+      case 'redirect_dir':
+        if (val === 'on' || val === 'follow') cmd.union.redirectDir = true;
+        else if (val === 'off' || val === 'nofollow') cmd.union.redirectDir = false;
+        else throw new UsageError(`redirect_dir takes on or off, got '${val}'`);
+        break;
       case 'noacl':
         cmd.mount.posixAcl = false;
         break;

@@ -58,7 +58,8 @@ export class MountManager {
   ): Promise<void> {
     clearStale(target);
     fs.mkdirSync(target, { recursive: true });
-    const cfg = resolveConfig({ lowers: layers.lowers, upper: layers.upper, work: layers.work });
+    // No redirects: a container's upper dir must hold every change by itself, as a layer (commit) needs.
+    const cfg = resolveConfig({ lowers: layers.lowers, upper: layers.upper, work: layers.work, redirectDir: false });
     const union = await startUnionMount(cfg, target, { fsname: `strata-${id.slice(0, 12)}`, logLevel: this.workerLog.level, logFile: this.workerLog.file });
     this.passthroughSeen ||= union.passthrough;
     const entry: Active = { union, binds: [] };

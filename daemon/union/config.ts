@@ -14,6 +14,10 @@ export interface UnionConfig {
   squashGid?: number;
   /** fsync=0 / volatile: skip fsync on the upper. */
   noFsync?: boolean;
+  /** redirect_dir: directories with lower parts move by redirect (default), or
+   *  their rename fails with EXDEV (callers such as mv then copy), which keeps an
+   *  upper dir complete on its own, as a layer diff needs. */
+  redirectDir?: boolean;
 }
 
 export class UnionConfigError extends Error {}

@@ -518,6 +518,9 @@ export class UnionFs implements FuseFilesystem {
       if (src.isDir && !dst.isDir) fail(E.ENOTDIR);
       if (!src.isDir && dst.isDir) fail(E.EISDIR);
     }
+    if (this.cfg.redirectDir === false && ((src.isDir && src.lowers.length > 0) || (exchange && dst!.isDir && dst!.lowers.length > 0))) {
+      fail(E.EXDEV); // as overlayfs with redirect_dir=off
+    }
     const srcNode = this.nodeFor(from, n1, src);
     const dstNode = dst !== null ? this.nodeFor(to, n2, dst) : undefined;
     if (dstNode === srcNode) return; // two names of one inode: rename(2) does nothing
