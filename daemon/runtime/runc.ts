@@ -1,6 +1,7 @@
 // Running processes with runc, under strata's own runc state root.
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as os from 'node:os';
 
 /** runc --root: a private state directory, so strata's containers never mix with other runc users'. */
@@ -17,13 +18,20 @@ export interface RunOutcome {
   signal: string | null;
 }
 
+/** runc's private state dir; its parent (shared with the API socket) stays traversable. */
+function ensureRuncRoot(): void {
+  const root = runcRoot();
+  fs.mkdirSync(path.dirname(root), { recursive: true, mode: 0o755 });
+  fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+}
+
 /**
  * `runc run --bundle B ID` in the foreground with stdin closed; stdout and stderr go
  * to `onOutput` as they come. Resolves with the process's exit code (128+n for a signal).
  * `abort` kills the container (the caller went away).
  */
 export function runcRun(bundle: string, id: string, onOutput: (chunk: Buffer) => void, abort?: AbortSignal): Promise<RunOutcome> {
-  fs.mkdirSync(runcRoot(), { recursive: true, mode: 0o700 });
+  ensureRuncRoot();
   return new Promise((resolve, reject) => {
     const child = spawn(runcBinary(), ['--root', runcRoot(), 'run', '--bundle', bundle, id], {
       stdio: ['ignore', 'pipe', 'pipe'],

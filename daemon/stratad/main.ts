@@ -26,7 +26,11 @@ function version(): string {
 
 /** Refuses a socket path another live daemon answers on; removes a stale socket file. */
 async function claimSocket(socket: string): Promise<void> {
-  fs.mkdirSync(path.dirname(socket), { recursive: true, mode: 0o755 });
+  const dir = path.dirname(socket);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  // Group members must reach the socket: the default /run/strata must be traversable
+  // (an older runc state dir created it 0700).
+  if (dir === path.dirname(DEFAULT_SOCKET) && (fs.statSync(dir).mode & 0o011) !== 0o011) fs.chmodSync(dir, 0o755);
   if (!fs.existsSync(socket)) return;
   const live = await new Promise<boolean>((resolve) => {
     const c = net.connect(socket);
