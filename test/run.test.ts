@@ -3,19 +3,9 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startDaemon } from './lib/daemon';
-import { hasCommand } from './lib/exec';
-import { findStaticBusybox, importBusyboxImage } from './lib/base-image';
+import { importBusyboxImage, runtimeSkipReason } from './lib/base-image';
 
-const skip =
-  process.geteuid?.() !== 0
-    ? 'needs root'
-    : !fs.existsSync('/dev/fuse')
-      ? 'no /dev/fuse'
-      : !hasCommand('runc')
-        ? 'runc is not installed'
-        : findStaticBusybox() === null
-          ? 'no static busybox (busybox-static)'
-          : false;
+const skip = runtimeSkipReason();
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

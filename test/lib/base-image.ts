@@ -2,7 +2,7 @@
 // symlinks, /etc/passwd and /etc/group (root, user 1000), tarred and `strata image import`ed.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { runOk } from './exec';
+import { hasCommand, runOk } from './exec';
 import type { Daemon } from './daemon';
 
 export function findStaticBusybox(): string | null {
@@ -38,4 +38,13 @@ export function importBusyboxImage(d: Daemon, dir: string, ref = 'base'): string
   const r = d.cli(['image', 'import', tar, ref]);
   if (r.status !== 0) throw new Error(`image import failed: ${r.stderr}`);
   return r.stdout.trim();
+}
+
+/** Why tests that run containers through runc cannot run here, or false when they can. */
+export function runtimeSkipReason(): string | false {
+  if (process.geteuid?.() !== 0) return 'needs root';
+  if (!fs.existsSync('/dev/fuse')) return 'no /dev/fuse';
+  if (!hasCommand('runc')) return 'runc is not installed';
+  if (findStaticBusybox() === null) return 'no static busybox (busybox-static)';
+  return false;
 }
