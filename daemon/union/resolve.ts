@@ -75,8 +75,9 @@ export class Resolver {
       const ref = refs[i];
       let rel: string;
       if (redirect !== null && redirect.abs) {
-        // An absolute redirect searches every layer below the one that set it.
-        if (ref.layer <= redirect.fromLayer) continue;
+        // An absolute redirect searches every layer below the one that set it, where
+        // its path leads through real directories (a symlink there is never followed).
+        if (ref.layer <= redirect.fromLayer || !this.throughDirs(ref.layer, redirect.rel)) continue;
         rel = redirect.rel;
       } else if (redirect !== null) {
         rel = joinRel(ref.rel, redirect.rel.slice(redirect.rel.lastIndexOf('/') + 1));
@@ -111,6 +112,16 @@ export class Resolver {
       }
     }
     return found;
+  }
+
+  /** True when every parent component of `rel` is a real directory in `layer`. */
+  private throughDirs(layer: number, rel: string): boolean {
+    const st = native.newStatArray();
+    for (let i = rel.indexOf('/'); i >= 0; i = rel.indexOf('/', i + 1)) {
+      if (native.lstatInto(this.layers.realPath(layer, rel.slice(0, i)), st) !== 0) return false;
+      if ((st[ST.MODE] & S_IFMT) !== S_IFDIR) return false;
+    }
+    return true;
   }
 
   /** Every lower layer at its root: the search space after an absolute redirect. */
