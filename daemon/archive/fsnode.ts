@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as native from '../../native-shims';
 import { ArchiveError, PackError } from './errors';
-import type { EntryType } from './tar-reader';
+import type { EntryAttrs, EntryType } from './tar-reader';
 
 const { ST } = native;
 
@@ -107,13 +107,7 @@ export function readXattrs(p: string): Array<[string, Buffer]> {
   return out;
 }
 
-export interface Meta {
-  type: EntryType;
-  mode: number;
-  uid: number;
-  gid: number;
-  mtimeSec: number;
-  mtimeNsec: number;
+export interface Meta extends EntryAttrs {
   xattrs: Iterable<[string, Buffer]>;
 }
 

@@ -9,6 +9,16 @@ import * as T from './tar-format';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'link' | 'char' | 'block' | 'fifo';
 
+/** What every tar entry and every file carries, whichever way it is going. */
+export interface EntryAttrs {
+  type: EntryType;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+}
+
 export interface TarEntry {
   /** Member name as stored (UTF-8), not normalized. */
   name: string;

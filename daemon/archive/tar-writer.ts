@@ -4,17 +4,11 @@ import * as crypto from 'node:crypto';
 import type { Writable } from 'node:stream';
 import { ArchiveError } from './errors';
 import * as T from './tar-format';
-import type { EntryType } from './tar-reader';
+import type { EntryAttrs, EntryType } from './tar-reader';
 
-export interface WriteEntry {
+export interface WriteEntry extends EntryAttrs {
   /** Relative member name, without a trailing slash (added for directories). */
   name: string;
-  type: EntryType;
-  mode: number;
-  uid: number;
-  gid: number;
-  mtimeSec: number;
-  mtimeNsec: number;
   /** Content size (regular files only). */
   size: number;
   /** Symlink target or hard-link member name. */
