@@ -172,19 +172,9 @@ export function formatPaxTime(sec: number, nsec: number): string {
   return `${sign}${s}.${String(n).padStart(9, '0').replace(/0+$/, '')}`;
 }
 
-/** Fields written into a ustar header block; the caller guarantees they fit (else it uses pax). */
-export interface HeaderFields {
-  name: Buffer; // <= 100 bytes
-  mode: number;
-  uid: number;
-  gid: number;
-  size: number;
-  mtime: number;
-  typeflag: number;
-  linkname: Buffer; // <= 100 bytes
-  devmajor: number;
-  devminor: number;
-}
+/** Fields written into a ustar header block (name and linkname <= 100 bytes; the caller
+ *  uses pax otherwise): the same fields a decoded header has. */
+export type HeaderFields = RawHeader;
 
 export const MAX_OCTAL_7 = 0o7777777;
 export const MAX_OCTAL_11 = 0o77777777777;

@@ -41,6 +41,17 @@ function parseId(name: string, v: string): number {
   return Number(v);
 }
 
+// Options that set one mount switch.
+const MOUNT_SWITCHES: Record<string, Partial<UnionMountOptions>> = {
+  ro: { readOnly: true },
+  noatime: { noatime: true },
+  nosuid: { nosuid: true },
+  nodev: { nodev: true },
+  noexec: { noexec: true },
+  noacl: { posixAcl: false },
+  acl: { posixAcl: true },
+};
+
 // Options with no effect here: accepted silently (they describe what we always do).
 const ALWAYS = new Set(['allow_other', 'default_permissions', 'rw', 'suid', 'dev', 'exec', 'atime', 'relatime', 'async', 'auto', 'user', 'nouser']);
 
@@ -82,6 +93,10 @@ export function parseMountArgs(argv: string[]): MountCommand {
     const eq = opt.indexOf('=');
     const key = eq < 0 ? opt : opt.slice(0, eq);
     const val = eq < 0 ? '' : opt.slice(eq + 1);
+    if (eq < 0 && key in MOUNT_SWITCHES) {
+      Object.assign(cmd.mount, MOUNT_SWITCHES[key]);
+      continue;
+    }
     switch (key) {
       case 'lowerdir':
         cmd.lowers = splitLowerdir(val);
@@ -109,34 +124,13 @@ export function parseMountArgs(argv: string[]): MountCommand {
       case 'squash_to_gid':
         cmd.union.squashGid = parseId(key, val);
         break;
-      case 'ro':
-        cmd.mount.readOnly = true;
-        break;
       case 'fsname':
         cmd.mount.fsname = val;
-        break;
-      case 'noatime':
-        cmd.mount.noatime = true;
-        break;
-      case 'nosuid':
-        cmd.mount.nosuid = true;
-        break;
-      case 'nodev':
-        cmd.mount.nodev = true;
-        break;
-      case 'noexec':
-        cmd.mount.noexec = true;
         break;
       case 'redirect_dir':
         if (val === 'on' || val === 'follow') cmd.union.redirectDir = true;
         else if (val === 'off' || val === 'nofollow') cmd.union.redirectDir = false;
         else throw new UsageError(`redirect_dir takes on or off, got '${val}'`);
-        break;
-      case 'noacl':
-        cmd.mount.posixAcl = false;
-        break;
-      case 'acl':
-        cmd.mount.posixAcl = true;
         break;
       case 'passthrough':
         cmd.mount.passthrough = val !== '0' && val !== 'off';

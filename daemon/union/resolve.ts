@@ -38,6 +38,9 @@ function applyRedirect(value: string, dirRel: string): { abs: boolean; rel: stri
 }
 
 export class Resolver {
+  /** Probes land here; only an entry that is kept gets its own copy. */
+  private readonly probe = native.newStatArray();
+
   constructor(private readonly layers: LayerStack) {}
 
   /** Resolves `name` in directory `parent`; null when it does not exist in the union. */
@@ -52,9 +55,9 @@ export class Resolver {
     if (parent.upper) {
       const dir = layers.realPath(UPPER, parent.path);
       const p = dir + '/' + name;
-      const st = native.newStatArray();
-      const err = native.lstatInto(p, st);
+      const err = native.lstatInto(p, this.probe);
       if (err === 0) {
+        const st = new Float64Array(this.probe);
         if (isWhiteout(p, st)) return null;
         if ((st[ST.MODE] & S_IFMT) !== S_IFDIR) return { isDir: false, upper: true, lowers: [], st, realPath: p };
         found = { isDir: true, upper: true, lowers: [], st, realPath: p };
@@ -85,8 +88,7 @@ export class Resolver {
         rel = joinRel(ref.rel, name);
       }
       const p = layers.realPath(ref.layer, rel);
-      const st = native.newStatArray();
-      const err = native.lstatInto(p, st);
+      const err = native.lstatInto(p, this.probe);
       if (err !== 0) {
         if (!absent(err)) throw new FuseError(err);
         const slash = rel.lastIndexOf('/');
@@ -94,6 +96,7 @@ export class Resolver {
         if (hasMarkerWhiteout(layers.realPath(ref.layer, dirRel), rel.slice(slash + 1))) break;
         continue;
       }
+      const st = new Float64Array(this.probe);
       if (isWhiteout(p, st)) break;
       const isDir = (st[ST.MODE] & S_IFMT) === S_IFDIR;
       if (!isDir) {
@@ -116,7 +119,7 @@ export class Resolver {
 
   /** True when every parent component of `rel` is a real directory in `layer`. */
   private throughDirs(layer: number, rel: string): boolean {
-    const st = native.newStatArray();
+    const st = this.probe;
     for (let i = rel.indexOf('/'); i >= 0; i = rel.indexOf('/', i + 1)) {
       if (native.lstatInto(this.layers.realPath(layer, rel.slice(0, i)), st) !== 0) return false;
       if ((st[ST.MODE] & S_IFMT) !== S_IFDIR) return false;
@@ -137,9 +140,8 @@ export class Resolver {
     for (const ref of parent.lowers) {
       const rel = joinRel(ref.rel, name);
       const p = this.layers.realPath(ref.layer, rel);
-      const st = native.newStatArray();
-      const err = native.lstatInto(p, st);
-      if (err === 0) return !isWhiteout(p, st);
+      const err = native.lstatInto(p, this.probe);
+      if (err === 0) return !isWhiteout(p, this.probe);
       if (!absent(err)) throw new FuseError(err);
       if (hasMarkerWhiteout(this.layers.realPath(ref.layer, ref.rel), name)) return false;
     }
