@@ -100,6 +100,8 @@ interface NativeShims {
   umask(mask: number): number;
   flock(fd: number, operation: number): number;
   readInto(fd: number, buf: Buffer): number;
+  /** write(2) of buf[0, len) without throwing: bytes written, or -errno. */
+  writeFrom(fd: number, buf: Buffer, len: number): number;
 }
 
 // This file runs both compiled (dist/native-shims/index.js) and from source
@@ -174,6 +176,7 @@ export const umask: NativeShims['umask'] = native.umask;
 export const flock: NativeShims['flock'] = native.flock;
 /** read(2) without throwing: bytes read, or -errno (the FUSE loop's read, where ENOENT and ENODEV are routine). */
 export const readInto: NativeShims['readInto'] = native.readInto;
+export const writeFrom: NativeShims['writeFrom'] = native.writeFrom;
 export const LOCK_SH = 1;
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;

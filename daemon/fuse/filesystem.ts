@@ -69,6 +69,8 @@ export interface FuseChannel {
   readonly posixAcl: boolean;
   openBacking(fd: number): number;
   closeBacking(id: number): void;
+  /** Puts data into the kernel's page cache for a node (FUSE_NOTIFY_STORE); false if refused. */
+  storeData(nodeid: number, offset: number, data: Buffer): boolean;
 }
 
 export interface FuseFilesystem {

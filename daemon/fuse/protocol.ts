@@ -58,6 +58,11 @@ export const enum Op {
   STATX = 52,
 }
 
+/** Notification codes, sent in the error field of an out header with unique 0. */
+export const enum Notify {
+  STORE = 4,
+}
+
 /** INIT flags (low 32 bits in `flags`, high 32 bits in `flags2`). */
 export const Init = {
   ASYNC_READ: 1 << 0,
@@ -139,6 +144,8 @@ export const OPEN_OUT_SIZE = 16;
 export const INIT_OUT_SIZE = 64;
 export const STATFS_OUT_SIZE = 80;
 export const DIRENT_HEADER_SIZE = 24;
+/** fuse_notify_store_out: nodeid, offset, size, padding; the data follows. */
+export const NOTIFY_STORE_OUT_SIZE = 24;
 export const SETXATTR_IN_SIZE_EXT = 16;
 export const SETXATTR_IN_SIZE_COMPAT = 8;
 

@@ -1,7 +1,6 @@
 // The FUSE request loop: a blocking read on /dev/fuse, one request at a time,
 // decoded in place, handed to the filesystem, and answered with one write.
 // It runs in a worker thread so the blocking calls never stall an event loop.
-import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as native from '../../native-shims';
 import {
@@ -22,6 +21,8 @@ import {
   KERNEL_VERSION,
   MAX_PAGES,
   MAX_WRITE,
+  NOTIFY_STORE_OUT_SIZE,
+  Notify,
   OPEN_OUT_SIZE,
   OUT_HEADER_SIZE,
   Op,
@@ -82,6 +83,8 @@ export function errnoOf(err: unknown): number {
 export class FuseSession implements FuseChannel {
   private readonly inBuf = Buffer.allocUnsafe(READ_BUFFER_SIZE);
   private readonly outBuf = Buffer.allocUnsafe(MAX_WRITE + 4096);
+  /** Notifications are written from inside request handlers, so they get their own buffer. */
+  private notifyBuf = Buffer.allocUnsafe(64 * 1024);
   private readonly ctx: RequestContext = { uid: 0, gid: 0, pid: 0 };
   private uniqueLo = 0;
   private uniqueHi = 0;
@@ -505,13 +508,29 @@ export class FuseSession implements FuseChannel {
     o.writeInt32LE(-error, 4);
     o.writeUInt32LE(this.uniqueLo, 8);
     o.writeUInt32LE(this.uniqueHi, 12);
-    try {
-      fs.writeSync(this.fd, o, 0, len);
-    } catch (err) {
-      // ENOENT: the request was interrupted and is gone; nothing to do.
-      const errno = errnoOf(err);
-      if (errno !== E.ENOENT) this.log('warn', 'reply write failed', { errno, len });
-    }
+    const n = native.writeFrom(this.fd, o, len);
+    // ENOENT: the request was interrupted and is gone; nothing to do.
+    if (n < 0 && n !== -E.ENOENT) this.log('warn', 'reply write failed', { errno: -n, len });
+  }
+
+  /**
+   * Puts a file's data into the kernel's page cache (FUSE_NOTIFY_STORE), so reads
+   * of it cost no READ request. Returns false when the kernel refused it.
+   */
+  storeData(nodeid: number, offset: number, data: Buffer): boolean {
+    const len = OUT_HEADER_SIZE + NOTIFY_STORE_OUT_SIZE + data.length;
+    const o = this.notifyBuf.length >= len ? this.notifyBuf : (this.notifyBuf = Buffer.allocUnsafe(len));
+    o.writeUInt32LE(len, 0);
+    o.writeInt32LE(Notify.STORE, 4);
+    writeU64(o, 8, 0); // unique 0: a notification
+    writeU64(o, OUT_HEADER_SIZE, nodeid);
+    writeU64(o, OUT_HEADER_SIZE + 8, offset);
+    o.writeUInt32LE(data.length, OUT_HEADER_SIZE + 16);
+    o.writeUInt32LE(0, OUT_HEADER_SIZE + 20);
+    data.copy(o, OUT_HEADER_SIZE + NOTIFY_STORE_OUT_SIZE);
+    const n = native.writeFrom(this.fd, o, len);
+    if (n < 0) this.log('debug', 'store notification refused', { errno: -n, nodeid });
+    return n === len;
   }
 
   private replyError(errno: number): void {

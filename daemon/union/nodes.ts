@@ -20,6 +20,8 @@ export class Node {
   backingRefs = 0;
   /** A passthrough handle wrote around the page cache since the last cached open. */
   passthroughUsed = false;
+  /** The file's data was stored in the kernel's page cache (kept until a cache drop). */
+  pagesStored = false;
   /** Open handles, for fstat of unlinked files. */
   readonly handles = new Set<number>();
   /** A hard-linked lower file: one node per name, as overlayfs without an index. */

@@ -45,7 +45,9 @@ export function mergedListing(layers: LayerStack, dir: Node, opts: { xattrWhiteo
       }
       let type = types[i];
       const p = src.path + '/' + name;
-      if (type === DT_CHR || type === DT_REG || type === 0) {
+      // Only a char device, a zero-size file in an opaque=x directory, or an unknown
+      // type can be a whiteout: the rest need no stat (a cold listing then reads no inodes).
+      if (type === DT_CHR || type === 0 || (type === DT_REG && xattrWhiteouts)) {
         if (native.lstatInto(p, st) !== 0) continue;
         if (isCharWhiteout(st)) {
           seen.add(name);

@@ -39,6 +39,14 @@ const NAME_MAX = 255;
 /** Files at least this large at open use FUSE passthrough; smaller ones the page cache. */
 const PASSTHROUGH_MIN_SIZE = 256 * 1024;
 const ACL_DEFAULT = 'system.posix_acl_default';
+const SELINUX_LABEL = 'security.selinux';
+/**
+ * Without SELinux the kernel never answers security.selinux itself, so `ls -l`
+ * and friends ask the filesystem for it on every file. An unset label is then
+ * reported as unsupported (as a filesystem without labels does): tools stop
+ * asking for the rest of the mount. A label that is set is still returned.
+ */
+const HOST_HAS_SELINUX = fs.existsSync('/sys/fs/selinux/enforce');
 
 interface Handle {
   fd: number;
@@ -73,6 +81,8 @@ export class UnionFs implements FuseFilesystem {
   private passthrough = false;
   private posixAcl = false;
   private readonly st = native.newStatArray();
+  /** Small files' data on its way into the page cache (see storePages). */
+  private readonly storeBuf = Buffer.allocUnsafe(PASSTHROUGH_MIN_SIZE);
   private readonly whiteouts: WhiteoutMaker;
 
   constructor(
@@ -665,6 +675,8 @@ export class UnionFs implements FuseFilesystem {
       // Data written through a passthrough handle bypassed the page cache: drop it once.
       const keepCache = !node.passthroughUsed;
       node.passthroughUsed = false;
+      if (!keepCache) node.pagesStored = false;
+      else if (!write && !node.pagesStored && size > 0) this.storePages(node, fd, size);
       return { fh, keepCache };
     }
     if (node.backingRefs === 0) {
@@ -680,6 +692,18 @@ export class UnionFs implements FuseFilesystem {
     node.passthroughUsed = true;
     this.handles.get(fh)!.backing = true;
     return { fh, backingId: node.backingId };
+  }
+
+  /**
+   * Hands a small file's data to the kernel's page cache as it is opened for
+   * reading: the reads that follow then cost no READ request, and no GETATTR
+   * either (a READ reply invalidates the cached atime; stored pages do not).
+   */
+  private storePages(node: Node, fd: number, size: number): void {
+    const buf = this.storeBuf;
+    if (size > buf.length) return;
+    const n = fs.readSync(fd, buf, 0, size, 0);
+    if (n === size) node.pagesStored = this.channel!.storeData(node.id, 0, buf.subarray(0, n));
   }
 
   private openNode(node: Node, flags: number): OpenOut {
@@ -790,7 +814,9 @@ export class UnionFs implements FuseFilesystem {
 
   getxattr(_ctx: RequestContext, nodeid: number, name: string): Buffer | null {
     if (isPrivateXattr(name)) return null;
-    return native.lgetxattr(this.realPath(this.nodes.get(nodeid)), name);
+    const value = native.lgetxattr(this.realPath(this.nodes.get(nodeid)), name);
+    if (value === null && name === SELINUX_LABEL && !HOST_HAS_SELINUX) fail(E.EOPNOTSUPP);
+    return value;
   }
 
   listxattr(_ctx: RequestContext, nodeid: number): string[] {

@@ -821,6 +821,27 @@ static napi_value js_read_into(napi_env env, napi_callback_info info) {
   return ret_int32(env, n >= 0 ? (int32_t)n : -errno);
 }
 
+/* write(2) of the first `len` bytes of a Buffer without throwing: bytes written, or -errno. */
+static napi_value js_write_from(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int32_t fd;
+  uint32_t count;
+  void *data;
+  size_t len;
+  if (!get_args(env, info, 3, argv)) return NULL;
+  if (!arg_i32(env, argv[0], 1, &fd)) return NULL;
+  if (napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "argument 2 must be a Buffer");
+    return NULL;
+  }
+  if (napi_get_value_uint32(env, argv[2], &count) != napi_ok || count > len) {
+    napi_throw_range_error(env, NULL, "argument 3 must be a length within the Buffer");
+    return NULL;
+  }
+  ssize_t n = write(fd, data, count);
+  return ret_int32(env, n >= 0 ? (int32_t)n : -errno);
+}
+
 /* ---------- module ---------- */
 
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_default, NULL}
@@ -854,6 +875,7 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("umask", js_umask),
       FN("flock", js_flock),
       FN("readInto", js_read_into),
+      FN("writeFrom", js_write_from),
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -15,6 +15,8 @@ export interface MountSpec {
   mnt: string;
   /** extra comma-separated -o options */
   extraOpts?: string[];
+  /** extra environment for the mount program (e.g. STRATA_LOG_LEVEL) */
+  env?: Record<string, string>;
 }
 
 /** Repository root (directory holding package.json + Makefile), found upwards from this file. */
@@ -71,7 +73,8 @@ export function mountStrata(t: TestLike | undefined, spec: MountSpec): void {
   fs.mkdirSync(spec.mnt, { recursive: true });
   const opts = [...layerOpts(spec), ...(spec.extraOpts ?? [])].join(',');
   registerUnmount(t, spec.mnt);
-  const r = run(prog, ['-o', opts, spec.mnt], { timeout: 30_000 });
+  const env = spec.env ? { ...process.env, ...spec.env } : undefined;
+  const r = run(prog, ['-o', opts, spec.mnt], { timeout: 30_000, env });
   if (r.status !== 0) {
     throw new Error(`${prog} -o ${opts} ${spec.mnt} exited ${r.status}: ${r.stderr.trim()}`);
   }
