@@ -102,6 +102,14 @@ if (why) {
     });
   }
 
+  t.test('a stream of writes asks nothing per write (no security.capability probe: HANDLE_KILLPRIV_V2)', async (t) => {
+    const m = mountWithLog(t, () => undefined);
+    const r = sh(m.mnt, 'dd if=/dev/zero of=big bs=64k count=256 conv=fsync status=none && stat -c %s big');
+    t.equal(r.stdout.trim(), String(256 * 65536), r.stderr);
+    const served = requestsServed(m);
+    t.ok((served[OP_GETXATTR] ?? 0) <= 2, `GETXATTRs for 256 writes: ${served[OP_GETXATTR] ?? 0}`);
+  });
+
   t.test('mmap of a stored file sees its bytes', async (t) => {
     const m = mountWithLog(t, (lower) => fs.writeFileSync(path.join(lower, 'm'), Buffer.alloc(10_000, 'z')));
     const r = sh(m.mnt, `python3 -c "import mmap;f=open('m','rb');print(mmap.mmap(f.fileno(),0,prot=mmap.PROT_READ)[9990:10000].decode())"`);

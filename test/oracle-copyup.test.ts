@@ -39,6 +39,22 @@ if (why) {
     });
   }
 
+  t.test('set-id bits: unprivileged write, truncate, O_TRUNC open and fallocate clear them like the kernel; root keeps them; chown clears', async (t) => {
+    const p = new Pair(t, { lowers: stdLayers() });
+    p.same(t, 'for f in w t o fa g gm r c; do printf data > $f; done; chmod 6777 w t o fa r c; chown 0:1000 gm; chmod 2666 g gm; stat -c "%a %n" w t o fa g gm r c');
+    const user = p.same(t, 'printf more >> w; truncate -s 2 t; printf x > o; fallocate -l 8192 fa; printf more >> g; printf more >> gm; stat -c "%a %n" w t o fa g gm', undefined, {
+      asUser: { uid: 1000, gid: 1000 },
+    });
+    t.match(user.stdout, /^777 w$/m, 'a write by a user cleared set-user-ID and set-group-ID (strata agrees, checked above)');
+    t.match(user.stdout, /^666 g$/m, 'set-group-ID without group execute goes when the writer is not in the group');
+    t.match(user.stdout, /^2666 gm$/m, 'and stays when the writer is in the group');
+    p.same(t, 'printf more >> r; stat -c "%a %n" r; chown 1000 c; stat -c "%a %u %n" c; cat w t o r');
+    // The lower setuid file: an unprivileged writer copies it up and clears the bit.
+    p.same(t, 'chmod 4777 suid');
+    p.same(t, 'printf x >> suid; stat -c "%a %n" suid', undefined, { asUser: true });
+    p.checkAll(t);
+  });
+
   t.test('copy-up of a dir carrying opaque=x (xattr whiteouts) keeps the whiteouts effective, does not copy overlay xattrs', async (t) => {
     const p = new Pair(t, { lowers: xattrWhiteoutLayers() });
     p.same(t, 'touch xw/new xw/sub/new && ls -a xw xw/sub && cat xw/w1 xw/sub/s1 2>&1; echo x > gone; cat gone; true');

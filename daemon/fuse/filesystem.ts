@@ -69,6 +69,8 @@ export interface FuseChannel {
   readonly posixAcl: boolean;
   openBacking(fd: number): number;
   closeBacking(id: number): void;
+  /** Drops the kernel's cached attributes of a node (FUSE_NOTIFY_INVAL_INODE). */
+  invalidateAttrs(nodeid: number): void;
   /** Puts data into the kernel's page cache for a node (FUSE_NOTIFY_STORE); false if refused. */
   storeData(nodeid: number, offset: number, data: Buffer): boolean;
 }
@@ -90,8 +92,9 @@ export interface FuseFilesystem {
   rename(ctx: RequestContext, parent: number, name: string, newParent: number, newName: string, flags: number): void;
   link(ctx: RequestContext, nodeid: number, newParent: number, newName: string): EntryOut;
 
-  open(ctx: RequestContext, nodeid: number, flags: number): OpenOut;
-  create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number, umask: number): [EntryOut, OpenOut];
+  /** `killSuidGid`: an O_TRUNC open by a caller without CAP_FSETID; clear set-id bits as truncate does. */
+  open(ctx: RequestContext, nodeid: number, flags: number, killSuidGid: boolean): OpenOut;
+  create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number, umask: number, killSuidGid: boolean): [EntryOut, OpenOut];
   tmpfile(ctx: RequestContext, parent: number, mode: number, flags: number, umask: number): [EntryOut, OpenOut];
   /** Reads into `out` at `outOffset`; returns the byte count. */
   read(ctx: RequestContext, nodeid: number, fh: number, offset: number, size: number, out: Buffer, outOffset: number): number;

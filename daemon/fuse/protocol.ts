@@ -60,8 +60,12 @@ export const enum Op {
 
 /** Notification codes, sent in the error field of an out header with unique 0. */
 export const enum Notify {
+  INVAL_INODE = 2,
   STORE = 4,
 }
+
+/** fuse_notify_inval_inode_out: nodeid, offset (negative: attributes only), length. */
+export const NOTIFY_INVAL_INODE_OUT_SIZE = 24;
 
 /** INIT flags (low 32 bits in `flags`, high 32 bits in `flags2`). */
 export const Init = {
@@ -134,6 +138,8 @@ export const Fopen = {
 export const GETATTR_FH = 1 << 0;
 export const FSYNC_FDATASYNC = 1 << 0;
 export const WRITE_KILL_SUIDGID = 1 << 2;
+/** fuse_open_in / fuse_create_in open_flags: an O_TRUNC open by a caller without CAP_FSETID. */
+export const OPEN_KILL_SUIDGID = 1 << 0;
 
 export const IN_HEADER_SIZE = 40;
 export const OUT_HEADER_SIZE = 16;

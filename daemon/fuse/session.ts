@@ -21,7 +21,9 @@ import {
   KERNEL_VERSION,
   MAX_PAGES,
   MAX_WRITE,
+  NOTIFY_INVAL_INODE_OUT_SIZE,
   NOTIFY_STORE_OUT_SIZE,
+  OPEN_KILL_SUIDGID,
   Notify,
   OPEN_OUT_SIZE,
   OUT_HEADER_SIZE,
@@ -295,7 +297,8 @@ export class FuseSession implements FuseChannel {
       }
       case Op.OPEN: {
         this.need(end, 8);
-        return this.replyOpen(fsys.open(ctx, nodeid, b.readUInt32LE(p)));
+        const kill = (b.readUInt32LE(p + 4) & OPEN_KILL_SUIDGID) !== 0;
+        return this.replyOpen(fsys.open(ctx, nodeid, b.readUInt32LE(p), kill));
       }
       case Op.CREATE:
       case Op.TMPFILE: {
@@ -306,7 +309,7 @@ export class FuseSession implements FuseChannel {
         let res: [EntryOut, OpenOut];
         if (opcode === Op.CREATE) {
           const [name] = this.cstring(p + 16, end);
-          res = fsys.create(ctx, nodeid, name, mode, flags, umask);
+          res = fsys.create(ctx, nodeid, name, mode, flags, umask, (b.readUInt32LE(p + 12) & OPEN_KILL_SUIDGID) !== 0);
         } else {
           res = fsys.tmpfile(ctx, nodeid, mode, flags, umask);
         }
@@ -473,6 +476,9 @@ export class FuseSession implements FuseChannel {
       Init.MAX_PAGES |
       Init.CACHE_SYMLINKS |
       Init.NO_OPENDIR_SUPPORT |
+      // We clear set-id bits on write/truncate/chown ourselves, so the kernel need
+      // not ask for security.capability before every write (SB_NOSEC).
+      Init.HANDLE_KILLPRIV_V2 |
       Init.INIT_EXT;
     const flags = kflags & want & (this.opts.posixAcl === false ? ~Init.POSIX_ACL : ~0);
     let flags2 = 0;
@@ -511,6 +517,20 @@ export class FuseSession implements FuseChannel {
     const n = native.writeFrom(this.fd, o, len);
     // ENOENT: the request was interrupted and is gone; nothing to do.
     if (n < 0 && n !== -E.ENOENT) this.log('warn', 'reply write failed', { errno: -n, len });
+  }
+
+  /** Makes the kernel fetch a node's attributes again (FUSE_NOTIFY_INVAL_INODE, attributes only). */
+  invalidateAttrs(nodeid: number): void {
+    const len = OUT_HEADER_SIZE + NOTIFY_INVAL_INODE_OUT_SIZE;
+    const o = this.notifyBuf;
+    o.writeUInt32LE(len, 0);
+    o.writeInt32LE(Notify.INVAL_INODE, 4);
+    writeU64(o, 8, 0);
+    writeU64(o, OUT_HEADER_SIZE, nodeid);
+    o.writeBigInt64LE(-1n, OUT_HEADER_SIZE + 8); // offset < 0: no page-cache range
+    writeU64(o, OUT_HEADER_SIZE + 16, 0);
+    const n = native.writeFrom(this.fd, o, len);
+    if (n < 0 && n !== -E.ENOENT) this.log('warn', 'inode invalidation refused', { errno: -n, nodeid });
   }
 
   /**

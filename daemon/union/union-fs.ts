@@ -17,7 +17,7 @@ import {
   type SetAttrIn,
   type StatfsOut,
 } from '../fuse/filesystem';
-import { Fattr } from '../fuse/protocol';
+import { Fattr, WRITE_KILL_SUIDGID } from '../fuse/protocol';
 import type { Logger } from '../log';
 import type { UnionConfig } from './config';
 import { CopyUp } from './copyup';
@@ -33,6 +33,8 @@ const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
 const S_ISGID = 0o2000;
+const S_ISUID = 0o4000;
+const S_IXGRP = 0o010;
 const O_ACCMODE = 3;
 const { O_RDONLY, O_RDWR, O_TRUNC, O_CREAT, O_EXCL, O_WRONLY } = fs.constants;
 const NAME_MAX = 255;
@@ -47,6 +49,21 @@ const SELINUX_LABEL = 'security.selinux';
  * asking for the rest of the mount. A label that is set is still returned.
  */
 const HOST_HAS_SELINUX = fs.existsSync('/sys/fs/selinux/enforce');
+
+function hasSetIds(mode: number): boolean {
+  return (mode & S_IFMT) === S_IFREG && (mode & (S_ISUID | S_ISGID)) !== 0;
+}
+
+/** Whether the caller belongs to group `gid` (its fsgid or a supplementary group). */
+function callerInGroup(ctx: RequestContext, gid: number): boolean {
+  if (ctx.gid === gid) return true;
+  try {
+    const groups = /^Groups:(.*)$/m.exec(fs.readFileSync(`/proc/${ctx.pid}/status`, 'utf8'))?.[1] ?? '';
+    return groups.trim().split(/\s+/).includes(String(gid));
+  } catch {
+    return false; // the caller is gone
+  }
+}
 
 interface Handle {
   fd: number;
@@ -374,7 +391,7 @@ export class UnionFs implements FuseFilesystem {
     return { ino: node.ino, st: this.present(node, this.stat(node, fh)) };
   }
 
-  setattr(_ctx: RequestContext, nodeid: number, a: SetAttrIn): AttrOut {
+  setattr(ctx: RequestContext, nodeid: number, a: SetAttrIn): AttrOut {
     const node = this.nodes.get(nodeid);
     this.writable();
     const h = a.valid & Fattr.FH ? this.handles.get(a.fh) : undefined;
@@ -404,6 +421,9 @@ export class UnionFs implements FuseFilesystem {
       if (h) native.futimens(h.fd, at[0], at[1], mt[0], mt[1]);
       else native.utimensat(path!, at[0], at[1], mt[0], mt[1], native.AT_SYMLINK_NOFOLLOW);
     }
+    // Truncate by a caller without CAP_FSETID (HANDLE_KILLPRIV_V2); for chown the
+    // real filesystem has already cleared the bits.
+    if (a.valid & Fattr.KILL_SUIDGID && a.valid & Fattr.SIZE) this.dropSetIds(ctx, node, h);
     return { ino: node.ino, st: this.present(node, this.stat(node, h ? a.fh : undefined)) };
   }
 
@@ -436,11 +456,11 @@ export class UnionFs implements FuseFilesystem {
     return this.entry(node, this.stat(node));
   }
 
-  create(ctx: RequestContext, parentId: number, name: string, mode: number, flags: number, umask: number): [EntryOut, OpenOut] {
+  create(ctx: RequestContext, parentId: number, name: string, mode: number, flags: number, umask: number, _killSuidGid: boolean): [EntryOut, OpenOut] {
     const parent = this.dirNode(parentId);
     const perm = this.effectiveMode(parent, mode & 0o7777, umask);
     const node = this.createEntry(ctx, parent, name, false, perm, (p) => fs.closeSync(fs.openSync(p, O_CREAT | O_EXCL | O_WRONLY, perm)));
-    const open = this.openNode(node, flags & ~O_TRUNC);
+    const open = this.openNode(ctx, node, flags & ~O_TRUNC, false);
     return [this.entry(node, this.stat(node)), open];
   }
 
@@ -456,7 +476,7 @@ export class UnionFs implements FuseFilesystem {
     const node = this.nodes.intern(parent, '', false, true, [], this.layers.realKey(st));
     node.unlinked = true;
     const fh = this.addHandle(fd, node);
-    const open = this.withBacking(node, fh, fd, 0, true);
+    const open = this.withBacking(node, fh, fd, 0, 0, true);
     native.fstatInto(fd, st);
     return [this.entry(node, st), open];
   }
@@ -666,11 +686,14 @@ export class UnionFs implements FuseFilesystem {
    * invalidate the cached atime and cost a GETATTR. An inode keeps one mode while
    * it has open handles (the kernel refuses to mix them).
    */
-  private withBacking(node: Node, fh: number, fd: number, size: number, write: boolean): OpenOut {
+  private withBacking(node: Node, fh: number, fd: number, size: number, mode: number, write: boolean): OpenOut {
+    // A writer of a set-id file is served here: the kernel does not clear set-id
+    // bits on passthrough writes when we handle that (HANDLE_KILLPRIV_V2).
+    const setIdWriter = write && hasSetIds(mode);
     const usePassthrough =
       this.passthrough &&
       this.channel !== null &&
-      (node.backingRefs > 0 || (node.handles.size <= 1 && (write || size >= PASSTHROUGH_MIN_SIZE)));
+      (node.backingRefs > 0 || (node.handles.size <= 1 && !setIdWriter && (write || size >= PASSTHROUGH_MIN_SIZE)));
     if (!usePassthrough) {
       // Data written through a passthrough handle bypassed the page cache: drop it once.
       const keepCache = !node.passthroughUsed;
@@ -706,7 +729,7 @@ export class UnionFs implements FuseFilesystem {
     if (n === size) node.pagesStored = this.channel!.storeData(node.id, 0, buf.subarray(0, n));
   }
 
-  private openNode(node: Node, flags: number): OpenOut {
+  private openNode(ctx: RequestContext, node: Node, flags: number, killSuidGid: boolean): OpenOut {
     const acc = flags & O_ACCMODE;
     const write = acc !== O_RDONLY || (flags & O_TRUNC) !== 0;
     if (write) {
@@ -721,16 +744,44 @@ export class UnionFs implements FuseFilesystem {
     const path = this.realPath(node);
     const fd = fs.openSync(path, (write ? O_RDWR : O_RDONLY) | (flags & O_TRUNC));
     const fh = this.addHandle(fd, node);
+    const h = this.handles.get(fh)!;
+    // An O_TRUNC open truncates like SETATTR does; and a writer that must share an
+    // existing passthrough backing cannot have set-id bits cleared on write later.
+    if (killSuidGid || (write && node.backingRefs > 0 && ctx.uid !== 0)) this.dropSetIds(ctx, node, h);
     const st = this.st;
     native.fstatInto(fd, st);
     if ((st[ST.MODE] & S_IFMT) !== S_IFREG) return { fh };
-    return this.withBacking(node, fh, fd, st[ST.SIZE], write);
+    return this.withBacking(node, fh, fd, st[ST.SIZE], st[ST.MODE], write);
   }
 
-  open(_ctx: RequestContext, nodeid: number, flags: number): OpenOut {
+  /**
+   * Clears the set-id bits a write or truncate by a caller without CAP_FSETID
+   * clears, as the VFS does: set-user-ID, and set-group-ID when group execute is
+   * set or the caller is not in the file's group. The kernel's cached mode is
+   * then stale, so its attributes are invalidated.
+   */
+  private dropSetIds(ctx: RequestContext, node: Node, h?: Handle): void {
+    const st = h !== undefined ? this.fstatHandle(h) : this.stat(node);
+    const mode = st[ST.MODE];
+    if (!hasSetIds(mode)) return;
+    let kill = mode & S_ISUID;
+    if (mode & S_ISGID && (mode & S_IXGRP || !callerInGroup(ctx, st[ST.GID]))) kill |= S_ISGID;
+    if (kill === 0) return;
+    if (h !== undefined) fs.fchmodSync(h.fd, mode & 0o7777 & ~kill);
+    else fs.chmodSync(this.upperPath(node), mode & 0o7777 & ~kill);
+    this.channel?.invalidateAttrs(node.id);
+  }
+
+  private fstatHandle(h: Handle): Float64Array {
+    const err = native.fstatInto(h.fd, this.st);
+    if (err !== 0) fail(err);
+    return this.st;
+  }
+
+  open(ctx: RequestContext, nodeid: number, flags: number, killSuidGid: boolean): OpenOut {
     const node = this.nodes.get(nodeid);
     if (node.isDir) fail(E.EISDIR);
-    return this.openNode(node, flags);
+    return this.openNode(ctx, node, flags, killSuidGid);
   }
 
   private handle(fh: number): Handle {
@@ -743,8 +794,10 @@ export class UnionFs implements FuseFilesystem {
     return fs.readSync(this.handle(fh).fd, out, outOffset, size, offset);
   }
 
-  write(_ctx: RequestContext, _nodeid: number, fh: number, offset: number, data: Buffer): number {
-    return fs.writeSync(this.handle(fh).fd, data, 0, data.length, offset);
+  write(ctx: RequestContext, _nodeid: number, fh: number, offset: number, data: Buffer, writeFlags: number): number {
+    const h = this.handle(fh);
+    if (writeFlags & WRITE_KILL_SUIDGID) this.dropSetIds(ctx, h.node, h);
+    return fs.writeSync(h.fd, data, 0, data.length, offset);
   }
 
   release(_ctx: RequestContext, _nodeid: number, fh: number): void {
@@ -779,8 +832,10 @@ export class UnionFs implements FuseFilesystem {
     }
   }
 
-  fallocate(_ctx: RequestContext, _nodeid: number, fh: number, mode: number, offset: number, length: number): void {
-    native.fallocate(this.handle(fh).fd, mode, offset, length);
+  fallocate(ctx: RequestContext, _nodeid: number, fh: number, mode: number, offset: number, length: number): void {
+    const h = this.handle(fh);
+    if (ctx.uid !== 0) this.dropSetIds(ctx, h.node, h); // no kill flag comes with FALLOCATE
+    native.fallocate(h.fd, mode, offset, length);
   }
 
   lseek(_ctx: RequestContext, _nodeid: number, fh: number, offset: number, whence: number): number {
@@ -789,8 +844,10 @@ export class UnionFs implements FuseFilesystem {
     return r;
   }
 
-  copyFileRange(_ctx: RequestContext, _a: number, fhIn: number, offIn: number, _b: number, fhOut: number, offOut: number, len: number): number {
-    return native.copyFileRange(this.handle(fhIn).fd, offIn, this.handle(fhOut).fd, offOut, len);
+  copyFileRange(ctx: RequestContext, _a: number, fhIn: number, offIn: number, _b: number, fhOut: number, offOut: number, len: number): number {
+    const out = this.handle(fhOut);
+    if (ctx.uid !== 0) this.dropSetIds(ctx, out.node, out); // no kill flag comes with COPY_FILE_RANGE
+    return native.copyFileRange(this.handle(fhIn).fd, offIn, out.fd, offOut, len);
   }
 
   // --- directories --------------------------------------------------------------------
