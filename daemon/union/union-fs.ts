@@ -423,7 +423,7 @@ export class UnionFs implements FuseFilesystem {
     }
     // Truncate by a caller without CAP_FSETID (HANDLE_KILLPRIV_V2); for chown the
     // real filesystem has already cleared the bits.
-    if (a.valid & Fattr.KILL_SUIDGID && a.valid & Fattr.SIZE) this.dropSetIds(ctx, node, h);
+    if (a.valid & Fattr.KILL_SUIDGID && a.valid & Fattr.SIZE) this.dropSetIds(ctx, node, h ? a.fh : undefined);
     return { ino: node.ino, st: this.present(node, this.stat(node, h ? a.fh : undefined)) };
   }
 
@@ -456,6 +456,7 @@ export class UnionFs implements FuseFilesystem {
     return this.entry(node, this.stat(node));
   }
 
+  // CREATE makes a new file (it has no set-id bits to clear), so its kill flag is moot.
   create(ctx: RequestContext, parentId: number, name: string, mode: number, flags: number, umask: number, _killSuidGid: boolean): [EntryOut, OpenOut] {
     const parent = this.dirNode(parentId);
     const perm = this.effectiveMode(parent, mode & 0o7777, umask);
@@ -744,10 +745,9 @@ export class UnionFs implements FuseFilesystem {
     const path = this.realPath(node);
     const fd = fs.openSync(path, (write ? O_RDWR : O_RDONLY) | (flags & O_TRUNC));
     const fh = this.addHandle(fd, node);
-    const h = this.handles.get(fh)!;
     // An O_TRUNC open truncates like SETATTR does; and a writer that must share an
     // existing passthrough backing cannot have set-id bits cleared on write later.
-    if (killSuidGid || (write && node.backingRefs > 0 && ctx.uid !== 0)) this.dropSetIds(ctx, node, h);
+    if (killSuidGid || (write && node.backingRefs > 0 && ctx.uid !== 0)) this.dropSetIds(ctx, node, fh);
     const st = this.st;
     native.fstatInto(fd, st);
     if ((st[ST.MODE] & S_IFMT) !== S_IFREG) return { fh };
@@ -760,22 +760,16 @@ export class UnionFs implements FuseFilesystem {
    * set or the caller is not in the file's group. The kernel's cached mode is
    * then stale, so its attributes are invalidated.
    */
-  private dropSetIds(ctx: RequestContext, node: Node, h?: Handle): void {
-    const st = h !== undefined ? this.fstatHandle(h) : this.stat(node);
+  private dropSetIds(ctx: RequestContext, node: Node, fh?: number): void {
+    const st = this.stat(node, fh);
     const mode = st[ST.MODE];
     if (!hasSetIds(mode)) return;
     let kill = mode & S_ISUID;
     if (mode & S_ISGID && (mode & S_IXGRP || !callerInGroup(ctx, st[ST.GID]))) kill |= S_ISGID;
     if (kill === 0) return;
-    if (h !== undefined) fs.fchmodSync(h.fd, mode & 0o7777 & ~kill);
+    if (fh !== undefined) fs.fchmodSync(this.handle(fh).fd, mode & 0o7777 & ~kill);
     else fs.chmodSync(this.upperPath(node), mode & 0o7777 & ~kill);
     this.channel?.invalidateAttrs(node.id);
-  }
-
-  private fstatHandle(h: Handle): Float64Array {
-    const err = native.fstatInto(h.fd, this.st);
-    if (err !== 0) fail(err);
-    return this.st;
   }
 
   open(ctx: RequestContext, nodeid: number, flags: number, killSuidGid: boolean): OpenOut {
@@ -796,7 +790,7 @@ export class UnionFs implements FuseFilesystem {
 
   write(ctx: RequestContext, _nodeid: number, fh: number, offset: number, data: Buffer, writeFlags: number): number {
     const h = this.handle(fh);
-    if (writeFlags & WRITE_KILL_SUIDGID) this.dropSetIds(ctx, h.node, h);
+    if (writeFlags & WRITE_KILL_SUIDGID) this.dropSetIds(ctx, h.node, fh);
     return fs.writeSync(h.fd, data, 0, data.length, offset);
   }
 
@@ -834,7 +828,7 @@ export class UnionFs implements FuseFilesystem {
 
   fallocate(ctx: RequestContext, _nodeid: number, fh: number, mode: number, offset: number, length: number): void {
     const h = this.handle(fh);
-    if (ctx.uid !== 0) this.dropSetIds(ctx, h.node, h); // no kill flag comes with FALLOCATE
+    if (ctx.uid !== 0) this.dropSetIds(ctx, h.node, fh); // no kill flag comes with FALLOCATE
     native.fallocate(h.fd, mode, offset, length);
   }
 
@@ -846,7 +840,7 @@ export class UnionFs implements FuseFilesystem {
 
   copyFileRange(ctx: RequestContext, _a: number, fhIn: number, offIn: number, _b: number, fhOut: number, offOut: number, len: number): number {
     const out = this.handle(fhOut);
-    if (ctx.uid !== 0) this.dropSetIds(ctx, out.node, out); // no kill flag comes with COPY_FILE_RANGE
+    if (ctx.uid !== 0) this.dropSetIds(ctx, out.node, fhOut); // no kill flag comes with COPY_FILE_RANGE
     return native.copyFileRange(this.handle(fhIn).fd, offIn, out.fd, offOut, len);
   }
 
