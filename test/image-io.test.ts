@@ -103,6 +103,15 @@ function buildImage(t: Test, d: Daemon, rootfs: string): { id: string; merged: S
   return { id, merged, container: 'c1' };
 }
 
+/** Saves img:2 as an OCI archive and as a docker-archive in `ws`. */
+function saveBothFormats(t: Test, d: Daemon, ws: string): { oci: string; docker: string } {
+  const oci = path.join(ws, 'img.oci.tar');
+  const docker = path.join(ws, 'img.docker.tar');
+  ok(t, d.cli(['save', '-o', oci, 'img:2']), 'save oci-archive');
+  ok(t, d.cli(['save', '--format', 'docker-archive', '-o', docker, 'img:2']), 'save docker-archive');
+  return { oci, docker };
+}
+
 function layerDir(d: Daemon, layerId: string): string {
   return path.join(d.root, 'layers', layerId.replace(/^sha256:/, ''));
 }
@@ -257,10 +266,7 @@ t.test('corrupt, truncated and unsafe archives leave nothing behind', { skip: sk
   const d1 = await startDaemon(t, { label: 'io-bad-src' });
   const ws = makeWorkspace(t, 'io-bad');
   const { id } = buildImage(t, d1, makeRootfs(ws));
-  const oci = path.join(ws, 'img.tar');
-  const docker = path.join(ws, 'img.docker.tar');
-  ok(t, d1.cli(['save', '-o', oci, 'img:2']), 'save oci');
-  ok(t, d1.cli(['save', '--format', 'docker-archive', '-o', docker, 'img:2']), 'save docker');
+  const { oci, docker } = saveBothFormats(t, d1, ws);
   const d = await startDaemon(t, { label: 'io-bad' });
   const raw = fs.readFileSync(oci);
 
@@ -369,10 +375,7 @@ t.test('skopeo + podman run a strata-saved image', { skip: podmanSkip() }, async
   const d = await startDaemon(t, { label: 'io-skopeo' });
   const ws = makeWorkspace(t, 'io-sk');
   const { merged } = buildImage(t, d, makeRootfs(ws));
-  const oci = path.join(ws, 'img.oci.tar');
-  const docker = path.join(ws, 'img.docker.tar');
-  ok(t, d.cli(['save', '-o', oci, 'img:2']), 'strata save oci-archive');
-  ok(t, d.cli(['save', '--format', 'docker-archive', '-o', docker, 'img:2']), 'strata save docker-archive');
+  const { oci, docker } = saveBothFormats(t, d, ws);
   const id = inspect(d, 'img:2').id;
   const p = makePodman(t);
   const dest = (name: string) => `containers-storage:[overlay@${p.root}+${p.runroot}]${name}`;

@@ -521,15 +521,11 @@ export class FuseSession implements FuseChannel {
 
   /** Makes the kernel fetch a node's attributes again (FUSE_NOTIFY_INVAL_INODE, attributes only). */
   invalidateAttrs(nodeid: number): void {
-    const len = OUT_HEADER_SIZE + NOTIFY_INVAL_INODE_OUT_SIZE;
-    const o = this.notifyBuf;
-    o.writeUInt32LE(len, 0);
-    o.writeInt32LE(Notify.INVAL_INODE, 4);
-    writeU64(o, 8, 0);
+    const o = this.notifyBody(NOTIFY_INVAL_INODE_OUT_SIZE);
     writeU64(o, OUT_HEADER_SIZE, nodeid);
     o.writeBigInt64LE(-1n, OUT_HEADER_SIZE + 8); // offset < 0: no page-cache range
     writeU64(o, OUT_HEADER_SIZE + 16, 0);
-    const n = native.writeFrom(this.fd, o, len);
+    const n = this.notify(Notify.INVAL_INODE, OUT_HEADER_SIZE + NOTIFY_INVAL_INODE_OUT_SIZE);
     if (n < 0 && n !== -E.ENOENT) this.log('warn', 'inode invalidation refused', { errno: -n, nodeid });
   }
 
@@ -538,19 +534,32 @@ export class FuseSession implements FuseChannel {
    * of it cost no READ request. Returns false when the kernel refused it.
    */
   storeData(nodeid: number, offset: number, data: Buffer): boolean {
-    const len = OUT_HEADER_SIZE + NOTIFY_STORE_OUT_SIZE + data.length;
-    const o = this.notifyBuf.length >= len ? this.notifyBuf : (this.notifyBuf = Buffer.allocUnsafe(len));
-    o.writeUInt32LE(len, 0);
-    o.writeInt32LE(Notify.STORE, 4);
-    writeU64(o, 8, 0); // unique 0: a notification
+    const o = this.notifyBody(NOTIFY_STORE_OUT_SIZE + data.length);
     writeU64(o, OUT_HEADER_SIZE, nodeid);
     writeU64(o, OUT_HEADER_SIZE + 8, offset);
     o.writeUInt32LE(data.length, OUT_HEADER_SIZE + 16);
     o.writeUInt32LE(0, OUT_HEADER_SIZE + 20);
     data.copy(o, OUT_HEADER_SIZE + NOTIFY_STORE_OUT_SIZE);
-    const n = native.writeFrom(this.fd, o, len);
+    const len = OUT_HEADER_SIZE + NOTIFY_STORE_OUT_SIZE + data.length;
+    const n = this.notify(Notify.STORE, len);
     if (n < 0) this.log('debug', 'store notification refused', { errno: -n, nodeid });
     return n === len;
+  }
+
+  /** The notification buffer, large enough for a header and `bodySize` bytes. */
+  private notifyBody(bodySize: number): Buffer {
+    const need = OUT_HEADER_SIZE + bodySize;
+    if (this.notifyBuf.length < need) this.notifyBuf = Buffer.allocUnsafe(need);
+    return this.notifyBuf;
+  }
+
+  /** Writes the notification in notifyBuf (header + `len - 16` body bytes); the write's result. */
+  private notify(code: Notify, len: number): number {
+    const o = this.notifyBuf;
+    o.writeUInt32LE(len, 0);
+    o.writeInt32LE(code, 4); // notifications carry their code where replies carry -errno
+    writeU64(o, 8, 0); // unique 0
+    return native.writeFrom(this.fd, o, len);
   }
 
   private replyError(errno: number): void {

@@ -805,35 +805,35 @@ static napi_value js_flock(napi_env env, napi_callback_info info) {
   return ret_int32(env, flock(fd, op) == 0 ? 0 : errno);
 }
 
+/* Arguments (fd, Buffer, ...): the fd and the Buffer's bytes; false with a JS exception pending. */
+static bool fd_and_buffer(napi_env env, napi_value *argv, int32_t *fd, void **data, size_t *len) {
+  if (!arg_i32(env, argv[0], 1, fd)) return false;
+  if (napi_get_buffer_info(env, argv[1], data, len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "argument 2 must be a Buffer");
+    return false;
+  }
+  return true;
+}
+
 /* read(2) into a Buffer without throwing: bytes read, or -errno (e.g. -EAGAIN). */
 static napi_value js_read_into(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   int32_t fd;
   void *data;
   size_t len;
-  if (!get_args(env, info, 2, argv)) return NULL;
-  if (!arg_i32(env, argv[0], 1, &fd)) return NULL;
-  if (napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok) {
-    napi_throw_type_error(env, NULL, "argument 2 must be a Buffer");
-    return NULL;
-  }
+  if (!get_args(env, info, 2, argv) || !fd_and_buffer(env, argv, &fd, &data, &len)) return NULL;
   ssize_t n = read(fd, data, len);
   return ret_int32(env, n >= 0 ? (int32_t)n : -errno);
 }
 
-/* write(2) of the first `len` bytes of a Buffer without throwing: bytes written, or -errno. */
+/* write(2) of the first `count` bytes of a Buffer without throwing: bytes written, or -errno. */
 static napi_value js_write_from(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   int32_t fd;
   uint32_t count;
   void *data;
   size_t len;
-  if (!get_args(env, info, 3, argv)) return NULL;
-  if (!arg_i32(env, argv[0], 1, &fd)) return NULL;
-  if (napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok) {
-    napi_throw_type_error(env, NULL, "argument 2 must be a Buffer");
-    return NULL;
-  }
+  if (!get_args(env, info, 3, argv) || !fd_and_buffer(env, argv, &fd, &data, &len)) return NULL;
   if (napi_get_value_uint32(env, argv[2], &count) != napi_ok || count > len) {
     napi_throw_range_error(env, NULL, "argument 3 must be a length within the Buffer");
     return NULL;
