@@ -3,6 +3,7 @@
 import t from 'tap';
 import { missingCapability } from './lib/mount';
 import { Pair } from './lib/pair';
+import { pairCases } from './lib/pair-cases';
 import { stdLayers, xattrWhiteoutLayers } from './lib/fixtures';
 
 const why = missingCapability({ fuse: true, overlay: true });
@@ -31,13 +32,7 @@ if (why) {
     ['copy-up of the deep file creates all parents', 'echo x >> deep/a/b/c/d/e/f.txt && stat -c "%a %n" deep deep/a/b/c/d/e'],
     ['truncate to 0 of a hardlinked lower file (index=off breaks the link like the kernel)', 'truncate -s 0 hl1 && stat -c "%s %h" hl1 hl2 && cat hl2 && [ $(stat -c %i hl1) = $(stat -c %i hl2) ] && echo same-ino || echo diff-ino'],
   ];
-  for (const [name, script] of cases) {
-    t.test(name, async (t) => {
-      const p = new Pair(t, { lowers: stdLayers() });
-      p.same(t, script);
-      p.checkAll(t);
-    });
-  }
+  pairCases(t, cases.map(([name, script]) => ({ name, script })), { lowers: stdLayers, stackLevels: 1 });
 
   t.test('set-id bits: unprivileged write, truncate, O_TRUNC open and fallocate clear them like the kernel; root keeps them; chown clears', async (t) => {
     const p = new Pair(t, { lowers: stdLayers() });

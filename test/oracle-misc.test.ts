@@ -2,7 +2,7 @@
 // fallocate/truncate/big files, name and path length limits.
 import t from 'tap';
 import { missingCapability } from './lib/mount';
-import { Pair } from './lib/pair';
+import { pairCases } from './lib/pair-cases';
 import { stdLayers } from './lib/fixtures';
 import { TEST_UID } from './lib/exec';
 
@@ -63,11 +63,9 @@ os.chdir(p)
 open('rel', 'w').close(); print(sorted(os.listdir('.')))
 PY`, false],
   ];
-  for (const [name, script, asUser, umask] of cases) {
-    t.test(name, async (t) => {
-      const p = new Pair(t, { lowers: stdLayers() });
-      p.same(t, script, undefined, { asUser: asUser ? { uid: TEST_UID, gid: TEST_UID } : undefined, umask });
-      p.checkAll(t);
-    });
-  }
+  pairCases(
+    t,
+    cases.map(([name, script, asUser, umask]) => ({ name, script, opts: { asUser: asUser ? { uid: TEST_UID, gid: TEST_UID } : undefined, umask } })),
+    { lowers: stdLayers },
+  );
 }

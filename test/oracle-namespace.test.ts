@@ -2,6 +2,7 @@
 import t from 'tap';
 import { missingCapability } from './lib/mount';
 import { Pair } from './lib/pair';
+import { pairCases } from './lib/pair-cases';
 import { stdLayers, xattrWhiteoutLayers } from './lib/fixtures';
 import { RENAMEAT2_PY, RENAME_EXCHANGE, RENAME_NOREPLACE, py } from './lib/scripts';
 import { snapshot } from './lib/snapshot';
@@ -40,40 +41,25 @@ if (why) {
     ['RENAME_EXCHANGE of files (lower/lower, lower/upper)', `echo up > up && ${rn('top.txt', 'm.txt', RENAME_EXCHANGE)} && ${rn('up', 'a.txt', RENAME_EXCHANGE)} && cat top.txt m.txt up a.txt; ${rn('top.txt', 'nonexist', RENAME_EXCHANGE)}`],
     ['RENAME_EXCHANGE of upper-only dirs and of a dir with a file', `mkdir x1 x2 && touch x1/a x2/b && ${rn('x1', 'x2', RENAME_EXCHANGE)} && ls x1 x2 && touch f && ${rn('x1', 'f', RENAME_EXCHANGE)} && ls -a . f`],
   ];
-  for (const [name, script] of cases) {
-    if (script === 'XW=1; true') continue;
-    t.test(name, async (t) => {
-      const p = new Pair(t, { lowers: stdLayers() });
-      p.same(t, script);
-      p.checkAll(t);
-    });
-  }
-
-  t.test('unlink/rmdir in a dir with xattr whiteouts', async (t) => {
-    const p = new Pair(t, { lowers: xattrWhiteoutLayers() });
-    p.same(t, 'rm xw/w2 xw/top && rm xw/sub/s2 && rmdir xw/sub && ls -a xw && rm -rf xw && mkdir xw && ls -a xw');
-    p.checkAll(t);
-  });
-
-  // Renaming a directory that exists in a lower layer: the kernel (redirect_dir=on) renames it and writes
-  // trusted.overlay.redirect; strata may do the same or return EXDEV so that mv copies. Only merged views compared.
+  // Renaming a directory that exists in a lower layer (redirect_dir=on on both sides): trusted.overlay.redirect.
   const lowerDirRenames: Array<[string, string]> = [
     ['rename of a lower dir (same parent)', 'mv d1 d1moved && ls -aR d1moved && ls d1 2>&1; true'],
     ['rename of a lower dir into another dir', 'mv mdir d1/sub/ && ls -aR d1/sub && ls mdir 2>&1; true'],
     ['rename of a lower dir, then modify and recreate the old name', 'mv d1 dd && rm dd/y && echo n > dd/sub/z && mkdir d1 && ls -a d1 && ls -aR dd'],
     ['rename of a merged dir over an empty lower dir', 'mv -T keep empty && ls -a empty && ls keep 2>&1; true'],
   ];
-  for (const [name, script] of lowerDirRenames) {
-    t.test(name + ' (merged view only; EXDEV fallback allowed)', async (t) => {
-      const p = new Pair(t, { lowers: stdLayers() });
-      const r = p.sh(script);
-      t.equal(r.s.status, r.k.status, 'mv exit status');
-      t.equal(r.s.stdout, r.k.stdout, 'listing after rename');
-      p.checkMerged(t, 'merged views equal', { mtime: false });
-      p.remount();
-      p.checkMerged(t, 'merged views equal after remount', { mtime: false });
-    });
-  }
+  // Each case runs again over its own result stacked as a lower, three times over.
+  pairCases(
+    t,
+    [...cases, ...lowerDirRenames].filter(([, script]) => script !== 'XW=1; true').map(([name, script]) => ({ name, script })),
+    { lowers: stdLayers, stackLevels: 3 },
+  );
+
+  t.test('unlink/rmdir in a dir with xattr whiteouts', async (t) => {
+    const p = new Pair(t, { lowers: xattrWhiteoutLayers() });
+    p.same(t, 'rm xw/w2 xw/top && rm xw/sub/s2 && rmdir xw/sub && ls -a xw && rm -rf xw && mkdir xw && ls -a xw');
+    p.checkAll(t);
+  });
 
   t.test('renamed lower dir: raw rename(2) result is either success (redirect) or EXDEV', async (t) => {
     const p = new Pair(t, { lowers: stdLayers() });

@@ -177,7 +177,7 @@ t.test('strata-mount', { skip: skip ?? false }, async (t) => {
     fs.renameSync(path.join(d.mnt, 'updir'), path.join(d.mnt, 'updir2'));
     t.ok(fs.existsSync(path.join(d.mnt, 'updir2')), 'an upper-only directory still moves');
     const r = run(prog, ['-o', `lowerdir=${d.lower},redirect_dir=maybe`, path.join(ws, 'x')]);
-    t.match(r.stderr, /redirect_dir takes on or off/);
+    t.match(r.stderr, /redirect_dir takes on, follow, off or nofollow/);
   });
 
   t.test('passthrough=0 serves data in the daemon', async (t) => {

@@ -52,6 +52,13 @@ const MOUNT_SWITCHES: Record<string, Partial<UnionMountOptions>> = {
   acl: { posixAcl: true },
 };
 
+const REDIRECT_DIR: Record<string, Pick<UnionConfig, 'redirectDir' | 'followRedirects'>> = {
+  on: { redirectDir: true, followRedirects: true },
+  follow: { redirectDir: false, followRedirects: true },
+  off: { redirectDir: false, followRedirects: true },
+  nofollow: { redirectDir: false, followRedirects: false },
+};
+
 // Options with no effect here: accepted silently (they describe what we always do).
 const ALWAYS = new Set(['allow_other', 'default_permissions', 'rw', 'suid', 'dev', 'exec', 'atime', 'relatime', 'async', 'auto', 'user', 'nouser']);
 
@@ -128,9 +135,19 @@ export function parseMountArgs(argv: string[]): MountCommand {
         cmd.mount.fsname = val;
         break;
       case 'redirect_dir':
-        if (val === 'on' || val === 'follow') cmd.union.redirectDir = true;
-        else if (val === 'off' || val === 'nofollow') cmd.union.redirectDir = false;
-        else throw new UsageError(`redirect_dir takes on or off, got '${val}'`);
+        // As overlayfs: on creates and follows redirects; follow and off (redirect_always_follow) only
+        // follow them; nofollow ignores them.
+        if (!(val in REDIRECT_DIR)) throw new UsageError(`redirect_dir takes on, follow, off or nofollow, got '${val}'`);
+        Object.assign(cmd.union, REDIRECT_DIR[val]);
+        break;
+      case 'index':
+      case 'metacopy':
+        // Off by default in overlayfs here too; strata has neither the index nor metacopy-only copy-up.
+        if (val !== 'off') throw new UsageError(`${key}=${val} is not supported (only ${key}=off)`);
+        break;
+      case 'xino':
+        // strata always reports unique inode numbers (xino-style high bits), as xino=on would.
+        if (!['on', 'off', 'auto'].includes(val)) throw new UsageError(`xino takes on, off or auto, got '${val}'`);
         break;
       case 'passthrough':
         cmd.mount.passthrough = val !== '0' && val !== 'off';

@@ -14,10 +14,13 @@ export interface UnionConfig {
   squashGid?: number;
   /** fsync=0 / volatile: skip fsync on the upper. */
   noFsync?: boolean;
-  /** redirect_dir: directories with lower parts move by redirect (default), or
-   *  their rename fails with EXDEV (callers such as mv then copy), which keeps an
-   *  upper dir complete on its own, as a layer diff needs. */
+  /** redirect_dir=on: directories with lower parts move by redirect. Off by
+   *  default (as overlayfs without CONFIG_OVERLAY_FS_REDIRECT_DIR): their rename
+   *  fails with EXDEV and callers such as mv copy, which keeps an upper dir
+   *  complete on its own, as a layer diff needs. */
   redirectDir?: boolean;
+  /** Follow redirects that layers already carry (default; redirect_dir=nofollow turns it off). */
+  followRedirects?: boolean;
 }
 
 export class UnionConfigError extends Error {}

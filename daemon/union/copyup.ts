@@ -16,6 +16,7 @@ const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
 const CHUNK = 1 << 30;
+const PLAIN_CHUNK = 1 << 20;
 
 export class CopyUp {
   private seq = 0;
@@ -123,14 +124,41 @@ export function copyXattrs(src: string, dst: string): void {
   }
 }
 
-/** Copies `size` bytes, keeping holes: reflink first, else data extents only. */
+/** Errors that only say "this way of copying is not possible here": the next way is tried. */
+const NOT_POSSIBLE = new Set(['EXDEV', 'EOPNOTSUPP', 'ENOTSUP', 'EINVAL', 'ENOSYS', 'ENOTTY']);
+
+function notPossible(err: unknown): boolean {
+  return NOT_POSSIBLE.has((err as NodeJS.ErrnoException).code ?? '');
+}
+
+/** The buffer of the plain copy, made on first use (one per thread). */
+let plainBuf: Buffer | null = null;
+
+/** Copies [pos, end) with pread/pwrite: works between any two filesystems. */
+function plainCopy(inp: number, out: number, pos: number, end: number): void {
+  plainBuf ??= Buffer.allocUnsafe(PLAIN_CHUNK);
+  while (pos < end) {
+    const n = fs.readSync(inp, plainBuf, 0, Math.min(end - pos, PLAIN_CHUNK), pos);
+    if (n === 0) return; // the source shrank under us: the size is fixed by ftruncate after
+    for (let w = 0; w < n; ) w += fs.writeSync(out, plainBuf, w, n - w, pos + w);
+    pos += n;
+  }
+}
+
+/**
+ * Copies `size` bytes, keeping holes: a reflink where the filesystem shares
+ * extents, else the data extents one by one with copy_file_range, else (across
+ * filesystems, where copy_file_range says EXDEV) with pread/pwrite. Only "not
+ * possible here" errors fall through to the next way; EIO or ENOSPC fail the copy.
+ */
 export function copyData(inp: number, out: number, size: number): void {
   try {
     native.ficlone(out, inp);
     return;
-  } catch {
-    // no reflink on this filesystem: copy extents
+  } catch (err) {
+    if (!notPossible(err)) throw err;
   }
+  let kernelCopy = true;
   let off = 0;
   while (off < size) {
     const data = native.lseek(inp, off, native.SEEK_DATA);
@@ -138,11 +166,19 @@ export function copyData(inp: number, out: number, size: number): void {
     let hole = native.lseek(inp, data, native.SEEK_HOLE);
     if (hole < 0 || hole > size) hole = size;
     let pos = data;
-    while (pos < hole) {
-      const n = native.copyFileRange(inp, pos, out, pos, Math.min(hole - pos, CHUNK));
+    while (kernelCopy && pos < hole) {
+      let n: number;
+      try {
+        n = native.copyFileRange(inp, pos, out, pos, Math.min(hole - pos, CHUNK));
+      } catch (err) {
+        if (!notPossible(err)) throw err;
+        kernelCopy = false;
+        break;
+      }
       if (n === 0) break;
       pos += n;
     }
+    if (!kernelCopy) plainCopy(inp, out, pos, hole);
     off = hole;
   }
   fs.ftruncateSync(out, size);

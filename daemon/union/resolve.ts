@@ -31,100 +31,123 @@ function joinRel(dir: string, name: string): string {
   return dir === '' ? name : dir + '/' + name;
 }
 
-/** The lower path a redirect names: absolute from the layer root, or a sibling name. */
-function applyRedirect(value: string, dirRel: string): { abs: boolean; rel: string } {
-  if (value.startsWith('/')) return { abs: true, rel: value.replace(/^\/+/, '').replace(/\/+$/, '') };
-  return { abs: false, rel: joinRel(dirRel, value) };
+/**
+ * What one lookup carries from layer to layer, as overlayfs' ovl_lookup_data:
+ * the name sought (a name in the parent's lower dirs, or after an absolute
+ * redirect a path from every layer's root), and whether the search stops.
+ */
+interface Search {
+  name: string;
+  abs: boolean;
+  isDir: boolean;
+  stop: boolean;
 }
 
 export class Resolver {
   /** Probes land here; only an entry that is kept gets its own copy. */
   private readonly probe = native.newStatArray();
 
-  constructor(private readonly layers: LayerStack) {}
+  constructor(
+    private readonly layers: LayerStack,
+    private readonly followRedirects = true,
+  ) {}
 
   /** Resolves `name` in directory `parent`; null when it does not exist in the union. */
   child(parent: Node, name: string): Resolved | null {
     if (isMarkerName(name)) return null; // OCI markers are never visible names
     const layers = this.layers;
+    const d: Search = { name, abs: false, isDir: false, stop: false };
     let found: Resolved | null = null;
-    // The lower directories to search, and the child's name within each.
-    let refs: LowerRef[] = parent.lowers;
-    let redirect: { abs: boolean; rel: string; fromLayer: number } | null = null;
 
     if (parent.upper) {
-      const dir = layers.realPath(UPPER, parent.path);
-      const p = dir + '/' + name;
-      const err = native.lstatInto(p, this.probe);
-      if (err === 0) {
-        const st = new Float64Array(this.probe);
-        if (isWhiteout(p, st)) return null;
-        if ((st[ST.MODE] & S_IFMT) !== S_IFDIR) return { isDir: false, upper: true, lowers: [], st, realPath: p };
-        found = { isDir: true, upper: true, lowers: [], st, realPath: p };
-        if (isOpaqueDir(p)) return found;
-        const r = native.lgetxattr(p, XATTR_REDIRECT);
-        if (r !== null) {
-          redirect = { ...applyRedirect(r.toString('utf8'), parent.path), fromLayer: UPPER };
-          if (redirect.abs) refs = this.allLowers();
-        }
-      } else if (absent(err)) {
-        if (hasMarkerWhiteout(dir, name)) return null;
-      } else {
-        throw new FuseError(err);
+      const e = this.lookupIn(UPPER, parent.path, d);
+      if (e !== null) {
+        if (!d.isDir) return { isDir: false, upper: true, lowers: [], st: e.st, realPath: e.path };
+        found = { isDir: true, upper: true, lowers: [], st: e.st, realPath: e.path };
       }
+      if (d.stop) return found;
     }
 
-    for (let i = 0; i < refs.length; i++) {
+    // The lower directories to search: the parent's, or every layer's root once a redirect is absolute.
+    let refs: LowerRef[] = d.abs ? this.allLowers() : parent.lowers;
+    for (let i = 0; i < refs.length && !d.stop; i++) {
       const ref = refs[i];
-      let rel: string;
-      if (redirect !== null && redirect.abs) {
-        // An absolute redirect searches every layer below the one that set it, where
-        // its path leads through real directories (a symlink there is never followed).
-        if (ref.layer <= redirect.fromLayer || !this.throughDirs(ref.layer, redirect.rel)) continue;
-        rel = redirect.rel;
-      } else if (redirect !== null) {
-        rel = joinRel(ref.rel, redirect.rel.slice(redirect.rel.lastIndexOf('/') + 1));
-      } else {
-        rel = joinRel(ref.rel, name);
+      const wasAbs = d.abs;
+      const e = this.lookupIn(ref.layer, ref.rel, d);
+      if (e !== null) {
+        if (found === null) {
+          if (!d.isDir) return { isDir: false, upper: false, lowers: [{ layer: ref.layer, rel: e.rel }], st: e.st, realPath: e.path };
+          found = { isDir: true, upper: false, lowers: [], st: e.st, realPath: e.path };
+        }
+        found.lowers.push({ layer: ref.layer, rel: e.rel });
       }
-      const p = layers.realPath(ref.layer, rel);
-      const err = native.lstatInto(p, this.probe);
-      if (err !== 0) {
-        if (!absent(err)) throw new FuseError(err);
-        const slash = rel.lastIndexOf('/');
-        const dirRel = slash < 0 ? '' : rel.slice(0, slash);
-        if (hasMarkerWhiteout(layers.realPath(ref.layer, dirRel), rel.slice(slash + 1))) break;
-        continue;
-      }
-      const st = new Float64Array(this.probe);
-      if (isWhiteout(p, st)) break;
-      const isDir = (st[ST.MODE] & S_IFMT) === S_IFDIR;
-      if (!isDir) {
-        if (found === null) return { isDir: false, upper: false, lowers: [{ layer: ref.layer, rel }], st, realPath: p };
-        break; // a non-directory below a directory ends the merge
-      }
-      if (found === null) found = { isDir: true, upper: false, lowers: [], st, realPath: p };
-      else if (!found.isDir) break;
-      found.lowers.push({ layer: ref.layer, rel });
-      if (isOpaqueDir(p)) break;
-      const r = native.lgetxattr(p, XATTR_REDIRECT);
-      if (r !== null) {
-        const dirRel = rel.slice(0, Math.max(0, rel.lastIndexOf('/')));
-        redirect = { ...applyRedirect(r.toString('utf8'), dirRel), fromLayer: ref.layer };
-        if (redirect.abs) refs = this.allLowers();
+      if (d.abs && !wasAbs) {
+        // Continue below this layer, from the roots (ovl_lookup switches to the root's stack).
+        refs = this.allLowers().slice(ref.layer);
+        i = -1;
       }
     }
     return found;
   }
 
-  /** True when every parent component of `rel` is a real directory in `layer`. */
-  private throughDirs(layer: number, rel: string): boolean {
-    const st = this.probe;
-    for (let i = rel.indexOf('/'); i >= 0; i = rel.indexOf('/', i + 1)) {
-      if (native.lstatInto(this.layers.realPath(layer, rel.slice(0, i)), st) !== 0) return false;
-      if ((st[ST.MODE] & S_IFMT) !== S_IFDIR) return false;
+  /**
+   * Looks `d.name` up in one layer below the directory `baseRel` (or from the
+   * layer root along the whole path when the name is absolute), applying the
+   * rules of ovl_lookup_layer: whiteouts and non-directories on the way stop the
+   * search, opaque directories stop it below this layer, redirects re-aim it.
+   */
+  private lookupIn(layer: number, baseRel: string, d: Search): { st: Float64Array; path: string; rel: string } | null {
+    if (!d.abs) return this.lookupOne(layer, joinRel(baseRel, d.name), d, '', '', true);
+    const comps = d.name.split('/');
+    let rel = '';
+    for (let k = 0; k < comps.length; k++) {
+      const last = k === comps.length - 1;
+      const prefix = comps.slice(0, k).join('/');
+      const post = last ? '' : '/' + comps.slice(k + 1).join('/');
+      rel = joinRel(rel, comps[k]);
+      const e = this.lookupOne(layer, rel, d, prefix, post, last);
+      if (e === null || last) return e;
     }
-    return true;
+    return null;
+  }
+
+  /** One path element of a lookup (ovl_lookup_single). `prefix` and `post` frame it within an absolute name. */
+  private lookupOne(layer: number, rel: string, d: Search, prefix: string, post: string, last: boolean): { st: Float64Array; path: string; rel: string } | null {
+    const p = this.layers.realPath(layer, rel);
+    const err = native.lstatInto(p, this.probe);
+    if (err !== 0) {
+      if (!absent(err)) throw new FuseError(err);
+      const slash = rel.lastIndexOf('/');
+      if (hasMarkerWhiteout(this.layers.realPath(layer, slash < 0 ? '' : rel.slice(0, slash)), rel.slice(slash + 1))) d.stop = true;
+      return null;
+    }
+    if (isWhiteout(p, this.probe)) {
+      d.stop = true;
+      return null;
+    }
+    if ((this.probe[ST.MODE] & S_IFMT) !== S_IFDIR) {
+      d.stop = true; // a non-directory ends the search; below a directory, or on the way, it is not part of it
+      if (d.isDir || !last) return null;
+      return { st: new Float64Array(this.probe), path: p, rel };
+    }
+    const st = new Float64Array(this.probe);
+    if (last) d.isDir = true;
+    if (isOpaqueDir(p)) {
+      d.stop = true;
+      return { st, path: p, rel };
+    }
+    const r = this.followRedirects ? native.lgetxattr(p, XATTR_REDIRECT) : null;
+    if (r !== null) {
+      const value = r.toString('utf8');
+      if (value.startsWith('/')) {
+        d.abs = true;
+        d.stop = false; // an absolute redirect below an opaque ancestor still leads on
+        d.name = value.replace(/^\/+/, '').replace(/\/+$/, '') + post;
+      } else {
+        d.name = joinRel(prefix, value) + post;
+      }
+    }
+    return { st, path: p, rel };
   }
 
   /** Every lower layer at its root: the search space after an absolute redirect. */

@@ -81,10 +81,6 @@ function fail(errno: number, msg?: string): never {
   throw new FuseError(errno, msg);
 }
 
-function lastComponent(p: string): string {
-  return p.slice(p.lastIndexOf('/') + 1);
-}
-
 export class UnionFs implements FuseFilesystem {
   readonly layers: LayerStack;
   readonly nodes: NodeTable;
@@ -107,7 +103,7 @@ export class UnionFs implements FuseFilesystem {
     private readonly log?: Logger,
   ) {
     this.layers = new LayerStack(cfg);
-    this.resolver = new Resolver(this.layers);
+    this.resolver = new Resolver(this.layers, cfg.followRedirects !== false);
     const rootInfo = this.rootInfo();
     this.nodes = new NodeTable(this.layers, rootInfo);
     this.copy = new CopyUp(this.layers, this.nodes, this.log);
@@ -549,24 +545,24 @@ export class UnionFs implements FuseFilesystem {
       if (src.isDir && !dst.isDir) fail(E.ENOTDIR);
       if (!src.isDir && dst.isDir) fail(E.EISDIR);
     }
-    if (this.cfg.redirectDir === false && ((src.isDir && src.lowers.length > 0) || (exchange && dst!.isDir && dst!.lowers.length > 0))) {
+    if (!this.cfg.redirectDir && ((src.isDir && src.lowers.length > 0) || (exchange && dst!.isDir && dst!.lowers.length > 0))) {
       fail(E.EXDEV); // as overlayfs with redirect_dir=off
     }
     const srcNode = this.nodeFor(from, n1, src);
     const dstNode = dst !== null ? this.nodeFor(to, n2, dst) : undefined;
     if (dstNode === srcNode) return; // two names of one inode: rename(2) does nothing
+    // As overlayfs: a target with lower parts is checked for emptiness before anything is
+    // copied up; an upper-only target is checked by the rename itself, after the copy-ups.
+    const overDir = !exchange && dst !== null && dst.isDir;
+    const upperOnlyTarget = overDir && dst!.upper && dst!.lowers.length === 0;
     try {
+      if (overDir && !upperOnlyTarget && !this.isEmptyDir(to, n2, dst!)) fail(E.ENOTEMPTY);
       this.copy.copyUp(srcNode, true);
       this.copy.ensureUpperDir(to);
       if (exchange) {
         this.copy.copyUp(dstNode!, true);
         this.copy.ensureUpperDir(from);
       }
-      // As overlayfs: a target with lower parts is checked for emptiness first; the
-      // directories are marked; an upper-only target is checked by the rename itself.
-      const overDir = !exchange && dst !== null && dst.isDir;
-      const upperOnlyTarget = overDir && dst!.upper && dst!.lowers.length === 0;
-      if (overDir && !upperOnlyTarget && !this.isEmptyDir(to, n2, dst!)) fail(E.ENOTEMPTY);
       const samedir = from === to;
       this.markMoved(srcNode, src, to, samedir);
       if (exchange) this.markMoved(dstNode!, dst!, from, samedir);
@@ -599,12 +595,27 @@ export class UnionFs implements FuseFilesystem {
     if (r.lowers.length > 0) {
       const existing = native.lgetxattr(path, XATTR_REDIRECT)?.toString('utf8');
       if (existing !== undefined && (samedir || existing.startsWith('/'))) return;
-      const lowerRel = r.lowers[0].rel;
-      const value = samedir ? lastComponent(lowerRel) : '/' + lowerRel;
+      const value = samedir ? node.name : this.absoluteRedirect(node);
       native.lsetxattr(path, XATTR_REDIRECT, Buffer.from(value), 0);
     } else if (newParent.lowers.length > 0 && !isOpaqueDir(path)) {
       native.lsetxattr(path, XATTR_OPAQUE, Buffer.from('y'), 0);
     }
+  }
+
+  /**
+   * The absolute redirect overlayfs writes (ovl_get_redirect): the directory's path in the union,
+   * each ancestor named by its own redirect where it has one, up to the first absolute one. It
+   * names the union's path, not a layer's, so lower layers' own redirects still apply when it is
+   * followed, and whiteouts in layers above the origin do not hide it.
+   */
+  private absoluteRedirect(node: Node): string {
+    const parts: string[] = [];
+    for (let d: Node | null = node; d !== null && d.parent !== null; d = d.parent) {
+      const own = d.upper ? native.lgetxattr(this.upperPath(d), XATTR_REDIRECT)?.toString('utf8') : undefined;
+      parts.unshift(own ?? d.name);
+      if (own?.startsWith('/')) return parts.join('/');
+    }
+    return '/' + parts.join('/');
   }
 
   private move(from: Node, n1: string, node: Node, to: Node, n2: string, dst: Resolved | null): void {

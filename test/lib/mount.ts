@@ -17,6 +17,8 @@ export interface MountSpec {
   extraOpts?: string[];
   /** extra environment for the mount program (e.g. STRATA_LOG_LEVEL) */
   env?: Record<string, string>;
+  /** mount with each program's own defaults instead of the oracle options below */
+  programDefaults?: boolean;
 }
 
 /** Repository root (directory holding package.json + Makefile), found upwards from this file. */
@@ -37,6 +39,8 @@ export function strataProgram(): string {
 
 /** Kernel overlay options used for the oracle (redirect_dir=on so lower dirs can be renamed). */
 export const KERNEL_OPTS = ['redirect_dir=on', 'index=off', 'metacopy=off', 'xino=off'];
+/** The same behaviour asked of strata (its other defaults already match the kernel's). */
+export const STRATA_OPTS = ['redirect_dir=on'];
 
 function layerOpts(spec: MountSpec): string[] {
   const o = [`lowerdir=${spec.lowers.join(':')}`];
@@ -71,7 +75,7 @@ function registerUnmount(t: TestLike | undefined, mnt: string): void {
 export function mountStrata(t: TestLike | undefined, spec: MountSpec): void {
   const prog = strataProgram();
   fs.mkdirSync(spec.mnt, { recursive: true });
-  const opts = [...layerOpts(spec), ...(spec.extraOpts ?? [])].join(',');
+  const opts = [...layerOpts(spec), ...(spec.programDefaults ? [] : STRATA_OPTS), ...(spec.extraOpts ?? [])].join(',');
   registerUnmount(t, spec.mnt);
   const env = spec.env ? { ...process.env, ...spec.env } : undefined;
   const r = run(prog, ['-o', opts, spec.mnt], { timeout: 30_000, env });
@@ -86,7 +90,7 @@ export function mountStrata(t: TestLike | undefined, spec: MountSpec): void {
 /** Mount kernel overlayfs as the oracle. */
 export function mountKernelOverlay(t: TestLike | undefined, spec: MountSpec): void {
   fs.mkdirSync(spec.mnt, { recursive: true });
-  const opts = [...layerOpts(spec), ...KERNEL_OPTS, ...(spec.extraOpts ?? [])].join(',');
+  const opts = [...layerOpts(spec), ...(spec.programDefaults ? [] : KERNEL_OPTS), ...(spec.extraOpts ?? [])].join(',');
   registerUnmount(t, spec.mnt);
   const r = run('mount', ['-t', 'overlay', 'overlay', '-o', opts, spec.mnt]);
   if (r.status !== 0) {

@@ -1,7 +1,8 @@
 // Differential harness: identical layer stacks mounted by kernel overlayfs (oracle) and by strata.
 import * as path from 'node:path';
 import type { Test } from 'tap';
-import { Entry, StackDirs, buildStack } from './layers';
+import type { Entry, StackDirs } from './layers';
+import { LAYOUTS, LayoutName, LayoutRoots, kernelOptsFor } from './layouts';
 import { mountKernelOverlay, mountStrata, unmount } from './mount';
 import { RunResult, ShOptions, sh } from './exec';
 import { Snapshot, SnapshotOptions, diffSnapshots, ignoreKernelPrivate, snapshot } from './snapshot';
@@ -18,6 +19,8 @@ export interface PairSpec {
   kernelOpts?: string[];
   /** mount only the strata side (for layer formats the kernel cannot read, e.g. OCI .wh. files) */
   strataOnly?: boolean;
+  /** where lowers, upper and work live (default: all on the workspace's filesystem) */
+  layout?: LayoutName;
 }
 
 export type Assert = Test;
@@ -29,8 +32,11 @@ export interface PairResult {
 
 export class Pair {
   readonly ws: string;
+  readonly roots: LayoutRoots;
   readonly k: StackDirs;
   readonly s: StackDirs;
+  /** how many times the upper has been stacked under a fresh one */
+  level = 0;
   /** ns timestamp taken before the stacks were built: later mtimes snapshot as "recent" */
   readonly startNs: bigint;
   readonly spec: PairSpec;
@@ -41,8 +47,37 @@ export class Pair {
     this.spec = spec;
     this.startNs = BigInt(Date.now() - 5000) * 1_000_000n;
     this.ws = makeWorkspace(t, 'pair');
-    this.k = buildStack(path.join(this.ws, 'k'), spec.lowers, spec.upper ?? []);
-    this.s = buildStack(path.join(this.ws, 's'), spec.lowers, spec.upper ?? []);
+    this.roots = new LayoutRoots(LAYOUTS[spec.layout ?? 'ext4'], this.ws);
+    this.k = this.roots.buildStack('k', spec.lowers, spec.upper ?? []);
+    this.s = this.roots.buildStack('s', spec.lowers, spec.upper ?? []);
+    this.mount();
+  }
+
+  /**
+   * Makes each side's upper the top lower of a new mount with a fresh upper (as an image build
+   * commits a layer and starts the next), after checking that each program reads the other's
+   * layers exactly as it reads its own: the kernel over strata's layers, strata over the kernel's,
+   * both read-only, against the kernel over its own.
+   */
+  stack(t: Assert): void {
+    this.unmount();
+    this.level++;
+    for (const [side, name] of [[this.k, 'k'], [this.s, 's']] as const) {
+      side.lowers = [side.upper, ...side.lowers];
+      Object.assign(side, this.roots.freshUpper(name, this.level));
+    }
+    if (!this.spec.strataOnly) {
+      const mnt = (name: string) => path.join(this.ws, `cross${this.level}`, name);
+      const extraOpts = this.kernelLayoutOpts();
+      mountKernelOverlay(this.t, { lowers: this.k.lowers, mnt: mnt('kk'), extraOpts });
+      mountKernelOverlay(this.t, { lowers: this.s.lowers, mnt: mnt('ks'), extraOpts });
+      mountStrata(this.t, { lowers: this.k.lowers, mnt: mnt('sk') });
+      const o = { recentAfterNs: this.startNs };
+      const base = snapshot(mnt('kk'), o);
+      t.same(diffSnapshots(base, snapshot(mnt('ks'), o)), [], `level ${this.level}: the kernel reads strata's layers as it reads its own`);
+      t.same(diffSnapshots(base, snapshot(mnt('sk'), o)), [], `level ${this.level}: strata reads the kernel's layers as the kernel does`);
+      for (const name of ['kk', 'ks', 'sk']) unmount(mnt(name));
+    }
     this.mount();
   }
 
@@ -54,7 +89,7 @@ export class Pair {
         upper: ro ? undefined : this.k.upper,
         work: ro ? undefined : this.k.work,
         mnt: this.k.mnt,
-        extraOpts: this.spec.kernelOpts,
+        extraOpts: [...this.kernelLayoutOpts(), ...(this.spec.kernelOpts ?? [])],
       });
     }
     mountStrata(this.t, {
@@ -64,6 +99,10 @@ export class Pair {
       mnt: this.s.mnt,
       extraOpts: this.spec.strataOpts,
     });
+  }
+
+  private kernelLayoutOpts(): string[] {
+    return kernelOptsFor(this.roots.layout);
   }
 
   unmount(): void {
