@@ -1,106 +1,41 @@
 // Seeded random-operation differential test: the same op sequence is applied in lockstep (Node fs calls, absolute
 // paths) to a kernel overlay mount and a strata mount over identical fresh 3-layer stacks; every op's result/errno,
 // periodic merged views, and the final merged views and upper dirs must be equal.
-// Env: STRATA_SEED (default random), STRATA_RANDOM_OPS (default 2000), STRATA_RANDOM_CHECK_EVERY (default 200),
+// The ops are cut into segments in the stacked runs: after each, both uppers become the top lowers of new mounts.
+// Deterministic: a fixed seed unless STRATA_SEED is set (scripts/random-ops-long runs many seeds and layouts).
+// Env: STRATA_SEED (default 20261130), STRATA_RANDOM_OPS (default 2000), STRATA_RANDOM_CHECK_EVERY (default 200),
 //      STRATA_SHRINK_BUDGET_MS (default 90000; 0 disables shrinking).
 import t from 'tap';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { missingCapability, mountKernelOverlay, mountStrata, unmount } from './lib/mount';
-import { buildStack, StackDirs } from './lib/layers';
-import { diffSnapshots, ignoreKernelPrivate, snapshot } from './lib/snapshot';
+import { missingCapability } from './lib/mount';
 import { makeWorkspace } from './lib/workspace';
-import { Op, applyOp, isDir, randomLayers, randomOps } from './lib/random-ops';
-import { run } from './lib/exec';
-import { rmTree, unmountUnder } from './lib/mounts';
-
-interface Outcome {
-  /** index of the first op whose result differed, or -1 */
-  firstBadOp: number;
-  detail: string[];
-  /** ops where strata answered EXDEV to a directory rename and `mv` fallback was used */
-  exdevFallbacks: number;
-}
+import { Op, randomLayers, randomOps } from './lib/random-ops';
+import { type LayoutName, OTHER_LAYOUTS } from './lib/layouts';
+import { type Outcome, runTrial } from './lib/random-trial';
 
 const why = missingCapability({ fuse: true, overlay: true });
 if (why) {
   t.comment(`skipping: ${why}`);
   t.plan(0, why);
 } else {
-  const seed = process.env.STRATA_SEED ? Number(process.env.STRATA_SEED) : Math.floor(Math.random() * 2 ** 31);
+  const seed = process.env.STRATA_SEED ? Number(process.env.STRATA_SEED) : 20261130;
   const nOps = Number(process.env.STRATA_RANDOM_OPS || 2000);
   const every = Number(process.env.STRATA_RANDOM_CHECK_EVERY || 200);
   const shrinkBudget = Number(process.env.STRATA_SHRINK_BUDGET_MS ?? 90_000);
 
-  const differential = (seed: number, nOps: number): void => {
-  t.test(`random ops (seed ${seed}, ${nOps} ops)`, async (t) => {
+  const differential = (seed: number, nOps: number, layout: LayoutName = 'ext4', levels = 1): void => {
+  t.test(`random ops (seed ${seed}, ${nOps} ops, ${layout}, ${levels} level(s))`, async (t) => {
     t.comment(`STRATA_SEED=${seed}`);
     const ws = makeWorkspace(t, 'rand');
     const layers = randomLayers(seed);
     const ops = randomOps(seed, nOps);
     let trialNo = 0;
-
-    /** Run `ops` on fresh stacks; compare in lockstep. Unmounts and deletes its stacks before returning. */
-    const trial = (ops: Op[], checkEvery: number, keep = false): Outcome => {
-      const root = path.join(ws, `trial${trialNo++}`);
-      const k = buildStack(path.join(root, 'k'), layers);
-      const s = buildStack(path.join(root, 's'), layers);
-      const startNs = BigInt(Date.now() - 5000) * 1_000_000n;
-      const out: Outcome = { firstBadOp: -1, detail: [], exdevFallbacks: 0 };
-      const mount = (x: StackDirs, strata: boolean) =>
-        (strata ? mountStrata : mountKernelOverlay)(undefined, { lowers: x.lowers, upper: x.upper, work: x.work, mnt: x.mnt });
-      try {
-        mount(k, false);
-        mount(s, true);
-        const views = (i: number): boolean => {
-          const o = { recentAfterNs: startNs };
-          const d = diffSnapshots(snapshot(k.mnt, o), snapshot(s.mnt, o));
-          if (d.length) {
-            out.firstBadOp = i;
-            out.detail = [`merged views differ after op #${i}:`, ...d.slice(0, 40)];
-            return false;
-          }
-          return true;
-        };
-        for (let i = 0; i < ops.length; i++) {
-          const op = ops[i]!;
-          const rk = applyOp(k.mnt, op);
-          let rs = applyOp(s.mnt, op);
-          if (op.op === 'rename' && rs === 'EXDEV' && isDir(path.join(s.mnt, op.p))) {
-            // strata may refuse to rename a lower dir; emulate what mv(1) does then, only when the kernel succeeded
-            if (rk === 'ok') {
-              const r = run('mv', ['-T', '--', path.join(s.mnt, op.p), path.join(s.mnt, op.to)]);
-              rs = r.status === 0 ? 'ok' : `mv-fallback:${r.stderr.trim()}`;
-            } else rs = rk;
-            out.exdevFallbacks++;
-          }
-          if (rk !== rs) {
-            out.firstBadOp = i;
-            out.detail = [`op #${i} ${JSON.stringify(op)}: kernel=${rk} strata=${rs}`];
-            return out;
-          }
-          if (checkEvery > 0 && (i + 1) % checkEvery === 0 && !views(i)) return out;
-        }
-        if (!views(ops.length - 1)) return out;
-        unmount(k.mnt);
-        unmount(s.mnt);
-        if (out.exdevFallbacks === 0) {
-          const o = { recentAfterNs: startNs, ignoreXattr: ignoreKernelPrivate, dirNlink: true };
-          const d = diffSnapshots(snapshot(k.upper, o), snapshot(s.upper, o));
-          if (d.length) {
-            out.firstBadOp = ops.length - 1;
-            out.detail = ['upper dirs differ at the end:', ...d.slice(0, 40)];
-          }
-        }
-        return out;
-      } finally {
-        unmountUnder(root);
-        if (!keep) rmTree(root);
-      }
-    };
+    const trial = (ops: Op[], checkEvery: number, keep = false): Outcome =>
+      runTrial(path.join(ws, `trial${trialNo++}`), layers, ops, { layout, levels, checkEvery, keep });
 
     const t0 = Date.now();
     const res = trial(ops, every);
+    t.comment(`layout ${layout}, ${levels} level(s)`);
     t.comment(`${ops.length} ops in ${Date.now() - t0} ms, ${res.exdevFallbacks} EXDEV dir-rename fallbacks`);
     if (res.exdevFallbacks) t.comment('upper dirs not compared: strata used EXDEV for directory renames (kernel used redirects)');
     if (res.firstBadOp < 0) {
@@ -147,5 +82,7 @@ if (why) {
   // Seeds that once exposed a bug (rename by hard-link name, rename marking order, a symlink
   // on an absolute redirect's path), replayed as regressions; then a fresh seed every run.
   for (const [s, n] of [[9191, 800], [1814357058, 800], [4242, 400], [466558424, 400]]) differential(s, n);
+  // The seed runs on ext4, then stacked four levels deep in every other layout.
   differential(seed, nOps);
+  OTHER_LAYOUTS.forEach((layout, i) => differential(seed + 1 + i, nOps, layout, 4));
 }

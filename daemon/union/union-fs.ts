@@ -552,11 +552,11 @@ export class UnionFs implements FuseFilesystem {
     const dstNode = dst !== null ? this.nodeFor(to, n2, dst) : undefined;
     if (dstNode === srcNode) return; // two names of one inode: rename(2) does nothing
     // As overlayfs: a target with lower parts is checked for emptiness before anything is
-    // copied up; an upper-only target is checked by the rename itself, after the copy-ups.
-    const overDir = !exchange && dst !== null && dst.isDir;
-    const upperOnlyTarget = overDir && dst!.upper && dst!.lowers.length === 0;
+    // copied up; an upper-only target is checked by the upper filesystem's own rename, after
+    // the copy-ups (its errno stands: xfs says EEXIST where ext4 says ENOTEMPTY).
+    const overMerged = !exchange && dst !== null && dst.isDir && dst.lowers.length > 0;
     try {
-      if (overDir && !upperOnlyTarget && !this.isEmptyDir(to, n2, dst!)) fail(E.ENOTEMPTY);
+      if (overMerged && !this.isEmptyDir(to, n2, dst!)) fail(E.ENOTEMPTY);
       this.copy.copyUp(srcNode, true);
       this.copy.ensureUpperDir(to);
       if (exchange) {
@@ -566,7 +566,6 @@ export class UnionFs implements FuseFilesystem {
       const samedir = from === to;
       this.markMoved(srcNode, src, to, samedir);
       if (exchange) this.markMoved(dstNode!, dst!, from, samedir);
-      if (upperOnlyTarget && !this.isEmptyDir(to, n2, dst!)) fail(E.ENOTEMPTY);
       if (exchange) {
         // By name: a hard-linked node's primary name may be another of its names.
         native.renameat2(this.upperPath(from) + '/' + n1, this.upperPath(to) + '/' + n2, native.RENAME_EXCHANGE);
@@ -624,8 +623,8 @@ export class UnionFs implements FuseFilesystem {
     const dstPath = this.upperPath(to) + '/' + n2;
     const st = native.newStatArray();
     const dstIsWhiteout = native.lstatInto(dstPath, st) === 0 && isWhiteout(dstPath, st);
-    if (node.isDir && dst !== null && dst.upper) {
-      // The target is empty in the union but its upper dir may hold whiteouts.
+    if (node.isDir && dst !== null && dst.upper && dst.lowers.length > 0) {
+      // The merged target is empty in the union but its upper dir may hold whiteouts.
       const tmp = this.copy.tmpName();
       native.renameat2(dstPath, tmp, 0);
       fs.rmSync(tmp, { recursive: true, force: true });
