@@ -98,6 +98,7 @@ interface NativeShims {
   linkatEmptyPath(fd: number, newPath: string): void;
   readdirIno(path: string): DirEntries;
   umask(mask: number): number;
+  unshare(flags: number): void;
   flock(fd: number, operation: number): number;
   readInto(fd: number, buf: Buffer): number;
   /** write(2) of buf[0, len) without throwing: bytes written, or -errno. */
@@ -172,6 +173,9 @@ export const linkatEmptyPath: NativeShims['linkatEmptyPath'] = native.linkatEmpt
 export const readdirIno: NativeShims['readdirIno'] = native.readdirIno;
 /** umask(2); returns the previous mask. */
 export const umask: NativeShims['umask'] = native.umask;
+/** unshare(2) for the calling thread; with CLONE_FS the thread gets its own umask and cwd. */
+export const unshare: NativeShims['unshare'] = native.unshare;
+export const CLONE_FS = 0x200;
 /** flock(2); returns 0 or a positive errno (EWOULDBLOCK when LOCK_NB and held elsewhere). */
 export const flock: NativeShims['flock'] = native.flock;
 /** read(2) without throwing: bytes read, or -errno (the FUSE loop's read, where ENOENT and ENODEV are routine). */

@@ -4,6 +4,13 @@ import t from 'tap';
 import { missingCapability } from './lib/mount';
 import { Pair } from './lib/pair';
 import { pairCases } from './lib/pair-cases';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { mountKernelOverlay, mountStrata } from './lib/mount';
+import { buildLayer } from './lib/layers';
+import { runOk, sh } from './lib/exec';
+import { diffSnapshots, ignoreKernelPrivate, snapshot } from './lib/snapshot';
+import { makeWorkspace } from './lib/workspace';
 import { stdLayers, xattrWhiteoutLayers } from './lib/fixtures';
 
 const why = missingCapability({ fuse: true, overlay: true });
@@ -87,5 +94,36 @@ if (why) {
       t.ok(st.blocks * 512 < 4 * 1024 * 1024, `${label}: upper copy is sparse (${st.blocks * 512} bytes allocated of ${st.size})`);
     }
     t.same(p.upperDiff(), [], 'upper dirs equal');
+  });
+
+  t.test('copy-up that runs out of space (upper on a small tmpfs) fails with ENOSPC and leaves nothing half-written', async (t) => {
+    const ws = makeWorkspace(t, 'enospc');
+    const lower = path.join(ws, 'lower');
+    // 12 MiB of data that cannot be shared or skipped as holes, for a 8 MiB upper
+    buildLayer(lower, [
+      { path: 'big', type: 'file', content: Buffer.alloc(12 << 20, 7) },
+      { path: 'dir/small', type: 'file', content: 'small\n' },
+    ]);
+    const sides = ['k', 's'].map((side) => {
+      const fsDir = path.join(ws, `${side}-upperfs`);
+      fs.mkdirSync(fsDir);
+      runOk('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'strata-test', fsDir]);
+      const d = { upper: path.join(fsDir, 'upper'), work: path.join(fsDir, 'work'), mnt: path.join(ws, `${side}-mnt`) };
+      fs.mkdirSync(d.upper);
+      fs.mkdirSync(d.work);
+      const spec = { lowers: [lower], ...d, extraOpts: ['xino=on'] };
+      if (side === 'k') mountKernelOverlay(t, spec);
+      else mountStrata(t, { ...spec, extraOpts: [] });
+      return d;
+    });
+    const script = 'echo more >> big; echo "status $?"; chmod 600 big; echo "status $?"; cmp -s big ../lower/big && echo "big intact"; echo x >> dir/small && cat dir/small';
+    const [k, s] = sides.map((d) => sh(d.mnt, script.replace('../lower', lower)));
+    t.same(s, k, 'same result as the kernel');
+    t.match(k!.stderr, /No space left on device/, 'the kernel says ENOSPC');
+    for (const d of sides) runOk('umount', [d.mnt]);
+    const o = { ignoreXattr: ignoreKernelPrivate, mtime: false };
+    t.same(diffSnapshots(snapshot(sides[0]!.upper, o), snapshot(sides[1]!.upper, o)), [], 'upper dirs equal: no partial big');
+    const leftovers = fs.readdirSync(path.join(sides[1]!.work, 'work'));
+    t.same(leftovers, [], 'nothing left in the work dir');
   });
 }

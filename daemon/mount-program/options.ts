@@ -148,6 +148,7 @@ export function parseMountArgs(argv: string[]): MountCommand {
       case 'xino':
         // strata always reports unique inode numbers (xino-style high bits), as xino=on would.
         if (!['on', 'off', 'auto'].includes(val)) throw new UsageError(`xino takes on, off or auto, got '${val}'`);
+        cmd.union.xino = val === 'on';
         break;
       case 'passthrough':
         cmd.mount.passthrough = val !== '0' && val !== 'off';

@@ -19,8 +19,11 @@ export interface UnionConfig {
    *  fails with EXDEV and callers such as mv copy, which keeps an upper dir
    *  complete on its own, as a layer diff needs. */
   redirectDir?: boolean;
-  /** Follow redirects that layers already carry (default; redirect_dir=nofollow turns it off). */
+  /** Follow redirects that layers already carry (default; with redirect_dir=nofollow a lookup that meets one fails with EPERM). */
   followRedirects?: boolean;
+  /** xino=on. With it or redirect_dir=on, as overlayfs, a new directory in a merged one is made
+   *  opaque (faster lookups; offline changes to the lowers are then no longer supported). */
+  xino?: boolean;
 }
 
 export class UnionConfigError extends Error {}

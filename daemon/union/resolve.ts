@@ -60,7 +60,7 @@ export class Resolver {
     let found: Resolved | null = null;
 
     if (parent.upper) {
-      const e = this.lookupIn(UPPER, parent.path, d);
+      const e = this.lookupIn(UPPER, parent.path, d, false);
       if (e !== null) {
         if (!d.isDir) return { isDir: false, upper: true, lowers: [], st: e.st, realPath: e.path };
         found = { isDir: true, upper: true, lowers: [], st: e.st, realPath: e.path };
@@ -73,7 +73,9 @@ export class Resolver {
     for (let i = 0; i < refs.length && !d.stop; i++) {
       const ref = refs[i];
       const wasAbs = d.abs;
-      const e = this.lookupIn(ref.layer, ref.rel, d);
+      // Below the last layer searched nothing is left to re-aim (without following, the parent's last).
+      const last = this.followRedirects ? ref.layer === this.layers.lowerCount : i === refs.length - 1;
+      const e = this.lookupIn(ref.layer, ref.rel, d, last);
       if (e !== null) {
         if (found === null) {
           if (!d.isDir) return { isDir: false, upper: false, lowers: [{ layer: ref.layer, rel: e.rel }], st: e.st, realPath: e.path };
@@ -96,8 +98,8 @@ export class Resolver {
    * rules of ovl_lookup_layer: whiteouts and non-directories on the way stop the
    * search, opaque directories stop it below this layer, redirects re-aim it.
    */
-  private lookupIn(layer: number, baseRel: string, d: Search): { st: Float64Array; path: string; rel: string } | null {
-    if (!d.abs) return this.lookupOne(layer, joinRel(baseRel, d.name), d, '', '', true);
+  private lookupIn(layer: number, baseRel: string, d: Search, lastLayer: boolean): { st: Float64Array; path: string; rel: string } | null {
+    if (!d.abs) return this.lookupOne(layer, joinRel(baseRel, d.name), d, '', '', true, lastLayer);
     const comps = d.name.split('/');
     let rel = '';
     for (let k = 0; k < comps.length; k++) {
@@ -105,14 +107,22 @@ export class Resolver {
       const prefix = comps.slice(0, k).join('/');
       const post = last ? '' : '/' + comps.slice(k + 1).join('/');
       rel = joinRel(rel, comps[k]);
-      const e = this.lookupOne(layer, rel, d, prefix, post, last);
+      const e = this.lookupOne(layer, rel, d, prefix, post, last, lastLayer);
       if (e === null || last) return e;
     }
     return null;
   }
 
   /** One path element of a lookup (ovl_lookup_single). `prefix` and `post` frame it within an absolute name. */
-  private lookupOne(layer: number, rel: string, d: Search, prefix: string, post: string, last: boolean): { st: Float64Array; path: string; rel: string } | null {
+  private lookupOne(
+    layer: number,
+    rel: string,
+    d: Search,
+    prefix: string,
+    post: string,
+    last: boolean,
+    lastLayer: boolean,
+  ): { st: Float64Array; path: string; rel: string } | null {
     const p = this.layers.realPath(layer, rel);
     const err = native.lstatInto(p, this.probe);
     if (err !== 0) {
@@ -136,7 +146,10 @@ export class Resolver {
       d.stop = true;
       return { st, path: p, rel };
     }
-    const r = this.followRedirects ? native.lgetxattr(p, XATTR_REDIRECT) : null;
+    if (lastLayer) return { st, path: p, rel };
+    const r = native.lgetxattr(p, XATTR_REDIRECT);
+    // As overlayfs with redirect_dir=nofollow: a redirect is refused, not silently ignored.
+    if (r !== null && !this.followRedirects) throw new FuseError(E.EPERM);
     if (r !== null) {
       const value = r.toString('utf8');
       if (value.startsWith('/')) {

@@ -98,12 +98,15 @@ export class UnionFs implements FuseFilesystem {
   private readonly storeBuf = Buffer.allocUnsafe(PASSTHROUGH_MIN_SIZE);
   private readonly whiteouts: WhiteoutMaker;
 
+  private readonly opaqueNewDirs: boolean;
+
   constructor(
     private readonly cfg: UnionConfig,
     private readonly log?: Logger,
   ) {
     this.layers = new LayerStack(cfg);
     this.resolver = new Resolver(this.layers, cfg.followRedirects !== false);
+    this.opaqueNewDirs = cfg.redirectDir === true || cfg.xino === true;
     const rootInfo = this.rootInfo();
     this.nodes = new NodeTable(this.layers, rootInfo);
     this.copy = new CopyUp(this.layers, this.nodes, this.log);
@@ -137,7 +140,11 @@ export class UnionFs implements FuseFilesystem {
     this.channel = channel;
     this.passthrough = channel.passthrough;
     this.posixAcl = channel.posixAcl;
-    native.umask(0); // modes arrive already masked (we apply the request's umask)
+    // Modes arrive already masked by the request's umask, so creation runs with umask 0: in a
+    // filesystem context of this thread's own, so that the process (the daemon's API, its
+    // other mounts) keeps its umask.
+    native.unshare(native.CLONE_FS);
+    native.umask(0);
     this.log?.info({ passthrough: this.passthrough, layers: this.layers.roots }, 'union mounted');
   }
 
@@ -330,8 +337,9 @@ export class UnionFs implements FuseFilesystem {
     if (!overWhiteout) {
       make(target);
       this.setOwner(target, ctx.uid, gid, mode);
-      // As overlayfs: a new directory in a merged one is opaque, so its lookups skip the lowers.
-      if (isDir && parent.lowers.length > 0) native.lsetxattr(target, XATTR_OPAQUE, Buffer.from('y'), 0);
+      // As overlayfs when offline changes to the lowers are not allowed (redirect_dir=on or
+      // xino=on): a new directory in a merged one is opaque, so its lookups skip the lowers.
+      if (isDir && parent.lowers.length > 0 && this.opaqueNewDirs) native.lsetxattr(target, XATTR_OPAQUE, Buffer.from('y'), 0);
     } else {
       const tmp = this.copy.tmpName();
       make(tmp);

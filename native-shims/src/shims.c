@@ -11,6 +11,7 @@
 #endif
 
 #include <dirent.h>
+#include <sched.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -796,6 +797,16 @@ static napi_value js_umask(napi_env env, napi_callback_info info) {
   return ret_int32(env, (int32_t)umask((mode_t)mask));
 }
 
+/* unshare(2) for the calling thread (e.g. CLONE_FS: its own umask and cwd). */
+static napi_value js_unshare(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int32_t flags;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  if (!arg_i32(env, argv[0], 1, &flags)) return NULL;
+  if (unshare(flags) != 0) return throw_errno(env, errno, "unshare", NULL, NULL);
+  return ret_undefined(env);
+}
+
 /* Advisory whole-file lock (LOCK_EX|LOCK_NB etc.); returns errno, 0 on success. */
 static napi_value js_flock(napi_env env, napi_callback_info info) {
   napi_value argv[2];
@@ -873,6 +884,7 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("linkatEmptyPath", js_linkat_empty_path),
       FN("readdirIno", js_readdir_ino),
       FN("umask", js_umask),
+      FN("unshare", js_unshare),
       FN("flock", js_flock),
       FN("readInto", js_read_into),
       FN("writeFrom", js_write_from),

@@ -21,6 +21,8 @@ export interface PairSpec {
   strataOnly?: boolean;
   /** where lowers, upper and work live (default: all on the workspace's filesystem) */
   layout?: LayoutName;
+  /** mount both with their own defaults, not the oracle options (redirect_dir=on, ...) */
+  programDefaults?: boolean;
 }
 
 export type Assert = Test;
@@ -90,6 +92,7 @@ export class Pair {
         work: ro ? undefined : this.k.work,
         mnt: this.k.mnt,
         extraOpts: [...this.kernelLayoutOpts(), ...(this.spec.kernelOpts ?? [])],
+        programDefaults: this.spec.programDefaults,
       });
     }
     mountStrata(this.t, {
@@ -98,6 +101,7 @@ export class Pair {
       work: ro ? undefined : this.s.work,
       mnt: this.s.mnt,
       extraOpts: this.spec.strataOpts,
+      programDefaults: this.spec.programDefaults,
     });
   }
 
