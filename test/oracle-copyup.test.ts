@@ -11,7 +11,7 @@ import { buildLayer } from './lib/layers';
 import { runOk, sh } from './lib/exec';
 import { diffSnapshots, ignoreKernelPrivate, snapshot } from './lib/snapshot';
 import { makeWorkspace } from './lib/workspace';
-import { stdLayers, xattrWhiteoutLayers } from './lib/fixtures';
+import { sparseFile, stdLayers, xattrWhiteoutLayers } from './lib/fixtures';
 
 const why = missingCapability({ fuse: true, overlay: true });
 if (why) {
@@ -84,17 +84,22 @@ if (why) {
     t.equal(after.k.stdout, before.k.stdout, 'kernel st_ino stable across remount');
   });
 
-  t.test('sparse file copy-up preserves holes', async (t) => {
-    const p = new Pair(t, { lowers: stdLayers() });
-    p.same(t, 'chmod 600 sparse.bin && stat -c %s sparse.bin && dd if=sparse.bin bs=1 skip=33554432 count=6 2>/dev/null; echo');
-    p.checkMerged(t);
-    p.unmount();
-    for (const [label, upper] of [['kernel', p.k.upper], ['strata', p.s.upper]] as const) {
-      const st = require('node:fs').statSync(`${upper}/sparse.bin`) as import('node:fs').Stats;
-      t.ok(st.blocks * 512 < 4 * 1024 * 1024, `${label}: upper copy is sparse (${st.blocks * 512} bytes allocated of ${st.size})`);
-    }
-    t.same(p.upperDiff(), [], 'upper dirs equal');
-  });
+  // Holes survive copy-up by every way of copying: copy_file_range (ext4), pread/pwrite across
+  // filesystems (tmpfs lowers, btrfs upper), reflink (xfs).
+  for (const layout of ['ext4', 'tmpfs-lowers', 'btrfs-upper', 'xfs'] as const) {
+    t.test(`sparse file copy-up preserves holes [${layout}]`, async (t) => {
+      const [top, middle, bottom] = stdLayers();
+      const p = new Pair(t, { lowers: [top!, middle!, [...bottom!, sparseFile()]], layout });
+      p.same(t, 'chmod 600 sparse.bin && stat -c %s sparse.bin && dd if=sparse.bin bs=1 skip=33554432 count=6 2>/dev/null; echo');
+      p.checkMerged(t);
+      p.unmount();
+      for (const [label, upper] of [['kernel', p.k.upper], ['strata', p.s.upper]] as const) {
+        const st = fs.statSync(`${upper}/sparse.bin`);
+        t.ok(st.blocks * 512 < 4 * 1024 * 1024, `${label}: upper copy is sparse (${st.blocks * 512} bytes allocated of ${st.size})`);
+      }
+      t.same(p.upperDiff(), [], 'upper dirs equal');
+    });
+  }
 
   t.test('copy-up that runs out of space (upper on a small tmpfs) fails with ENOSPC and leaves nothing half-written', async (t) => {
     const ws = makeWorkspace(t, 'enospc');
