@@ -77,14 +77,14 @@ class Counter extends Writable {
 type LayerPlan = { row: LayerRow; diffId: string; size: number; source: { kind: 'original'; file: string } | { kind: 'pack'; dir: string } };
 
 /** The config blob an image's id was computed from. */
-function storedConfigBlob(d: ImageIoDeps, img: ImageRow, chain: LayerRow[]): Buffer {
+export function storedConfigBlob(d: ImageIoDeps, img: ImageRow, chain: LayerRow[]): Buffer {
   const raw = readRawConfig(d.root, img.id);
   if (raw !== undefined) return raw;
   return Buffer.from(ociConfigJson(img.config, chain.map((l) => l.diffId), img.history, img.created));
 }
 
 /** The config blob with other diff ids (a layer's tar could not be reproduced byte for byte). */
-function rewrittenConfigBlob(d: ImageIoDeps, img: ImageRow, diffIds: string[]): Buffer {
+export function rewrittenConfigBlob(d: ImageIoDeps, img: ImageRow, diffIds: string[]): Buffer {
   const raw = readRawConfig(d.root, img.id);
   if (raw === undefined) return Buffer.from(ociConfigJson(img.config, diffIds, img.history, img.created));
   const doc = JSON.parse(raw.toString('utf8')) as { rootfs?: { type?: string; diff_ids?: string[] } };
@@ -297,7 +297,7 @@ interface Prepared {
   diffIds: string[];
 }
 
-interface OciConfigDoc {
+export interface OciConfigDoc {
   created?: string;
   architecture?: string;
   os?: string;
@@ -462,7 +462,7 @@ async function readHead(s: Readable, n: number): Promise<Buffer> {
   return Buffer.concat(chunks).subarray(0, n);
 }
 
-function toImageConfig(doc: OciConfigDoc): ImageConfig {
+export function toImageConfig(doc: OciConfigDoc): ImageConfig {
   const c = doc.config ?? {};
   const out: ImageConfig = {
     env: strArray(c.Env) ?? [],
@@ -479,7 +479,7 @@ function toImageConfig(doc: OciConfigDoc): ImageConfig {
   return out;
 }
 
-function toHistory(doc: OciConfigDoc, layerSizes: number[]): HistoryRecord[] {
+export function toHistory(doc: OciConfigDoc, layerSizes: number[]): HistoryRecord[] {
   const hist = Array.isArray(doc.history) ? doc.history : [];
   let li = 0;
   return hist.map((h) => {
