@@ -156,9 +156,12 @@ export class RegistryClient {
   private connectError(err: unknown): RegistryError {
     const e = err as NodeJS.ErrnoException;
     if (e instanceof RegistryError) return e;
-    const hint = /wrong version number|EPROTO/i.test(String(e.message) + e.code) && this.opts.tlsVerify ? ' (a plain HTTP registry? use --tls-verify=false)' : '';
-    const certHint = /certificate|self.signed|CERT/i.test(String(e.message) + e.code) ? ` (add its CA as ${this.opts.certsDir ?? '<certs dir>'}/${this.host}/ca.crt, or use --tls-verify=false)` : '';
-    return new RegistryError(`cannot reach registry ${this.host}: ${e.message ?? String(e)}${hint}${certHint}`, 502);
+    const text = String(e.message ?? e).split('\n')[0].trim();
+    if (/wrong version number/i.test(text)) {
+      return new RegistryError(`cannot reach registry ${this.host}: it does not answer TLS (a plain HTTP registry? use --tls-verify=false)`, 502);
+    }
+    const certHint = /certificate|self.signed|CERT/i.test(text + (e.code ?? '')) ? ` (add its CA as ${this.opts.certsDir ?? '<certs dir>'}/${this.host}/ca.crt, or use --tls-verify=false)` : '';
+    return new RegistryError(`cannot reach registry ${this.host}: ${text}${certHint}`, 502);
   }
 
   /**
