@@ -3,14 +3,14 @@
 // with skopeo and podman both ways; multi-platform indexes; failures that must leave nothing behind
 // (unknown names, wrong credentials, corrupt blobs and manifests, a registry that dies mid-pull).
 import t, { type Test } from 'tap';
-import { spawn } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ImageInspect, ImageSummary } from '../daemon/api/types';
 import { findStaticBusybox, importBusyboxImage, runtimeSkipReason } from './lib/base-image';
 import { startDaemon, type Daemon } from './lib/daemon';
-import { hasCommand, run, type RunResult } from './lib/exec';
+import { failsWith, ok } from './lib/assert';
+import { hasCommand, run, runAsync } from './lib/exec';
 import { listMounts } from './lib/mounts';
 import { makeTls, startRegistry, startTokenServer, writeLayout, type LayoutImage, type Registry, type WrittenImage } from './lib/registry';
 import { makeWorkspace } from './lib/workspace';
@@ -21,33 +21,6 @@ function toolSkip(): string | false {
   return false;
 }
 const skip = toolSkip();
-
-function ok(t: Test, r: RunResult, what: string): string {
-  t.equal(r.status, 0, `${what} exits 0${r.status !== 0 ? `: ${r.stderr.trim()}` : ''}`);
-  return r.stdout.trim();
-}
-
-function failsWith(t: Test, r: RunResult, re: RegExp, what: string): void {
-  t.not(r.status, 0, `${what} fails`);
-  t.match(r.stderr, re, `${what}: clear error (${r.stderr.trim().split('\n')[0]})`);
-}
-
-/** spawn, without blocking this process (the token service answers from its event loop). */
-function runAsync(cmd: string, args: string[], input = ''): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    p.stdin.end(input);
-    const timer = setTimeout(() => p.kill('SIGKILL'), 180_000);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ status: code ?? 1, stdout, stderr });
-    });
-  });
-}
 
 /** Root filesystems: busybox, a small app layer, and optional extra files. */
 function rootfs(ws: string, name: string, files: Record<string, string | Buffer>, withBusybox = false): string {
@@ -179,7 +152,7 @@ t.test('plain HTTP: skopeo → strata pull → run; strata push keeps digests; p
       for (const m of listMounts().map((x) => x.mountPoint).filter((mp) => mp.startsWith(pws + '/')).sort((a, b) => b.length - a.length)) run('umount', ['-l', m]);
     });
     ok(t, run('podman', [...args, 'pull', '-q', '--tls-verify=false', local], { timeout: 180_000 }), 'podman pull what strata pushed');
-    const pr = run('podman', [...args, 'run', '--rm', '--network', 'none', local, 'cat', '/etc/group'], { timeout: 180_000 });
+    const pr = run('podman', [...args, 'run', '--rm', '--network', 'none', '--ulimit', 'nofile=20000:20000', '--ulimit', 'nproc=32768:32768', local, 'cat', '/etc/group'], { timeout: 180_000 });
     if (pr.status === 0) t.match(pr.stdout, /staff:x:50:user/, 'podman run the image strata pushed');
     else t.comment(`podman run not possible here: ${pr.stderr.trim().split('\n').pop()}`);
   }
