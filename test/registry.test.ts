@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ImageInspect, ImageSummary } from '../daemon/api/types';
 import { findStaticBusybox, importBusyboxImage, runtimeSkipReason } from './lib/base-image';
-import { startDaemon, type Daemon } from './lib/daemon';
+import { spawn } from 'node:child_process';
+import { STRATA, startDaemon, type Daemon } from './lib/daemon';
 import { failsWith, ok } from './lib/assert';
 import { hasCommand, run, runAsync } from './lib/exec';
 import { listMounts } from './lib/mounts';
@@ -238,18 +239,35 @@ t.test('a registry that dies mid-pull: the pull fails cleanly, the next one resu
   fs.rmSync(layout, { recursive: true });
   const before = counts(d);
   const dl = path.join(d.root, 'distribution/downloads', w.layerDigests[0].slice(7));
-  const pulling = d.cliAsync(['pull', '--tls-verify=false', `${reg.host}/big/app:1`], { timeout: 120_000 });
-  const deadline = Date.now() + 60_000;
-  let size = 0;
-  while (Date.now() < deadline) {
+  const sizeOf = (f: string): number => {
     try {
-      size = fs.statSync(dl).size;
+      return fs.statSync(f).size;
     } catch {
-      size = 0;
+      return 0;
     }
-    if (size >= 24 << 20) break;
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  };
+  const waitFor = async (cond: () => boolean, ms: number): Promise<boolean> => {
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+      if (cond()) return true;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return cond();
+  };
+
+  // Cancelled: the CLI goes away mid-download (Ctrl-C); the daemon stops and removes what it staged.
+  const cli = spawn(STRATA(), ['--socket', d.socket, 'pull', '--tls-verify=false', `${reg.host}/big/app:1`], { stdio: 'ignore' });
+  const cliExit = new Promise((r) => cli.once('exit', r));
+  t.ok(await waitFor(() => sizeOf(dl) >= 8 << 20, 60_000), 'the download started');
+  cli.kill('SIGINT');
+  await cliExit;
+  t.ok(await waitFor(() => fs.readdirSync(path.join(d.root, 'tmp')).length === 0, 10_000), 'the cancelled pull removed its staged layer');
+  nothingLeft(t, d, 'after a cancelled pull', before, true);
+  fs.rmSync(dl, { force: true });
+
+  const pulling = d.cliAsync(['pull', '--tls-verify=false', `${reg.host}/big/app:1`], { timeout: 120_000 });
+  await waitFor(() => sizeOf(dl) >= 24 << 20, 60_000);
+  const size = sizeOf(dl);
   await reg.stop('SIGKILL');
   t.ok(size >= 24 << 20, `the registry was stopped mid-download (${size} bytes in)`);
   const first = await pulling;
