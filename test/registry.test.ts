@@ -213,7 +213,9 @@ t.test('failures give clear errors and leave nothing behind', { skip }, async (t
   for (let i = 100; i < 200; i++) bad[i] ^= 0xff;
   fs.writeFileSync(blob, bad);
   failsWith(t, d.cli(['pull', '--tls-verify=false', `${reg.host}/bad/app:1`]), new RegExp(`blob ${w.layerDigests[1]} does not match its content`), 'corrupt layer blob');
-  nothingLeft(t, d, 'after a corrupt blob', before);
+  // (the verified other layer stays as a finished download: the next pull reads it from disk)
+  nothingLeft(t, d, 'after a corrupt blob', before, true);
+  t.notOk(fs.existsSync(path.join(d.root, 'distribution/downloads', w.layerDigests[1].slice(7))), 'the corrupt blob is not kept');
   fs.writeFileSync(blob, good);
 
   // A corrupt manifest: its content no longer hashes to the digest the registry names.
@@ -221,10 +223,14 @@ t.test('failures give clear errors and leave nothing behind', { skip }, async (t
   const m = fs.readFileSync(mfile, 'utf8');
   fs.writeFileSync(mfile, m.replace('"schemaVersion":2', '"schemaVersion": 2'));
   failsWith(t, d.cli(['pull', '--tls-verify=false', `${reg.host}/bad/app@${w.manifestDigest}`]), new RegExp(`manifest ${w.manifestDigest} of bad/app does not match its content`), 'corrupt manifest');
-  nothingLeft(t, d, 'after a corrupt manifest', before);
+  nothingLeft(t, d, 'after a corrupt manifest', before, true);
   fs.writeFileSync(mfile, m);
-  ok(t, d.cli(['pull', '--tls-verify=false', `${reg.host}/bad/app:1`]), 'the repaired image pulls');
+  const repaired = ok(t, d.cli(['pull', '--tls-verify=false', `${reg.host}/bad/app:1`]), 'the repaired image pulls');
+  t.match(repaired, new RegExp(`${w.layerDigests[0].slice(7, 19)}: Resuming download at`), 'the layer verified before reads from disk');
+  t.same(fs.readdirSync(path.join(d.root, 'distribution/downloads')), [], 'no download left once the pull succeeded');
   t.equal(images(d).length, before.images + 1, 'now there is one image');
+  const d3 = await startDaemon(t, { label: 'reg-insecure', extraArgs: ['--insecure-registry', reg.host] });
+  ok(t, d3.cli(['pull', `${reg.host}/bad/app:1`]), 'stratad --insecure-registry: plain HTTP without the flag');
 });
 
 t.test('a registry that dies mid-pull: the pull fails cleanly, the next one resumes with Range', { skip }, async (t) => {

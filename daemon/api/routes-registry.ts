@@ -27,7 +27,7 @@ function tlsVerify(req: ApiRequest): boolean | undefined {
 }
 
 export function registerRegistryRoutes(r: Router, s: Services): void {
-  const deps = (): RegistryDeps => ({ ...s, dist: new DistributionStore(s.root), certsDir: s.certsDir });
+  const deps = (): RegistryDeps => ({ ...s, dist: new DistributionStore(s.root), certsDir: s.certsDir, insecureRegistries: s.insecureRegistries ?? [] });
   r.add('POST', '/images/pull', (req) => {
     const body = { ref: str(req, 'ref', true), platform: str(req, 'platform'), tlsVerify: tlsVerify(req), auth: auth(req) };
     parseReference(body.ref);

@@ -27,6 +27,8 @@ export interface Services {
   backingFilesystem: string;
   /** Per-registry CA files: <certsDir>/<host[:port]>/*.crt. */
   certsDir?: string;
+  /** Registries (host[:port]) reached over plain HTTP or unverified TLS without --tls-verify=false. */
+  insecureRegistries?: string[];
 }
 
 export function str(req: ApiRequest, key: string, required: true): string;

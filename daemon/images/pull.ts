@@ -49,6 +49,8 @@ export interface RegistryDeps extends ImageIoDeps {
   dist: DistributionStore;
   /** Per-registry CA files: <certsDir>/<host[:port]>/*.crt. */
   certsDir?: string;
+  /** Registries reached over plain HTTP or unverified TLS (stratad --insecure-registry). */
+  insecureRegistries?: string[];
 }
 
 /** Layer downloads at once, as Docker's default. */
@@ -62,7 +64,8 @@ export class DigestMismatchError extends Error {
 }
 
 export function registryClient(d: RegistryDeps, r: Reference, tlsVerify: boolean | undefined, auth: Credentials | undefined): RegistryClient {
-  return new RegistryClient({ domain: r.domain, tlsVerify: tlsVerify !== false, certsDir: d.certsDir, credentials: auth });
+  const insecure = tlsVerify === false || (d.insecureRegistries ?? []).includes(r.domain);
+  return new RegistryClient({ domain: r.domain, tlsVerify: !insecure, certsDir: d.certsDir, credentials: auth });
 }
 
 /** `name` as the user wrote it, for messages: host/repo:tag. */
@@ -274,7 +277,6 @@ async function fetchLayer(d: RegistryDeps, c: RegistryClient, repo: string, job:
     fs.rmSync(partial, { force: true });
     throw new DigestMismatchError(`layer ${job.index + 1} (blob ${job.desc.digest}) has diff id ${staged.diffId}, the image config says ${job.diffId}; nothing was stored`);
   }
-  fs.renameSync(partial, d.dist.blobPath(job.desc.digest));
   return staged;
 }
 
@@ -340,6 +342,8 @@ export async function pullImage(d: RegistryDeps, req: PullRequest, progress: Pro
   const createdLayers: string[] = [];
   const staged: StagedLayer[] = [];
   const written: string[] = [];
+  /** Blobs fetched and verified; they stay in downloads/ (the next pull reads them from disk) until the pull succeeds. */
+  const downloaded: string[] = [];
   try {
     progress.step(`${r.tag ?? r.digest}: Pulling from ${repo}`);
     const { top, manifest, fetched } = await resolveManifest(c, r, platform, req.platform !== undefined, progress, signal);
@@ -388,12 +392,14 @@ export async function pullImage(d: RegistryDeps, req: PullRequest, progress: Pro
         const s = await fetchLayer(d, c, repo, j, progress, signal);
         staged.push(s);
         stagedByIndex.set(j.index, s);
+        downloaded.push(j.desc.digest);
         return s;
       },
       (j) => progress.step(`${shortBlob(j.desc.digest)}: Waiting`),
     );
 
-    // Everything verified: commit the layers bottom-up.
+    // Everything verified: keep the blobs (for push), commit the layers bottom-up.
+    for (const dg of downloaded) fs.renameSync(d.dist.downloadPath(dg), d.dist.blobPath(dg));
     const rows: LayerRow[] = [];
     parent = null;
     for (const j of jobs) {
