@@ -287,6 +287,17 @@ t.test('a registry that dies mid-pull: the pull fails cleanly, the next one resu
   t.match(out, /Resuming download at/, 'it resumes where the first stopped');
   t.equal(inspect(d, `${reg.host}/big/app:1`).id, w.configDigest, 'the image is complete');
   t.notOk(fs.existsSync(dl), 'the download file became the kept blob');
+
+  // A registry back within the retry window: the same pull continues with a Range request.
+  const d4 = await startDaemon(t, { label: 'reg-retry' });
+  const dl4 = path.join(d4.root, 'distribution/downloads', w.layerDigests[0].slice(7));
+  const p4 = d4.cliAsync(['pull', '--tls-verify=false', `${reg.host}/big/app:1`], { timeout: 120_000 });
+  await waitFor(() => sizeOf(dl4) >= 24 << 20, 60_000);
+  await reg.stop('SIGKILL');
+  await reg.start();
+  const out4 = ok(t, await p4, 'a pull whose registry restarts mid-download');
+  t.match(out4, /Retrying download at/, 'it retried from where the connection broke');
+  t.equal(inspect(d4, `${reg.host}/big/app:1`).id, w.configDigest, 'and completed the image');
 });
 
 t.test('htpasswd Basic auth over TLS: login, pull, push, logout', { skip }, async (t) => {

@@ -15,14 +15,16 @@ function registryOptions<T>(y: Argv<T>): Argv<T> {
     .option('authfile', { type: 'string', requiresArg: true, describe: 'Credentials file (default $REGISTRY_AUTH_FILE or ~/.strata/config.json)' });
 }
 
-function credentials(argv: Args, ref: string) {
+/** A streamed pull or push: the stored credentials of `ref`'s registry go with the request. */
+function registryCall<R>(argv: Args, urlPath: string, ref: string, body: Record<string, unknown>): Promise<R> {
   let domain: string;
   try {
     domain = parseReference(ref).domain;
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  return credentialsFor(authFilePath(argv.authfile), domain);
+  const auth = credentialsFor(authFilePath(argv.authfile), domain);
+  return runStreamed<R>(resolveSocket(argv.socket), urlPath, { ...body, tlsVerify: argv.tlsVerify, auth }, { quiet: argv.quiet });
 }
 
 const pullCmd: Cmd = {
@@ -35,12 +37,7 @@ const pullCmd: Cmd = {
       .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Print only the image name' }),
   handler: action(async (argv) => {
     const ref = String(argv.ref);
-    const r = await runStreamed<PullResponse>(
-      resolveSocket(argv.socket),
-      '/images/pull',
-      { ref, platform: argv.platform, tlsVerify: argv.tlsVerify, auth: credentials(argv, ref) },
-      { quiet: argv.quiet },
-    );
+    const r = await registryCall<PullResponse>(argv, '/images/pull', ref, { ref, platform: argv.platform });
     out(r.name);
   }),
 };
@@ -56,12 +53,7 @@ const pushCmd: Cmd = {
   handler: action(async (argv) => {
     const image = String(argv.image);
     const target = argv.target !== undefined ? String(argv.target) : undefined;
-    const r = await runStreamed<PushResponse>(
-      resolveSocket(argv.socket),
-      `/images/${seg(image)}/push`,
-      { target, tlsVerify: argv.tlsVerify, auth: credentials(argv, target ?? image) },
-      { quiet: argv.quiet },
-    );
+    const r = await registryCall<PushResponse>(argv, `/images/${seg(image)}/push`, target ?? image, { target });
     for (const w of r.warnings ?? []) process.stderr.write(`WARNING: ${w}\n`);
     if (argv.quiet) out(r.digest);
   }),
