@@ -121,6 +121,17 @@ t.test('plain HTTP: skopeo → strata pull → run; strata push keeps digests; p
   t.equal((zo.match(/Pull complete/g) ?? []).length, 2, 'both zstd layers extracted');
   t.equal(inspect(d2, `${reg.host}/interop/app:zstd`).id, w.configDigest, 'same image from zstd layers');
 
+  // image save of a pulled image streams its kept blobs decompressed: same diff ids, same image id.
+  for (const [dd, ref, label] of [[d, src, 'gzip'], [d2, `${reg.host}/interop/app:zstd`, 'zstd']] as const) {
+    const file = path.join(ws, `saved-${label}.tar`);
+    const sv = dd.cli(['save', '-o', file, ref]);
+    ok(t, sv, `image save of the image pulled with ${label} layers`);
+    t.notMatch(sv.stderr, /WARNING/, `${label}: saved without a changed id`);
+  }
+  ok(t, d2.cli(['rmi', `${reg.host}/interop/app:zstd`]), 'rmi');
+  t.match(ok(t, d2.cli(['load', '-i', path.join(ws, 'saved-gzip.tar')]), 'load the saved image elsewhere'), /Loaded image/);
+  t.equal(inspect(d2, src).id, w.configDigest, 'the loaded image has the pulled image\'s id');
+
   // Push the pulled image elsewhere: same manifest, layers mounted across repositories.
   const po = ok(t, d.cli(['push', '--tls-verify=false', src, `${reg.host}/copy/app:1`]), 'strata push to another repository');
   t.match(po, /The push refers to repository \[127\.0\.0\.1:\d+\/copy\/app\]/, 'push header line');

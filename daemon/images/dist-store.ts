@@ -1,13 +1,16 @@
 // What strata keeps of the registries images came from, so a push gives back the same digests:
 //   distribution/blobs/<digest hex>        a pulled layer blob as the registry served it (compressed)
 //   distribution/layers/<diff id hex>.json  the blobs known for a diff id: digest, media type, size,
-//                                          whether the blob is kept, and the repositories that have it
+//                                          whether the blob is kept (then `image save` and push use it),
+//                                          its tar's size, and the repositories that have it
 //   distribution/manifests/<image hex>.json the manifest an image was pulled with (exact bytes)
 //   distribution/downloads/<digest hex>     a blob download in progress or interrupted (resumed with
 //                                          a Range request by the next pull)
 // Side files of deleted layers and images are swept by sweepDistribution().
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { Codec } from '../archive/decompress';
+import { compressionOf } from '../registry/manifest';
 import type { Store } from '../store';
 import type { StorageRoot } from '../stratad/root';
 import { writeAtomic } from './oci-store';
@@ -21,6 +24,14 @@ export interface LayerBlob {
   kept: boolean;
   /** registry/repository names known to have it (for HEAD checks and cross-repository mounts). */
   sources: string[];
+  /** Bytes of the uncompressed tar (known for pulled blobs: `image save` streams them decompressed). */
+  tarSize?: number;
+}
+
+/** How a layer blob of this media type is compressed. */
+export function codecOf(mediaType: string): Codec {
+  const c = compressionOf(mediaType);
+  return c === 'unknown' ? 'none' : c;
 }
 
 export interface PulledManifest {
@@ -88,6 +99,7 @@ export class DistributionStore {
       e.kept = e.kept || blob.kept;
       e.mediaType = blob.mediaType;
       e.size = blob.size;
+      if (blob.tarSize !== undefined) e.tarSize = blob.tarSize;
     }
     if (source !== undefined) e.sources = [source, ...e.sources.filter((s) => s !== source)].slice(0, MAX_SOURCES);
     writeAtomic(this.layerFile(diffId), JSON.stringify(list));

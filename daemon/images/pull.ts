@@ -15,7 +15,7 @@ import { PassThrough, pipeline as streamPipeline } from 'node:stream';
 import { ArchiveError } from '../archive';
 import { decompressor, type Codec } from '../archive/decompress';
 import { ApiError, badRequest } from '../api/errors';
-import { noProgress, sizeText } from '../api/progress';
+import { countingStream, noProgress, sizeText } from '../api/progress';
 import type { ProgressReporter } from '../api/types-progress';
 import type { PullRequest, PullResponse } from '../api/types-registry';
 import type { StagedLayer } from '../layers/layer-store';
@@ -242,11 +242,12 @@ async function download(
 }
 
 /** Downloads and extracts one layer into a staged directory; checks its diff id. */
-async function fetchLayer(d: RegistryDeps, c: RegistryClient, repo: string, job: LayerJob, progress: ProgressReporter, signal?: AbortSignal): Promise<StagedLayer> {
+async function fetchLayer(d: RegistryDeps, c: RegistryClient, repo: string, job: LayerJob, progress: ProgressReporter, signal?: AbortSignal): Promise<StagedLayer & { tarSize: number }> {
   const partial = d.dist.downloadPath(job.desc.digest);
   const sink = new PassThrough({ highWaterMark: 1 << 20 });
   const dec = decompressor(job.codec, `blob ${job.desc.digest}`);
-  const tar = streamPipeline(sink, dec, () => undefined);
+  let tarSize = 0;
+  const tar = streamPipeline(sink, dec, countingStream({ add: (n) => (tarSize += n), done: () => undefined }), () => undefined);
   const staging = d.layers.stage({ kind: 'tar', input: tar });
   let downloadErr: unknown;
   try {
@@ -277,7 +278,7 @@ async function fetchLayer(d: RegistryDeps, c: RegistryClient, repo: string, job:
     fs.rmSync(partial, { force: true });
     throw new DigestMismatchError(`layer ${job.index + 1} (blob ${job.desc.digest}) has diff id ${staged.diffId}, the image config says ${job.diffId}; nothing was stored`);
   }
-  return staged;
+  return { ...staged, tarSize };
 }
 
 /** Runs `fn` over `items` with at most `n` at a time; the first failure stops starting new ones. */
@@ -384,7 +385,7 @@ export async function pullImage(d: RegistryDeps, req: PullRequest, progress: Pro
         progress.step(`${id}: Pulling fs layer`);
       }
     }
-    const stagedByIndex = new Map<number, StagedLayer>();
+    const stagedByIndex = new Map<number, StagedLayer & { tarSize: number }>();
     await pool(
       need,
       PULL_CONCURRENCY,
@@ -433,7 +434,8 @@ export async function pullImage(d: RegistryDeps, req: PullRequest, progress: Pro
     }
     const source = `${r.domain}/${repo}`;
     for (const j of jobs) {
-      d.dist.recordLayerBlob(j.diffId, { digest: j.desc.digest, mediaType: j.desc.mediaType, size: j.desc.size, kept: fs.existsSync(d.dist.blobPath(j.desc.digest)) }, source);
+      const tarSize = stagedByIndex.get(j.index)?.tarSize;
+      d.dist.recordLayerBlob(j.diffId, { digest: j.desc.digest, mediaType: j.desc.mediaType, size: j.desc.size, kept: fs.existsSync(d.dist.blobPath(j.desc.digest)), tarSize }, source);
     }
     d.dist.recordManifest(id, { digest: fetched.digest, mediaType: manifest.mediaType, manifest: fetched.body.toString('utf8'), source });
     const tag = localTagOf(r);
