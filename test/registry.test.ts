@@ -13,6 +13,8 @@ import { STRATA, startDaemon, type Daemon } from './lib/daemon';
 import { failsWith, ok } from './lib/assert';
 import { hasCommand, run, runAsync } from './lib/exec';
 import { listMounts } from './lib/mounts';
+import { ACCEPT_MANIFESTS } from '../daemon/registry/manifest';
+import { readBody, RegistryClient } from '../daemon/registry/client';
 import { makeTls, startRegistry, startTokenServer, writeLayout, type LayoutImage, type Registry, type WrittenImage } from './lib/registry';
 import { makeWorkspace } from './lib/workspace';
 
@@ -374,4 +376,17 @@ t.test('Bearer token auth over TLS: tokens from the challenge realm, scoped per 
   t.match(po, /Mounted from tok\/app/, 'mounted from the source repository (token scoped to both)');
   t.ok(ts.requests.some((r) => r.scopes.some((s) => s === 'repository:tok/copy:pull,push')), 'push asked for pull,push');
   t.equal(await manifestDigestOf(`${reg.host}/tok/copy:1`, ['--creds', 'bob:hunter2', '--cert-dir', path.join(certs, reg.host)]), w.manifestDigest, 'the pushed manifest keeps its digest');
+
+  // Short-lived tokens are renewed: the protocol client itself, against the same registry.
+  ts.expiresIn = 2;
+  const c = new RegistryClient({ domain: reg.host, tlsVerify: true, certsDir: certs, credentials: { username: 'bob', password: 'hunter2' } });
+  t.teardown(() => c.close());
+  const get = async () => (await readBody(await c.request('GET', `/v2/tok/app/manifests/1`, { headers: { Accept: ACCEPT_MANIFESTS }, scopes: ['repository:tok/app:pull'] }))).length;
+  const m = ts.requests.length;
+  t.ok((await get()) > 0, 'a manifest with a fresh token');
+  t.ok((await get()) > 0, 'again, with the cached token');
+  t.equal(ts.requests.length - m, 1, 'one token for both requests');
+  await new Promise((r) => setTimeout(r, 2500));
+  t.ok((await get()) > 0, 'after the token expired');
+  t.equal(ts.requests.length - m, 2, 'a new token was fetched');
 });

@@ -146,6 +146,8 @@ export interface TokenServer {
   issuer: string;
   /** Token requests answered (with a token or a refusal). */
   requests: { user: string | null; scopes: string[]; granted: boolean }[];
+  /** Lifetime of the tokens it issues, in seconds (may be changed between requests). */
+  expiresIn: number;
   close(): Promise<void>;
 }
 
@@ -184,12 +186,12 @@ export async function startTokenServer(t: TestLike, tls: Tls, users: Record<stri
     requests.push({ user, scopes, granted: user !== null });
     const now = Math.floor(Date.now() / 1000);
     const header = { typ: 'JWT', alg: 'RS256', x5c: [certDer] };
-    const claims = { iss: issuer, sub: user ?? '', aud: service, exp: now + expiresIn, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access };
+    const claims = { iss: issuer, sub: user ?? '', aud: service, exp: now + ts.expiresIn, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access };
     const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
     const sig = createSign('RSA-SHA256').update(input).sign(key);
     const token = `${input}.${b64url(sig)}`;
     res.writeHead(200, { 'Content-Type': 'application/json' });
-    res.end(JSON.stringify({ token, access_token: token, expires_in: expiresIn, issued_at: new Date().toISOString() }));
+    res.end(JSON.stringify({ token, access_token: token, expires_in: ts.expiresIn, issued_at: new Date().toISOString() }));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
@@ -198,6 +200,7 @@ export async function startTokenServer(t: TestLike, tls: Tls, users: Record<stri
     service,
     issuer,
     requests,
+    expiresIn,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
   t.teardown(() => ts.close());
