@@ -311,6 +311,14 @@ t.test('a registry that dies mid-pull: the pull fails cleanly, the next one resu
   const out4 = ok(t, await p4, 'a pull whose registry restarts mid-download');
   t.match(out4, /Retrying download at/, 'it retried from where the connection broke');
   t.equal(inspect(d4, `${reg.host}/big/app:1`).id, w.configDigest, 'and completed the image');
+
+  // Two pulls of the same image at once on a cold store: one download file per blob, both succeed.
+  const d5 = await startDaemon(t, { label: 'reg-twice' });
+  const both = await Promise.all([0, 1].map(() => d5.cliAsync(['pull', '--tls-verify=false', `${reg.host}/big/app:1`], { timeout: 120_000 })));
+  both.forEach((r, i) => ok(t, r, `concurrent pull ${i + 1}`));
+  t.equal(inspect(d5, `${reg.host}/big/app:1`).id, w.configDigest, 'the image is complete');
+  t.equal(fs.statSync(path.join(d5.root, 'distribution/blobs', w.layerDigests[0].slice(7))).size, fs.statSync(reg.blobFile(w.layerDigests[0])).size, 'the kept blob is whole');
+  t.same(fs.readdirSync(path.join(d5.root, 'tmp')), [], 'nothing left in tmp/');
 });
 
 t.test('htpasswd Basic auth over TLS: login, pull, push, logout', { skip }, async (t) => {

@@ -184,9 +184,11 @@ async function download(
   }
   if (have > 0) {
     progress.step(`${id}: Resuming download at ${sizeText(have)} of ${sizeText(desc.size)}`);
-    for await (const chunk of fs.createReadStream(partial, { end: have - 1 })) await write(chunk as Buffer);
+    // opened now: another pull that finished with this blob may rename the file while we read it
+    const rfd = fs.openSync(partial, 'r');
+    for await (const chunk of fs.createReadStream('', { fd: rfd, start: 0, end: have - 1 })) await write(chunk as Buffer);
   }
-  const fd = fs.openSync(partial, 'a', 0o600);
+  let fd = -1;
   try {
     for (let attempt = 0; offset < desc.size; attempt++) {
       try {
@@ -214,6 +216,7 @@ async function download(
             if (chunk.length === 0) continue;
           }
           if (offset + chunk.length > desc.size) throw new DigestMismatchError(`blob ${desc.digest} is larger than the ${desc.size} bytes the manifest says; nothing was stored`);
+          if (fd < 0) fd = fs.openSync(partial, 'a', 0o600);
           fs.writeSync(fd, chunk);
           await write(chunk);
         }
@@ -229,7 +232,7 @@ async function download(
       }
     }
   } finally {
-    fs.closeSync(fd);
+    if (fd >= 0) fs.closeSync(fd);
   }
   bar.done();
   const got = 'sha256:' + hash.digest('hex');
@@ -239,6 +242,20 @@ async function download(
   }
   progress.step(`${id}: Verifying Checksum`);
   progress.step(`${id}: Download complete`);
+}
+
+/** Downloads in progress in this daemon, by blob digest: two pulls never append to one download file. */
+const inFlight = new Map<string, Promise<unknown>>();
+
+async function oneAtATime<T>(digest: string, fn: () => Promise<T>): Promise<T> {
+  for (let prev = inFlight.get(digest); prev !== undefined; prev = inFlight.get(digest)) await prev.catch(() => undefined);
+  const p = fn();
+  inFlight.set(digest, p);
+  try {
+    return await p;
+  } finally {
+    if (inFlight.get(digest) === p) inFlight.delete(digest);
+  }
 }
 
 /** Downloads and extracts one layer into a staged directory; checks its diff id. */
@@ -390,7 +407,7 @@ export async function pullImage(d: RegistryDeps, req: PullRequest, progress: Pro
       need,
       PULL_CONCURRENCY,
       async (j) => {
-        const s = await fetchLayer(d, c, repo, j, progress, signal);
+        const s = await oneAtATime(j.desc.digest, () => fetchLayer(d, c, repo, j, progress, signal));
         staged.push(s);
         stagedByIndex.set(j.index, s);
         downloaded.push(j.desc.digest);
@@ -400,7 +417,10 @@ export async function pullImage(d: RegistryDeps, req: PullRequest, progress: Pro
     );
 
     // Everything verified: keep the blobs (for push), commit the layers bottom-up.
-    for (const dg of downloaded) fs.renameSync(d.dist.downloadPath(dg), d.dist.blobPath(dg));
+    for (const dg of downloaded) {
+      // (absent when a concurrent pull of the same blob kept it first)
+      if (fs.existsSync(d.dist.downloadPath(dg))) fs.renameSync(d.dist.downloadPath(dg), d.dist.blobPath(dg));
+    }
     const rows: LayerRow[] = [];
     parent = null;
     for (const j of jobs) {
