@@ -98,11 +98,11 @@ async function prompt(question: string, hidden: boolean): Promise<string> {
 }
 
 const loginCmd: Cmd = {
-  command: 'login <registry>',
+  command: 'login [registry]',
   describe: 'Log in to a registry (credentials are checked, then stored in the auth file)',
   builder: (y) =>
     registryOptions(y)
-      .positional('registry', { type: 'string', describe: 'HOST[:PORT]' })
+      .positional('registry', { type: 'string', default: 'docker.io', describe: 'HOST[:PORT] (default Docker Hub)' })
       .option('username', { alias: 'u', type: 'string', requiresArg: true, describe: 'Username' })
       .option('password', { alias: 'p', type: 'string', requiresArg: true, describe: 'Password (visible to other users: prefer --password-stdin)' })
       .option('password-stdin', { type: 'boolean', default: false, describe: 'Read the password from stdin' }),
@@ -131,9 +131,9 @@ const loginCmd: Cmd = {
 };
 
 const logoutCmd: Cmd = {
-  command: 'logout <registry>',
+  command: 'logout [registry]',
   describe: 'Remove the stored credentials of a registry',
-  builder: (y) => registryOptions(y).positional('registry', { type: 'string', describe: 'HOST[:PORT]' }),
+  builder: (y) => registryOptions(y).positional('registry', { type: 'string', default: 'docker.io', describe: 'HOST[:PORT] (default Docker Hub)' }),
   handler: action(async (argv) => {
     const file = authFilePath(argv.authfile);
     let removed: boolean;
