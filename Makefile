@@ -4,6 +4,8 @@ comma := ,
 APT_PACKAGES := fuse3 fuse-overlayfs attr acl podman runc skopeo umoci uidmap busybox-static e2fsprogs xfsprogs btrfs-progs squashfs-tools
 NPM_STAMP := node_modules/.stamp
 NATIVE := native-shims/build/Release/strata_shims.node
+# registry pull/push tests: the real registry, htpasswd for its Basic auth, zstd for zstd layers (Node 20 has none)
+APT_PACKAGES += docker-registry apache2-utils zstd
 
 .PHONY: all deps apt build native test bench clean mount daemon
 

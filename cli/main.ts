@@ -7,6 +7,7 @@ import { DEFAULT_SOCKET } from './client';
 import { buildRunCommands } from './commands/build-run';
 import { containerCommand, containerShortcuts } from './commands/containers';
 import { imageCommand, imageShortcuts } from './commands/images';
+import { registryCommands } from './commands/registry';
 import { systemCommand, systemShortcuts } from './commands/system';
 import { volumeCommand } from './commands/volumes';
 
@@ -32,7 +33,7 @@ export async function main(args: string[]): Promise<void> {
     .command(containerCommand)
     .command(volumeCommand)
     .command(systemCommand);
-  for (const c of [...imageShortcuts, ...containerShortcuts, ...systemShortcuts, ...buildRunCommands]) y = y.command(c);
+  for (const c of [...imageShortcuts, ...containerShortcuts, ...systemShortcuts, ...buildRunCommands, ...registryCommands]) y = y.command(c);
   y = y
     .parserConfiguration({ 'boolean-negation': false })
     .demandCommand(1, 'missing command')

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import type { ImageInspect, ImageSummary } from '../daemon/api/types';
+import { failsWith, ok } from './lib/assert';
 import { hasCommand, run, runOk, type RunResult } from './lib/exec';
 import { startDaemon, type Daemon } from './lib/daemon';
 import { missingCapability } from './lib/mount';
@@ -16,16 +17,6 @@ import { diffSnapshots, snapshot, type Snapshot } from './lib/snapshot';
 import { makeWorkspace } from './lib/workspace';
 
 const skip = missingCapability({ fuse: true });
-
-function ok(t: Test, r: RunResult, what: string): string {
-  t.equal(r.status, 0, `${what} exits 0${r.status !== 0 ? `: ${r.stderr.trim()}` : ''}`);
-  return r.stdout.trim();
-}
-
-function failsWith(t: Test, r: RunResult, re: RegExp, what: string): void {
-  t.not(r.status, 0, `${what} fails`);
-  t.match(r.stderr, re, `${what}: clear error (${r.stderr.trim().split('\n')[0]})`);
-}
 
 function findStaticBusybox(): string | null {
   for (const c of ['/bin/busybox', '/usr/bin/busybox']) {

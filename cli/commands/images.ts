@@ -177,4 +177,4 @@ export const imageCommand: Cmd = {
 };
 
 /** Top-level shortcuts: strata images | history | rmi */
-export const imageShortcuts: Cmd[] = [lsCmd('images'), historyCmd('history <image>'), rmCmd('rmi <images..>'), saveCmd, loadCmd];
+export const imageShortcuts: Cmd[] = [lsCmd('images'), historyCmd('history <image>'), rmCmd('rmi <images..>'), saveCmd, loadCmd, tagCmd];

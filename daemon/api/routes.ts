@@ -9,6 +9,7 @@ import type { Logger } from '../log';
 import type { VolumeService } from '../volumes/volumes';
 import { registerBuildRunRoutes } from './routes-build-run';
 import { registerImageIoRoutes } from './routes-image-io';
+import { registerRegistryRoutes } from './routes-registry';
 import { badRequest } from './errors';
 import { Router, type ApiRequest } from './server';
 import type { CommitRequest, CreateRequest, Info, MountSpec, SystemDf } from './types';
@@ -24,6 +25,10 @@ export interface Services {
   log: Logger;
   version: string;
   backingFilesystem: string;
+  /** Per-registry CA files: <certsDir>/<host[:port]>/*.crt. */
+  certsDir?: string;
+  /** Registries (host[:port]) reached over plain HTTP or unverified TLS without --tls-verify=false. */
+  insecureRegistries?: string[];
 }
 
 export function str(req: ApiRequest, key: string, required: true): string;
@@ -142,6 +147,7 @@ export function buildRouter(s: Services): Router {
     return {};
   });
   registerImageIoRoutes(r, s);
+  registerRegistryRoutes(r, s);
   registerBuildRunRoutes(r, s);
   return r;
 }

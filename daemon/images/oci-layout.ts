@@ -17,6 +17,7 @@ import { Readable, Writable, pipeline as streamPipeline } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { ArchiveError, CorruptArchiveError, UnsupportedArchiveError, packLayer } from '../archive';
+import { decompressor, type Codec } from '../archive/decompress';
 import { TarWriter } from '../archive/tar-writer';
 import { ApiError, badRequest, notFound } from '../api/errors';
 import type { ImageConfig } from '../api/types';
@@ -30,6 +31,7 @@ import type { Store } from '../store';
 import type { HistoryRecord, ImageRow, LayerRow } from '../store/types';
 import type { StorageRoot } from '../stratad/root';
 import { OuterArchive } from './archive-reader';
+import { codecOf, DistributionStore } from './dist-store';
 import type { ImageService } from './images';
 import { imageIdOf, ociConfigJson } from './oci-config';
 import { originalTarPath, rawConfigPath, readRawConfig, sweepOrphans, writeAtomic } from './oci-store';
@@ -74,17 +76,22 @@ class Counter extends Writable {
   }
 }
 
-type LayerPlan = { row: LayerRow; diffId: string; size: number; source: { kind: 'original'; file: string } | { kind: 'pack'; dir: string } };
+type LayerPlan = {
+  row: LayerRow;
+  diffId: string;
+  size: number;
+  source: { kind: 'original'; file: string } | { kind: 'blob'; file: string; codec: Codec } | { kind: 'pack'; dir: string };
+};
 
 /** The config blob an image's id was computed from. */
-function storedConfigBlob(d: ImageIoDeps, img: ImageRow, chain: LayerRow[]): Buffer {
+export function storedConfigBlob(d: ImageIoDeps, img: ImageRow, chain: LayerRow[]): Buffer {
   const raw = readRawConfig(d.root, img.id);
   if (raw !== undefined) return raw;
   return Buffer.from(ociConfigJson(img.config, chain.map((l) => l.diffId), img.history, img.created));
 }
 
 /** The config blob with other diff ids (a layer's tar could not be reproduced byte for byte). */
-function rewrittenConfigBlob(d: ImageIoDeps, img: ImageRow, diffIds: string[]): Buffer {
+export function rewrittenConfigBlob(d: ImageIoDeps, img: ImageRow, diffIds: string[]): Buffer {
   const raw = readRawConfig(d.root, img.id);
   if (raw === undefined) return Buffer.from(ociConfigJson(img.config, diffIds, img.history, img.created));
   const doc = JSON.parse(raw.toString('utf8')) as { rootfs?: { type?: string; diff_ids?: string[] } };
@@ -98,7 +105,12 @@ async function planLayer(d: ImageIoDeps, row: LayerRow): Promise<LayerPlan> {
     const st = fs.statSync(orig);
     if (st.isFile()) return { row, diffId: row.diffId, size: st.size, source: { kind: 'original', file: orig } };
   } catch {
-    // none kept: pack the directory
+    // none kept: a pulled blob, else pack the directory
+  }
+  const dist = new DistributionStore(d.root);
+  const blob = dist.layerBlobs(row.diffId).find((b) => b.kept && b.tarSize !== undefined);
+  if (blob !== undefined) {
+    return { row, diffId: row.diffId, size: blob.tarSize!, source: { kind: 'blob', file: dist.blobPath(blob.digest), codec: codecOf(blob.mediaType) } };
   }
   const dir = d.layers.path(row.id);
   const counter = new Counter();
@@ -148,6 +160,7 @@ class OuterWriter {
       },
     });
     if (p.source.kind === 'original') await pipeline(fs.createReadStream(p.source.file), sink);
+    else if (p.source.kind === 'blob') await pipeline(fs.createReadStream(p.source.file), decompressor(p.source.codec, p.source.file), sink);
     else await packLayer(p.source.dir, sink);
     bar.done();
     if (written !== p.size || 'sha256:' + h.digest('hex') !== p.diffId) {
@@ -267,7 +280,7 @@ export async function saveImage(d: ImageIoDeps, ref: string, output: string, for
     if (err instanceof ArchiveError) throw new ApiError(500, `cannot save ${ref}: ${err.message}`);
     throw err;
   }
-  const layers: SavedLayer[] = plans.map((p) => ({ digest: p.diffId, diffId: p.diffId, size: p.size, original: p.source.kind === 'original' }));
+  const layers: SavedLayer[] = plans.map((p) => ({ digest: p.diffId, diffId: p.diffId, size: p.size, original: p.source.kind !== 'pack' }));
   d.log.info({ image: img.id, output, format, bytes: size }, 'image saved');
   return { output, format, id: configDigest, refs, layers, config: configDigest, manifest: manifestDigest, size, warnings };
 }
@@ -297,7 +310,7 @@ interface Prepared {
   diffIds: string[];
 }
 
-interface OciConfigDoc {
+export interface OciConfigDoc {
   created?: string;
   architecture?: string;
   os?: string;
@@ -462,7 +475,7 @@ async function readHead(s: Readable, n: number): Promise<Buffer> {
   return Buffer.concat(chunks).subarray(0, n);
 }
 
-function toImageConfig(doc: OciConfigDoc): ImageConfig {
+export function toImageConfig(doc: OciConfigDoc): ImageConfig {
   const c = doc.config ?? {};
   const out: ImageConfig = {
     env: strArray(c.Env) ?? [],
@@ -479,7 +492,7 @@ function toImageConfig(doc: OciConfigDoc): ImageConfig {
   return out;
 }
 
-function toHistory(doc: OciConfigDoc, layerSizes: number[]): HistoryRecord[] {
+export function toHistory(doc: OciConfigDoc, layerSizes: number[]): HistoryRecord[] {
   const hist = Array.isArray(doc.history) ? doc.history : [];
   let li = 0;
   return hist.map((h) => {

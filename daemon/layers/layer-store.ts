@@ -28,6 +28,13 @@ export type LayerSource =
   | { kind: 'dir'; path: string }
   | { kind: 'upper'; path: string; onBytes?: (n: number) => void };
 
+/** A layer extracted into a temp dir, not yet in the store. */
+export interface StagedLayer {
+  dir: string;
+  diffId: string;
+  size: number;
+}
+
 export class LayerStore {
   constructor(
     private readonly root: StorageRoot,
@@ -40,9 +47,29 @@ export class LayerStore {
    * is written only once it is complete, so a crash never leaves a half layer.
    */
   async create(parent: string | null, source: LayerSource, createdBy = ''): Promise<LayerRow> {
+    return this.commit(parent, await this.stage(source), createdBy);
+  }
+
+  /** Extracts a layer into a temp dir without recording it (several can be staged at once). */
+  async stage(source: LayerSource): Promise<StagedLayer> {
     const tmp = this.root.tempDir('layer');
     try {
-      const { diffId, size } = await this.fill(tmp, source);
+      return { dir: tmp, ...(await this.fill(tmp, source)) };
+    } catch (err) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** Drops a staged layer that will not be committed. */
+  discard(staged: StagedLayer): void {
+    fs.rmSync(staged.dir, { recursive: true, force: true });
+  }
+
+  /** Records a staged layer on top of `parent` (or reuses an identical ready one). */
+  commit(parent: string | null, staged: StagedLayer, createdBy = ''): LayerRow {
+    const { dir: tmp, diffId, size } = staged;
+    try {
       const id = chainId(parent, diffId);
       const existing = this.store.layers.get(id);
       if (existing !== undefined && existing.state === 'ready') {

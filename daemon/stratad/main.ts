@@ -91,6 +91,8 @@ async function main(): Promise<void> {
     .option('socket', { type: 'string', default: process.env.STRATA_SOCKET ?? DEFAULT_SOCKET, describe: 'API socket (env STRATA_SOCKET)' })
     .option('log-level', { type: 'string', default: process.env.STRATA_LOG_LEVEL ?? 'info', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] })
     .option('log-file', { type: 'string', describe: 'also write logs here (JSON lines)' })
+    .option('insecure-registry', { type: 'string', array: true, default: [] as string[], describe: 'HOST[:PORT] reached over plain HTTP or unverified TLS (repeatable)' })
+    .option('certs-dir', { type: 'string', default: process.env.STRATA_CERTS_DIR ?? '/etc/strata/certs.d', describe: 'per-registry CA files: DIR/<host[:port]>/*.crt (env STRATA_CERTS_DIR)' })
     .version(version())
     .strict()
     .parseSync();
@@ -119,7 +121,7 @@ async function main(): Promise<void> {
   if (recovered.remounted.length || recovered.failed.length) log.info(recovered, 'containers recovered after restart');
 
   const fsType = fs.statfsSync(root.dir).type;
-  const router = buildRouter({ root, store, images, containers, volumes, mounts, layers, log, version: version(), backingFilesystem: FS_NAMES[fsType] ?? `0x${fsType.toString(16)}` });
+  const router = buildRouter({ root, store, images, containers, volumes, mounts, layers, log, version: version(), backingFilesystem: FS_NAMES[fsType] ?? `0x${fsType.toString(16)}`, certsDir: path.resolve(argv['certs-dir']), insecureRegistries: argv['insecure-registry'].map(String) });
   const server = createApiServer(router, log);
   await listenPrivately(server, socket, log);
   log.info({ root: root.dir, socket, pid: process.pid }, 'stratad ready');

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { run, type RunResult, type ShOptions, TEST_GID, TEST_UID } from './exec';
+import { run, runAsync, type RunResult, type ShOptions, TEST_GID, TEST_UID } from './exec';
 import { repoRoot } from './mount';
 import { unmountUnder } from './mounts';
 import { makeWorkspace, type TestLike } from './workspace';
@@ -171,23 +171,7 @@ export async function startDaemon(t: TestLike, opts: { label?: string; extraArgs
     },
     cliAsync(args, o = {}) {
       const [cmd, argv] = cliCommand(d, args, o);
-      return new Promise((resolve) => {
-        const p = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
-        let stdout = '';
-        let stderr = '';
-        p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-        p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-        p.stdin.end(o.input ?? '');
-        const timer = setTimeout(() => p.kill('SIGKILL'), o.timeout ?? 60_000);
-        p.on('error', (err) => {
-          clearTimeout(timer);
-          resolve({ status: 127, stdout, stderr: stderr + String(err) });
-        });
-        p.on('close', (code, signal) => {
-          clearTimeout(timer);
-          resolve({ status: code ?? (signal ? 128 : 1), stdout, stderr });
-        });
-      });
+      return runAsync(cmd, argv, { input: o.input, timeout: o.timeout ?? 60_000 });
     },
     kill: (signal, waitMs) => kill(signal, waitMs),
     async restart() {

@@ -1,5 +1,5 @@
-// Small synchronous process helpers used by the test harness.
-import { spawnSync, SpawnSyncOptions } from 'node:child_process';
+// Small process helpers used by the test harness.
+import { spawn, spawnSync, SpawnSyncOptions } from 'node:child_process';
 
 export interface RunResult {
   status: number;
@@ -54,4 +54,25 @@ export function sh(cwd: string, script: string, opts: ShOptions = {}): RunResult
 
 export function hasCommand(name: string): boolean {
   return run('sh', ['-c', `command -v ${name}`]).status === 0;
+}
+
+/** Run a program without blocking this process's event loop (servers in the test keep answering). */
+export function runAsync(cmd: string, args: string[], opts: { input?: string; timeout?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    p.stdin.end(opts.input ?? '');
+    const timer = setTimeout(() => p.kill('SIGKILL'), opts.timeout ?? 180_000);
+    p.on('error', (err) => {
+      clearTimeout(timer);
+      resolve({ status: 127, stdout, stderr: stderr + String(err) });
+    });
+    p.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ status: code ?? (signal ? 128 : 1), stdout, stderr });
+    });
+  });
 }
