@@ -1,13 +1,20 @@
 // HTTP/1.1 with JSON bodies on a Unix socket, like Docker's engine API, so
 // `curl --unix-socket` works. Routing is a small table of method + path pattern.
+// Every request runs inside one error boundary: whatever a handler throws becomes a status and a
+// JSON message (mapped once, in errors.ts), logged with the request's id; nothing a client sends
+// can take the daemon down.
 import * as http from 'node:http';
+import { PassThrough, type Readable } from 'node:stream';
 import type { Logger } from '../log';
-import { ApiError, badRequest, statusOf } from './errors';
+import { jsonErrorWhere } from '../util/json-error';
+import { badRequest, toApiError, tooLarge } from './errors';
 
 export interface ApiRequest {
   params: Record<string, string>;
   query: URLSearchParams;
   body: Record<string, unknown>;
+  /** The request body itself, unread (routes added with `{ upload: true }` only). */
+  upload: Readable;
 }
 
 export type Handler = (req: ApiRequest) => unknown;
@@ -23,23 +30,44 @@ export class Streamed {
   ) {}
 }
 
+export interface RouteOptions {
+  /** The body is a stream (an archive, a build context) handed to the handler unread, without the size limit of JSON bodies. */
+  upload?: boolean;
+}
+
 interface Route {
   method: string;
   parts: string[];
   handler: Handler;
+  upload: boolean;
 }
 
-const MAX_BODY = 1 << 20;
+/** Largest JSON request body. */
+export const MAX_BODY = 1 << 20;
+/** How long a client may take to send a JSON body. */
+const BODY_TIMEOUT_MS = 30_000;
+/** After refusing a body, how much more of it is read (and dropped) so the client sees the answer. */
+const DRAIN_LIMIT = 64 << 20;
+const DRAIN_TIMEOUT_MS = 5_000;
+
+function decodeSegment(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw badRequest(`malformed path: "${s.length > 64 ? s.slice(0, 64) + '...' : s}" is not valid percent-encoded UTF-8`);
+  }
+}
 
 export class Router {
   private readonly routes: Route[] = [];
 
-  add(method: string, pattern: string, handler: Handler): this {
-    this.routes.push({ method, parts: pattern.split('/').filter(Boolean), handler });
+  add(method: string, pattern: string, handler: Handler, opts: RouteOptions = {}): this {
+    this.routes.push({ method, parts: pattern.split('/').filter(Boolean), handler, upload: opts.upload === true });
     return this;
   }
 
-  match(method: string, path: string): { handler: Handler; params: Record<string, string> } | 'method' | undefined {
+  /** The route for a request; throws a 400 for a path that cannot be decoded. */
+  match(method: string, path: string): { route: Route; params: Record<string, string> } | 'method' | undefined {
     const segs = path.split('/').filter(Boolean);
     let pathMatched = false;
     for (const r of this.routes) {
@@ -47,7 +75,7 @@ export class Router {
       const params: Record<string, string> = {};
       let ok = true;
       for (let i = 0; i < segs.length && ok; i++) {
-        if (r.parts[i].startsWith(':')) params[r.parts[i].slice(1)] = decodeURIComponent(segs[i]);
+        if (r.parts[i].startsWith(':')) params[r.parts[i].slice(1)] = decodeSegment(segs[i]);
         else ok = r.parts[i] === segs[i];
       }
       if (!ok) continue;
@@ -55,7 +83,7 @@ export class Router {
         pathMatched = true;
         continue;
       }
-      return { handler: r.handler, params };
+      return { route: r, params };
     }
     return pathMatched ? 'method' : undefined;
   }
@@ -65,70 +93,159 @@ function readBody(req: http.IncomingMessage): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    let settled = false;
+    const fail = (err: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      req.removeListener('data', onData);
+      reject(err);
+    };
+    const timer = setTimeout(() => fail(new BodyTimeout()), BODY_TIMEOUT_MS);
+    const onData = (c: Buffer) => {
       size += c.length;
-      if (size > MAX_BODY) {
-        reject(new ApiError(413, 'request body too large'));
-        req.destroy();
-      } else chunks.push(c);
-    });
+      if (size > MAX_BODY) fail(tooLarge(`request body too large: the limit is ${MAX_BODY} bytes`));
+      else chunks.push(c);
+    };
+    req.on('data', onData);
     req.on('end', () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
       const text = Buffer.concat(chunks).toString('utf8').trim();
       if (text === '') return resolve({});
+      let v: unknown;
       try {
-        const v = JSON.parse(text) as unknown;
-        if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object');
-        resolve(v as Record<string, unknown>);
-      } catch {
-        reject(badRequest('request body is not a JSON object'));
+        v = JSON.parse(text);
+      } catch (err) {
+        return reject(badRequest(`request body is not valid JSON: syntax error${jsonErrorWhere(err)}`));
       }
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) return reject(badRequest('request body must be a JSON object'));
+      resolve(v as Record<string, unknown>);
     });
-    req.on('error', reject);
+    req.on('error', fail);
+    req.on('aborted', () => fail(new Error('the client went away')));
   });
 }
 
-function send(res: http.ServerResponse, status: number, value: unknown): void {
+class BodyTimeout extends Error {
+  readonly status = 408;
+  constructor() {
+    super(`request body not received within ${BODY_TIMEOUT_MS / 1000} s`);
+  }
+}
+
+function send(res: http.ServerResponse, status: number, value: unknown, close = false): void {
+  if (res.headersSent || res.destroyed) {
+    // Too late for a status: abort so the client does not take a partial answer for a whole one.
+    res.destroy();
+    return;
+  }
   const text = typeof value === 'string' ? value : JSON.stringify(value ?? {});
-  res.writeHead(status, {
+  const headers: http.OutgoingHttpHeaders = {
     'Content-Type': typeof value === 'string' ? 'text/plain; charset=utf-8' : 'application/json',
     'Content-Length': Buffer.byteLength(text),
     'Api-Version': '1',
-  });
+  };
+  if (close) headers.Connection = 'close';
+  res.writeHead(status, headers);
   res.end(text);
 }
 
-export function createApiServer(router: Router, log: Logger): http.Server {
-  return http.createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://strata');
-    const method = req.method ?? 'GET';
-    // Docker clients prefix a version (/v1.43/...); accept and ignore it.
-    const path = url.pathname.replace(/^\/v\d+(\.\d+)?(?=\/)/, '');
-    const m = router.match(method, path);
-    if (m === undefined) return send(res, 404, { message: `no such endpoint: ${method} ${path}` });
-    if (m === 'method') return send(res, 405, { message: `method ${method} not allowed on ${path}` });
-    readBody(req)
-      .then((body) => m.handler({ params: m.params, query: url.searchParams, body }))
-      .then((out) => {
-        if (!(out instanceof Streamed)) return send(res, 200, out);
-        res.writeHead(200, { 'Content-Type': out.contentType, 'Api-Version': '1', 'Cache-Control': 'no-cache' });
-        res.flushHeaders();
-        return out.write(res).then(
-          () => {
-            if (!res.writableEnded) res.end();
-          },
-          (err: unknown) => {
-            log.error({ err: err instanceof Error ? err.stack : err, method, path }, 'streamed response failed');
-            // Abort rather than end: a cleanly ended stream would look complete to the client.
-            res.destroy();
-          },
-        );
-      })
-      .catch((err: unknown) => {
-        const status = statusOf(err);
-        const message = err instanceof Error ? err.message : String(err);
-        if (status >= 500) log.error({ err: err instanceof Error ? err.stack : err, method, path }, 'API request failed');
-        else log.info({ status, method, path, message }, 'API request refused');
-        send(res, status, { message });
-      });
+/**
+ * After answering without reading the whole body: read and drop the rest (bounded in bytes and
+ * time) so the client is not reset while it is still sending, then close the connection.
+ */
+function drainAndClose(req: http.IncomingMessage, res: http.ServerResponse): void {
+  if (req.complete || req.destroyed) return;
+  let dropped = 0;
+  const stop = () => {
+    clearTimeout(timer);
+    req.socket.destroy();
+  };
+  const timer = setTimeout(stop, DRAIN_TIMEOUT_MS);
+  req.on('data', (c: Buffer) => {
+    dropped += c.length;
+    if (dropped > DRAIN_LIMIT) stop();
   });
+  req.on('end', () => clearTimeout(timer));
+  req.on('error', () => clearTimeout(timer));
+  res.on('close', () => clearTimeout(timer));
+  req.resume();
+}
+
+/**
+ * The body of an upload as a stream of its own: a reader may stop (destroy it) without taking the
+ * connection, which still carries the answer; a client that goes away makes it fail.
+ */
+function uploadOf(req: http.IncomingMessage): Readable {
+  const body = new PassThrough();
+  req.pipe(body);
+  const gone = () => {
+    if (!req.complete) body.destroy(new Error('the client went away before sending the whole request body'));
+  };
+  req.on('aborted', gone);
+  req.on('error', gone);
+  return body;
+}
+
+function emptyUpload(): Readable {
+  const s = new PassThrough();
+  s.end();
+  return s;
+}
+
+let nextRequestId = 1;
+
+export function createApiServer(router: Router, log: Logger): http.Server {
+  const server = http.createServer((req, res) => {
+    const id = nextRequestId++;
+    const method = req.method ?? 'GET';
+    let path = '';
+    const fail = (err: unknown) => {
+      const { status, message } = toApiError(err);
+      if (status >= 500) log.error({ req: id, method, path, err: err instanceof Error ? err.stack : String(err) }, 'API request failed');
+      else log.info({ req: id, method, path, status, message }, 'API request refused');
+      req.unpipe();
+      const bodyLeft = !req.complete;
+      send(res, status, { message }, bodyLeft);
+      if (bodyLeft) drainAndClose(req, res);
+    };
+    try {
+      const url = new URL(req.url ?? '/', 'http://strata');
+      // Docker clients prefix a version (/v1.43/...); accept and ignore it.
+      path = url.pathname.replace(/^\/v\d+(\.\d+)?(?=\/)/, '');
+      const m = router.match(method, path);
+      if (m === undefined) return fail(Object.assign(new Error(`no such endpoint: ${method} ${path}`), { status: 404 }));
+      if (m === 'method') return fail(Object.assign(new Error(`method ${method} not allowed on ${path}`), { status: 405 }));
+      const declared = Number(req.headers['content-length'] ?? 0);
+      if (!m.route.upload && declared > MAX_BODY) return fail(tooLarge(`request body too large: ${declared} bytes, the limit is ${MAX_BODY} bytes`));
+      const body: Promise<Record<string, unknown>> = m.route.upload ? Promise.resolve({}) : readBody(req);
+      body
+        .then((b) => m.route.handler({ params: m.params, query: url.searchParams, body: b, upload: m.route.upload ? uploadOf(req) : emptyUpload() }))
+        .then((out) => {
+          if (!(out instanceof Streamed)) return send(res, 200, out);
+          res.writeHead(200, { 'Content-Type': out.contentType, 'Api-Version': '1', 'Cache-Control': 'no-cache' });
+          res.flushHeaders();
+          return out.write(res).then(
+            () => {
+              if (!res.writableEnded) res.end();
+            },
+            (err: unknown) => {
+              log.error({ req: id, method, path, err: err instanceof Error ? err.stack : String(err) }, 'streamed response failed');
+              // Abort rather than end: a cleanly ended stream would look complete to the client.
+              res.destroy();
+            },
+          );
+        })
+        .catch(fail);
+    } catch (err) {
+      fail(err);
+    }
+  });
+  // Uploads may take long; JSON bodies have their own timeout (readBody), headers must come quickly.
+  server.requestTimeout = 0;
+  server.headersTimeout = 30_000;
+  server.keepAliveTimeout = 5_000;
+  return server;
 }

@@ -22,6 +22,10 @@ export interface ParsedRef {
 /** Parses name[:tag] (tag defaults to latest) and checks Docker's reference grammar. */
 export function parseRef(ref: string): ParsedRef {
   if (ref.includes('@')) throw badRequest(`invalid reference "${ref}": digests are not supported, use name[:tag]`);
+  // A name that reads as an image id or digest could never be told apart from one (nor removed by name).
+  if (/^sha256:/i.test(ref) || /^[0-9a-f]{64}(:|$)/i.test(ref)) {
+    throw badRequest(`invalid reference "${ref}": it looks like an image id or digest; a name cannot be sha256:<hex> or 64 hex digits`);
+  }
   const slash = ref.lastIndexOf('/');
   const colon = ref.lastIndexOf(':');
   const hasTag = colon > slash;
