@@ -135,7 +135,7 @@ class BodyTimeout extends Error {
   }
 }
 
-function send(res: http.ServerResponse, status: number, value: unknown, close = false): void {
+function send(res: http.ServerResponse, status: number, value: unknown): void {
   if (res.headersSent || res.destroyed) {
     // Too late for a status: abort so the client does not take a partial answer for a whole one.
     res.destroy();
@@ -147,30 +147,34 @@ function send(res: http.ServerResponse, status: number, value: unknown, close = 
     'Content-Length': Buffer.byteLength(text),
     'Api-Version': '1',
   };
-  if (close) headers.Connection = 'close';
   res.writeHead(status, headers);
   res.end(text);
 }
 
 /**
- * After answering without reading the whole body: read and drop the rest (bounded in bytes and
- * time) so the client is not reset while it is still sending, then close the connection.
+ * Reads and drops the rest of a request body, then calls `answer`. Bounded in bytes and time: past
+ * them the answer goes out at once and the connection is closed after it.
  */
-function drainAndClose(req: http.IncomingMessage, res: http.ServerResponse): void {
-  if (req.complete || req.destroyed) return;
+function drainThen(req: http.IncomingMessage, res: http.ServerResponse, answer: () => void): void {
   let dropped = 0;
-  const stop = () => {
+  let answered = false;
+  const finish = (close: boolean) => {
+    if (answered) return;
+    answered = true;
     clearTimeout(timer);
-    req.socket.destroy();
+    req.removeListener('data', onData);
+    if (close) res.once('finish', () => req.socket.destroy());
+    answer();
   };
-  const timer = setTimeout(stop, DRAIN_TIMEOUT_MS);
-  req.on('data', (c: Buffer) => {
+  const onData = (c: Buffer) => {
     dropped += c.length;
-    if (dropped > DRAIN_LIMIT) stop();
-  });
-  req.on('end', () => clearTimeout(timer));
-  req.on('error', () => clearTimeout(timer));
-  res.on('close', () => clearTimeout(timer));
+    if (dropped > DRAIN_LIMIT) finish(true);
+  };
+  const timer = setTimeout(() => finish(true), DRAIN_TIMEOUT_MS);
+  req.on('data', onData);
+  req.on('end', () => finish(false));
+  req.on('error', () => finish(true));
+  req.on('aborted', () => finish(true));
   req.resume();
 }
 
@@ -207,9 +211,10 @@ export function createApiServer(router: Router, log: Logger): http.Server {
       if (status >= 500) log.error({ req: id, method, path, err: err instanceof Error ? err.stack : String(err) }, 'API request failed');
       else log.info({ req: id, method, path, status, message }, 'API request refused');
       req.unpipe();
-      const bodyLeft = !req.complete;
-      send(res, status, { message }, bodyLeft);
-      if (bodyLeft) drainAndClose(req, res);
+      // A client still sending would be reset by a close and miss the answer: the rest of its body
+      // is read first (and dropped).
+      if (req.complete || req.destroyed || res.headersSent) send(res, status, { message });
+      else drainThen(req, res, () => send(res, status, { message }));
     };
     try {
       const url = new URL(req.url ?? '/', 'http://strata');

@@ -103,8 +103,8 @@ export function layerChanges(upperDir: string, lowerDirs: string[]): Change[] {
  * and export (as docker does): for each mount target and each of its parents (relative paths), the
  * entry is left out when, in the upper layer, it is
  * - the target itself as an empty regular file (the mountpoint of a file bind) that the image lacks, or
- * - a directory, not opaque, holding nothing but entries left out, and either absent from the image
- *   or with the image's mode and owner (a parent copied up only to hold a mountpoint).
+ * - a directory holding nothing but entries left out, and either absent from the image or, not
+ *   opaque, with the image's mode and owner (a parent copied up only to hold a mountpoint).
  * Returns relative paths ('data', 'a/b'). With `merged` (for a view of the whole root, as export
  * packs it) only the entries the image lacks are returned.
  */
@@ -128,9 +128,10 @@ export function mountpointLeftovers(upperDir: string, lowerDirs: string[], targe
       if (isTarget.has(rel) && st.size === 0 && lower === null) out.add(rel);
       continue;
     }
-    if (st.type !== 'dir' || isOpaqueDir(abs)) continue;
+    if (st.type !== 'dir') continue;
     if (!fs.readdirSync(abs).every((n) => out.has(rel + '/' + n))) continue;
-    if (lower !== null && (merged || lower.type !== 'dir' || lower.mode !== st.mode || lower.uid !== st.uid || lower.gid !== st.gid)) continue;
+    // (opaque only matters over something below: new directories may carry the mark regardless)
+    if (lower !== null && (merged || isOpaqueDir(abs) || lower.type !== 'dir' || lower.mode !== st.mode || lower.uid !== st.uid || lower.gid !== st.gid)) continue;
     out.add(rel);
   }
   return out;

@@ -174,11 +174,11 @@ export class ContainerService {
     if (custom) {
       if (isSystemDir(target)) throw badRequest(`mount target ${given} is a system directory: pick an empty directory of your own`);
       if (target === this.root.dir || target.startsWith(this.root.dir + '/')) throw badRequest(`mount target ${given} is inside the storage root ${this.root.dir}`);
-      if (fs.readdirSync(target).length > 0) throw badRequest(`mount target ${given} is not empty`);
     }
     const below = mountsAtOrBelow(target);
     if (below.some((m) => m.mountPoint === target)) throw badRequest(`mount target ${given} is a mount point`);
     if (below.length > 0) throw badRequest(`mount target ${given} has something mounted below it (${below[0].mountPoint})`);
+    if (custom && fs.readdirSync(target).length > 0) throw badRequest(`mount target ${given} is not empty`);
     return target;
   }
 
