@@ -12,8 +12,8 @@ export function registerImageIoRoutes(r: Router, s: Services): void {
   r.add('POST', '/images/:ref/save', (req) => {
     const format = query(req, 'format') ?? 'oci-archive';
     if (format !== 'oci-archive' && format !== 'docker-archive') throw badRequest(`unknown format "${format}": use oci-archive or docker-archive`);
-    s.images.resolve(req.params.ref); // an unknown image is a plain 404, before any byte
-    return progressStreamWithData((p, out) => saveImage(s, req.params.ref, out, format as SaveFormat, p), { log: s.log, what: 'image save' });
+    const img = s.images.resolve(req.params.ref); // an unknown image is a plain 404, before any byte
+    return progressStreamWithData((p, out) => s.images.reading(img.id, () => saveImage(s, img.id, out, format as SaveFormat, p)), { log: s.log, what: 'image save' });
   });
   r.add('POST', '/images/load', (req) => progressStream((p) => loadImages(s, req.upload, p), { log: s.log, what: 'image load' }), { upload: true });
   r.add('GET', '/containers/:id/export', (req) => exportContainerStream(s, req.params.id));

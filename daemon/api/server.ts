@@ -123,9 +123,17 @@ function readBody(req: http.IncomingMessage): Promise<Record<string, unknown>> {
       if (v === null || typeof v !== 'object' || Array.isArray(v)) return reject(badRequest('request body must be a JSON object'));
       resolve(v as Record<string, unknown>);
     });
-    req.on('error', fail);
-    req.on('aborted', () => fail(new Error('the client went away')));
+    req.on('error', () => fail(new ClientGone()));
+    req.on('aborted', () => fail(new ClientGone()));
   });
+}
+
+/** The client closed the connection before its request was complete: nobody to answer. */
+class ClientGone extends Error {
+  readonly status = 499;
+  constructor() {
+    super('the client went away before sending the whole request');
+  }
 }
 
 class BodyTimeout extends Error {
@@ -184,9 +192,11 @@ function drainThen(req: http.IncomingMessage, res: http.ServerResponse, answer: 
  */
 function uploadOf(req: http.IncomingMessage): Readable {
   const body = new PassThrough();
+  // Its readers see the error through their own listeners; unread, it must not be an uncaught one.
+  body.on('error', () => undefined);
   req.pipe(body);
   const gone = () => {
-    if (!req.complete) body.destroy(new Error('the client went away before sending the whole request body'));
+    if (!req.complete) body.destroy(new ClientGone());
   };
   req.on('aborted', gone);
   req.on('error', gone);
@@ -237,7 +247,8 @@ export function createApiServer(router: Router, log: Logger): http.Server {
               if (!res.writableEnded) res.end();
             },
             (err: unknown) => {
-              log.error({ req: id, method, path, err: err instanceof Error ? err.stack : String(err) }, 'streamed response failed');
+              if (res.destroyed || req.socket.destroyed) log.info({ req: id, method, path }, 'the client went away during a streamed answer');
+              else log.error({ req: id, method, path, err: err instanceof Error ? err.stack : String(err) }, 'streamed response failed');
               // Abort rather than end: a cleanly ended stream would look complete to the client.
               res.destroy();
             },
@@ -247,6 +258,29 @@ export function createApiServer(router: Router, log: Logger): http.Server {
     } catch (err) {
       fail(err);
     }
+  });
+  // A request that is not HTTP: answered with 400 (431 for oversize headers) as JSON, then the
+  // connection is half-closed and the rest of what the client sends is dropped, so it reads the
+  // answer instead of a reset; closed for good once the client is done or after a bound.
+  const refused = new WeakSet<object>();
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: import('node:net').Socket) => {
+    if (refused.has(socket)) return; // the parser keeps failing on what follows: already answered
+    if (!socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
+    refused.add(socket);
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    const text = JSON.stringify({ message: status === 431 ? 'request headers too large' : `malformed HTTP request (${err.code ?? 'parse error'})` });
+    log.info({ status, code: err.code }, 'malformed HTTP request refused');
+    socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
+    const timer = setTimeout(() => socket.destroy(), DRAIN_TIMEOUT_MS);
+    let dropped = 0;
+    socket.on('data', (c: Buffer) => {
+      dropped += c.length;
+      if (dropped > DRAIN_LIMIT) socket.destroy();
+    });
+    socket.on('end', () => socket.destroy());
+    socket.on('close', () => clearTimeout(timer));
+    socket.on('error', () => socket.destroy());
+    socket.resume();
   });
   // Uploads may take long; JSON bodies have their own timeout (readBody), headers must come quickly.
   server.requestTimeout = 0;

@@ -25,6 +25,21 @@ export class ImageService {
     private readonly log: Logger,
   ) {}
 
+  /** Images being read (save) by how many readers: not deleted meanwhile. */
+  private readonly readers = new Map<string, number>();
+
+  /** Runs `fn` while image `id` is kept from deletion (its layers are read). */
+  async reading<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    this.readers.set(id, (this.readers.get(id) ?? 0) + 1);
+    try {
+      return await fn();
+    } finally {
+      const n = (this.readers.get(id) ?? 1) - 1;
+      if (n > 0) this.readers.set(id, n);
+      else this.readers.delete(id);
+    }
+  }
+
   resolve(ref: string): ImageRow {
     const img = this.store.images.resolve(ref);
     if (img === undefined) throw notFound(`no such image: ${ref}`);
@@ -118,6 +133,7 @@ export class ImageService {
       }
       return out;
     }
+    if (this.readers.has(img.id)) throw conflict(`image ${ref} is being saved; remove it once that is done`);
     const chain = this.chain(img.id);
     for (const r of refs) out.untagged.push(r);
     this.store.images.delete(img.id);

@@ -41,6 +41,8 @@ function decodeChunked(b: Buffer): Buffer {
 }
 
 function parse(raw: Buffer): { status: number; headers: Record<string, string>; body: string } {
+  // interim answers (100 Continue) come before the real one
+  while (/^HTTP\/1\.[01] 1\d\d /.test(raw.subarray(0, 13).toString('latin1')) && raw.indexOf('\r\n\r\n') >= 0) raw = raw.subarray(raw.indexOf('\r\n\r\n') + 4);
   const end = raw.indexOf('\r\n\r\n');
   if (end < 0) return { status: 0, headers: {}, body: '' };
   const lines = raw.subarray(0, end).toString('latin1').split('\r\n');
