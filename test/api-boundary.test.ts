@@ -141,6 +141,13 @@ t.test('archives travel through the socket: the CLI reads the files, errors neve
   t.notMatch(api.body, /SECRET/);
   const load = await rawRequest(d.socket, { method: 'POST', path: '/images/load', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ input: secret }) });
   t.notMatch(load.body, /SECRET|"result"/, 'load takes no input path');
+  const ctx = path.join(d.ws, 'ctx');
+  fs.mkdirSync(ctx);
+  fs.writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM base:1\nCOPY secret /\n');
+  fs.copyFileSync(secret, path.join(ctx, 'secret'));
+  const build = await rawRequest(d.socket, { method: 'POST', path: '/build?t=leak:3', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ context: ctx }) });
+  t.match(build.body, /"error"/, 'build takes no context path: a JSON body is no context');
+  t.notOk(d.cli(['image', 'inspect', 'leak:3']).status === 0, 'nothing was built from the path');
   // The user's own permissions: root-only files are unreadable to a member of the socket's group.
   fs.chmodSync(d.ws, 0o755);
   const asMember = { asUser: { uid: TEST_UID, gid: TEST_GID, groups: [0] } };
