@@ -13,20 +13,10 @@ import { jsonBody, rawRequest } from './lib/http';
 import { missingCapability } from './lib/mount';
 import { isMounted, listMounts } from './lib/mounts';
 import { makeWorkspace } from './lib/workspace';
+import { ok, fails } from './lib/expect';
 
 const skip = missingCapability({ fuse: true });
 const opts = { skip: skip ?? false };
-
-function ok(t: Test, r: RunResult, what: string): string {
-  t.equal(r.status, 0, `${what} exits 0${r.status !== 0 ? `: ${r.stderr.trim()}` : ''}`);
-  return r.stdout.trim();
-}
-
-function fails(t: Test, r: RunResult, re: RegExp, what: string): void {
-  t.equal(r.status, 1, `${what} exits 1`);
-  t.match(r.stderr, re, `${what}: message`);
-  t.notMatch(r.stderr, /\n\s+at /, `${what}: no stack trace`);
-}
 
 /** A rootfs tar with /etc/motd and /bin/app, imported as base:1. */
 async function daemonWithBase(t: Test, label: string, extra: Parameters<typeof startDaemon>[1] = {}): Promise<Daemon> {

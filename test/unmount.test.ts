@@ -10,14 +10,10 @@ import { type RunResult, run, runOk } from './lib/exec';
 import { startDaemon, type Daemon } from './lib/daemon';
 import { missingCapability } from './lib/mount';
 import { listMounts } from './lib/mounts';
+import { ok } from './lib/expect';
 
 const skip = missingCapability({ fuse: true });
 const opts = { skip: skip ?? false };
-
-function ok(t: Test, r: RunResult, what: string): string {
-  t.equal(r.status, 0, `${what} exits 0${r.status !== 0 ? `: ${r.stderr.trim()}` : ''}`);
-  return r.stdout.trim();
-}
 
 async function daemonWithBase(t: Test, label: string): Promise<Daemon> {
   const d = await startDaemon(t, { label });

@@ -89,43 +89,51 @@ export class Router {
   }
 }
 
-function readBody(req: http.IncomingMessage): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
+/** How reading a body ended. */
+type BodyEnd = 'complete' | 'limit' | 'timeout' | 'gone';
+
+/** Reads a request body, kept (for parsing) or dropped, bounded in bytes and time. */
+function consume(req: http.IncomingMessage, o: { keep: boolean; limit: number; timeoutMs: number }): Promise<{ data: Buffer; end: BodyEnd }> {
+  return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let settled = false;
-    const fail = (err: Error) => {
+    const settle = (end: BodyEnd) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       req.removeListener('data', onData);
-      reject(err);
+      resolve({ data: Buffer.concat(chunks), end });
     };
-    const timer = setTimeout(() => fail(new BodyTimeout()), BODY_TIMEOUT_MS);
+    const timer = setTimeout(() => settle('timeout'), o.timeoutMs);
     const onData = (c: Buffer) => {
       size += c.length;
-      if (size > MAX_BODY) fail(tooLarge(`request body too large: the limit is ${MAX_BODY} bytes`));
-      else chunks.push(c);
+      if (size > o.limit) settle('limit');
+      else if (o.keep) chunks.push(c);
     };
     req.on('data', onData);
-    req.on('end', () => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      const text = Buffer.concat(chunks).toString('utf8').trim();
-      if (text === '') return resolve({});
-      let v: unknown;
-      try {
-        v = JSON.parse(text);
-      } catch (err) {
-        return reject(badRequest(`request body is not valid JSON: syntax error${jsonErrorWhere(err)}`));
-      }
-      if (v === null || typeof v !== 'object' || Array.isArray(v)) return reject(badRequest('request body must be a JSON object'));
-      resolve(v as Record<string, unknown>);
-    });
-    req.on('error', () => fail(new ClientGone()));
-    req.on('aborted', () => fail(new ClientGone()));
+    req.on('end', () => settle('complete'));
+    req.on('error', () => settle('gone'));
+    req.on('aborted', () => settle('gone'));
+    req.resume();
   });
+}
+
+async function readBody(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+  const { data, end } = await consume(req, { keep: true, limit: MAX_BODY, timeoutMs: BODY_TIMEOUT_MS });
+  if (end === 'limit') throw tooLarge(`request body too large: the limit is ${MAX_BODY} bytes`);
+  if (end === 'timeout') throw new BodyTimeout();
+  if (end === 'gone') throw new ClientGone();
+  const text = data.toString('utf8').trim();
+  if (text === '') return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw badRequest(`request body is not valid JSON: syntax error${jsonErrorWhere(err)}`);
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw badRequest('request body must be a JSON object');
+  return v as Record<string, unknown>;
 }
 
 /** The client closed the connection before its request was complete: nobody to answer. */
@@ -164,26 +172,10 @@ function send(res: http.ServerResponse, status: number, value: unknown): void {
  * them the answer goes out at once and the connection is closed after it.
  */
 function drainThen(req: http.IncomingMessage, res: http.ServerResponse, answer: () => void): void {
-  let dropped = 0;
-  let answered = false;
-  const finish = (close: boolean) => {
-    if (answered) return;
-    answered = true;
-    clearTimeout(timer);
-    req.removeListener('data', onData);
-    if (close) res.once('finish', () => req.socket.destroy());
+  void consume(req, { keep: false, limit: DRAIN_LIMIT, timeoutMs: DRAIN_TIMEOUT_MS }).then(({ end }) => {
+    if (end !== 'complete') res.once('finish', () => req.socket.destroy());
     answer();
-  };
-  const onData = (c: Buffer) => {
-    dropped += c.length;
-    if (dropped > DRAIN_LIMIT) finish(true);
-  };
-  const timer = setTimeout(() => finish(true), DRAIN_TIMEOUT_MS);
-  req.on('data', onData);
-  req.on('end', () => finish(false));
-  req.on('error', () => finish(true));
-  req.on('aborted', () => finish(true));
-  req.resume();
+  });
 }
 
 /**

@@ -4,18 +4,9 @@
 // scripts/api-fuzz (the long run). Nothing it sends may write outside `ws` on the host: bind
 // sources are always under it.
 import { rawRequest, type RawRequest, type RawResponse } from './http';
+import { rng } from './random-ops';
 
-/** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng };
 
 export interface FuzzContext {
   /** A directory of the test's own: every host path the fuzzer names is below it. */
