@@ -53,6 +53,35 @@ t.test('malformed paths get 400; the daemon keeps serving, stops on SIGTERM and 
   t.equal((await rawRequest(d.socket, { method: 'GET', path: '/_ping' })).body, 'OK', 'a new daemon starts on the root');
 });
 
+t.test('a daemon that can no longer serve unmounts and exits (no dead mounts, lock released)', opts, async (t) => {
+  // A fault from outside the API (injected through a preload, no hook in the daemon): the process
+  // must not linger or leave dead FUSE mounts behind.
+  const ws = makeWorkspace(t, 'b-fatal-inject');
+  const trigger = path.join(ws, 'boom');
+  const preload = path.join(ws, 'inject.js');
+  fs.writeFileSync(
+    preload,
+    `const fs = require('fs');
+if (require('worker_threads').isMainThread) {
+const poll = () => { if (fs.existsSync(${JSON.stringify(trigger)})) { fs.rmSync(${JSON.stringify(trigger)}); throw new Error('injected fault'); } setTimeout(poll, 50).unref(); };
+poll();
+}
+`,
+  );
+  const d = await daemonWithBase(t, 'b-fatal', { env: { NODE_OPTIONS: `--require ${preload}` } });
+  ok(t, d.cli(['container', 'create', '--name', 'c', 'base:1']), 'create');
+  const merged = ok(t, d.cli(['container', 'mount', 'c']), 'mount');
+  const t0 = Date.now();
+  fs.writeFileSync(trigger, '');
+  for (let i = 0; i < 100 && d.running; i++) await new Promise((r) => setTimeout(r, 50));
+  t.notOk(d.running, `the daemon exited (${Date.now() - t0} ms)`);
+  t.ok(Date.now() - t0 < 5000, 'within 5 s');
+  t.notOk(isMounted(merged), 'its mount was taken down, not left dead');
+  t.match(d.log(), /"msg":"uncaught exception"/, 'the fault is logged');
+  await d.restart();
+  t.equal(ok(t, d.cli(['ps', '-a', '--format', 'json']), 'a new daemon serves the root').length > 0, true);
+});
+
 t.test('oversize bodies: 413 naming the limit, seen by the client; streamed uploads have no such limit', opts, async (t) => {
   const d = await startDaemon(t, { label: 'b-413' });
   const big = Buffer.alloc(2 << 20, 'x');

@@ -52,8 +52,16 @@ export function formatRef(r: ParsedRef): string {
 
 /** An absolute container path without `..`. */
 export function checkContainerPath(p: string, what: string): string {
+  checkHostPath(p, what);
   if (!p.startsWith('/')) throw badRequest(`${what} "${p}" must be an absolute path`);
   const parts = p.split('/').filter((s) => s !== '' && s !== '.');
   if (parts.includes('..')) throw badRequest(`${what} "${p}" must not contain ".."`);
   return '/' + parts.join('/');
+}
+
+/** A path the kernel can take: no NUL byte, at most PATH_MAX. */
+export function checkHostPath(p: string, what: string): string {
+  if (p.includes('\0')) throw badRequest(`${what} must not contain a NUL byte`);
+  if (Buffer.byteLength(p) >= 4096) throw badRequest(`${what} is longer than PATH_MAX (4096 bytes)`);
+  return p;
 }

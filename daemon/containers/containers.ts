@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { layerChanges, mountpointLeftovers } from '../archive';
 import { badRequest, conflict, notFound } from '../api/errors';
 import type { Change, CommitRequest, ContainerInspect, ContainerSummary, CreateRequest, MountSpec } from '../api/types';
-import { checkContainerPath, checkName, formatRef, parseRef } from '../api/validate';
+import { checkContainerPath, checkHostPath, checkName, formatRef, parseRef } from '../api/validate';
 import type { ImageService } from '../images/images';
 import type { LayerStore } from '../layers/layer-store';
 import type { Logger } from '../log';
@@ -65,11 +65,16 @@ export class ContainerService {
       if (targets.has(target)) throw badRequest(`duplicate mount target ${target}`);
       targets.add(target);
       if (spec.type === 'bind') {
+        checkHostPath(spec.source, 'bind source');
         if (!path.isAbsolute(spec.source)) throw badRequest(`bind source "${spec.source}" must be an absolute path`);
         if (!fs.existsSync(spec.source)) {
           // -v creates a missing host dir, as docker does; --mount insists it exists.
           if (!fromFlag) throw badRequest(`bind source path does not exist: ${spec.source}`);
-          mkdirsWithMode(spec.source, 0o755);
+          try {
+            mkdirsWithMode(spec.source, 0o755);
+          } catch (err) {
+            throw badRequest(`cannot create bind source ${spec.source}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+          }
         }
         out.push({ ...spec, target, resolvedSource: spec.source });
       } else if (spec.type === 'volume') {
@@ -137,6 +142,7 @@ export class ContainerService {
 
   private async mountNow(ref: string, at?: string): Promise<string> {
     const c = this.resolve(ref);
+    if (at !== undefined) checkHostPath(at, 'mount target');
     const custom = at !== undefined && at !== '' && path.resolve(at) !== this.dirs(c.id).merged;
     if (custom && !path.isAbsolute(at)) throw badRequest(`mount target "${at}" must be an absolute path`);
     const given = custom ? path.resolve(at) : this.dirs(c.id).merged;
@@ -149,7 +155,15 @@ export class ContainerService {
     const lowers = this.layers.lowerDirs(this.images.chain(c.imageId).map((l) => l.id));
     const binds: BindSpec[] = c.mounts.map((m) => ({ source: m.resolvedSource, target: m.target, readonly: m.readonly }));
     await this.mounts.mount(c.id, { lowers, upper: d.upper, work: d.work }, target, binds, (merged) => {
-      for (const m of c.mounts) prepareMountpoint(merged, m);
+      for (const m of c.mounts) {
+        try {
+          prepareMountpoint(merged, m);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === undefined || !/^E[A-Z]+$/.test(code)) throw err;
+          throw badRequest(`cannot make the mountpoint ${m.target} in container ${c.name}: ${code} (is a part of it a file in the image?)`);
+        }
+      }
     });
     this.store.containers.setState(c.id, 'mounted', target);
     return target;

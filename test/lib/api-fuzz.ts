@@ -102,13 +102,13 @@ const TEMPLATES = [
 /** A JSON body shaped like a route's, with hostile or wrongly typed values. */
 function hostileBody(r: R, ctx: FuzzContext): Record<string, unknown> {
   const val = (): unknown => (r() < 0.5 ? pick(r, JUNK_VALUES) : pick(r, HOSTILE));
-  const inWs = (): string => ctx.ws + '/' + pick(r, ['src', 'a/b', 'x y', '..x', 'deep/' + 'd/'.repeat(int(r, 6))]);
-  const target = (): unknown => pick(r, ['/', '/etc', '/proc', '/x', '../x', 'rel', '/a/../..', '/dev/null', '/' + 'x'.repeat(4000), 5, null]);
+  const inWs = (): string => ctx.ws + '/' + pick(r, ['src', 'a/b', 'x y', '..x', 'nul\u0000byte', 'long/' + 'l'.repeat(5000), 'name/' + 'n'.repeat(300), 'deep/' + 'd/'.repeat(int(r, 6))]);
+  const target = (): unknown => pick(r, ['/', '/etc', '/proc', '/x', '../x', 'rel', '/a/../..', '/dev/null', '/etc/motd/below', '/' + 'x'.repeat(4000), '/x\u0000y', 5, null]);
   const fields: Record<string, () => unknown> = {
     image: () => (r() < 0.5 ? ctx.image : val()),
     name: val,
     ref: val,
-    at: () => pick(r, ['/', '/etc', '/proc/self', '/usr/share', '/tmp', ctx.ws, ctx.ws + '/nope', 'relative', '', 7, ['x']]),
+    at: () => pick(r, ['/', '/etc', '/proc/self', '/usr/share', '/tmp', ctx.ws, ctx.ws + '/nope', ctx.ws + '/a\u0000b', '/' + 'x'.repeat(5000), 'relative', '', 7, ['x']]),
     volumes: () => (r() < 0.5 ? [`${inWs()}:${target()}`, `${pick(r, HOSTILE)}:/v`, '/only', `${ctx.volume}:/data:xx`, 'a:b:c:d'] : val()),
     mounts: () =>
       r() < 0.5

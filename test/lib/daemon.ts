@@ -108,7 +108,17 @@ function cliCommand(d: { socket: string }, args: string[], opts: CliOptions): [s
  */
 export async function startDaemon(
   t: TestLike,
-  opts: { label?: string; extraArgs?: string[]; logLevel?: string; /** storage root (default WS/root) */ root?: string; /** run under this umask (octal text) */ umask?: string } = {},
+  opts: {
+    label?: string;
+    extraArgs?: string[];
+    logLevel?: string;
+    /** storage root (default WS/root) */
+    root?: string;
+    /** run under this umask (octal text) */
+    umask?: string;
+    /** extra environment of the daemon */
+    env?: Record<string, string>;
+  } = {},
 ): Promise<Daemon> {
   hookExit();
   const ws = makeWorkspace(t, opts.label ?? 'daemon');
@@ -123,7 +133,7 @@ export async function startDaemon(
     const fd = fs.openSync(logFile, 'a');
     // env -i and sh both exec: the pid is the daemon's
     const daemonCmd = [STRATAD(), '--root', root, '--socket', socket, '--log-level', opts.logLevel ?? 'warn', ...(opts.extraArgs ?? [])];
-    const [cmd, argv] = cleanEnv(opts.umask !== undefined ? ['sh', '-c', `umask ${opts.umask} && exec "$@"`, 'sh', ...daemonCmd] : daemonCmd);
+    const [cmd, argv] = cleanEnv(opts.umask !== undefined ? ['sh', '-c', `umask ${opts.umask} && exec "$@"`, 'sh', ...daemonCmd] : daemonCmd, opts.env);
     const p = spawn(cmd, argv, { stdio: ['ignore', fd, fd] });
     fs.closeSync(fd);
     proc = p;
