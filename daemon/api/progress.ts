@@ -129,6 +129,8 @@ class MuxChannel extends Writable {
     private readonly id: number,
   ) {
     super();
+    // A client gone mid-answer fails the writes; writers see it (destroyed), it must not be an uncaught error.
+    this.on('error', () => undefined);
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {

@@ -226,9 +226,21 @@ export class ContainerService {
     return layerChanges(this.dirs(c.id).upper, lowers).filter((ch) => !skip.has(ch.path.slice(1)));
   }
 
+  /**
+   * Runs `fn` on the container while no mount, unmount, removal or commit of it runs (an export
+   * reads its writable layer throughout).
+   */
+  async exclusive<T>(ref: string, fn: (c: ContainerRow) => Promise<T>): Promise<T> {
+    const id = this.resolve(ref).id;
+    return this.locked(id, () => fn(this.resolve(id)));
+  }
+
   /** The writable layer becomes a new layer on top of the image's chain, in a new image. */
   async commit(ref: string, req: CommitRequest): Promise<string> {
-    const c = this.resolve(ref);
+    return this.exclusive(ref, (c) => this.commitNow(c, req));
+  }
+
+  private async commitNow(c: ContainerRow, req: CommitRequest): Promise<string> {
     const image = this.images.resolve(c.imageId);
     const target = req.ref ? formatRef(parseRef(req.ref)) : undefined;
     const chain = this.images.chain(image.id).map((l) => l.id);

@@ -17,7 +17,13 @@ async function withExportView<T>(d: ImageIoDeps, c: ContainerRow, fn: (root: str
   const upper = path.join(d.root.containerDir(c.id), 'upper');
   const lowers = [upper, ...d.layers.lowerDirs(d.images.chain(c.imageId).map((l) => l.id))];
   const mnt = d.root.tempDir('export');
-  const m = await startUnionMount(resolveConfig({ lowers }), mnt, { fsname: `strata-export-${c.id.slice(0, 12)}`, readOnly: true });
+  let m;
+  try {
+    m = await startUnionMount(resolveConfig({ lowers }), mnt, { fsname: `strata-export-${c.id.slice(0, 12)}`, readOnly: true });
+  } catch (err) {
+    fs.rmdirSync(mnt);
+    throw err;
+  }
   try {
     return await fn(mnt);
   } finally {
@@ -35,10 +41,13 @@ async function withExportView<T>(d: ImageIoDeps, c: ContainerRow, fn: (root: str
  * it where it wants. The empty mountpoints of volumes and binds are left out (as docker does).
  */
 export function exportContainerStream(d: ImageIoDeps & { containers: ContainerService }, ref: string): Streamed {
-  const c = d.containers.resolve(ref); // unknown containers fail before any byte is sent
+  d.containers.resolve(ref); // unknown containers fail before any byte is sent
   return new Streamed(async (res) => {
-    const keep = notUnder(d.containers.mountpointLeftovers(c, true));
-    const { size } = await withExportView(d, c, (root) => packTree(root, res, { keep }));
+    // the container is not unmounted, removed or committed meanwhile
+    const { c, size } = await d.containers.exclusive(ref, async (c) => {
+      const keep = notUnder(d.containers.mountpointLeftovers(c, true));
+      return { c, ...(await withExportView(d, c, (root) => packTree(root, res, { keep }))) };
+    });
     d.log.info({ container: c.id, bytes: size }, 'container exported to the client');
   }, 'application/x-tar');
 }

@@ -151,8 +151,48 @@ function queryString(r: R): string {
   return '?' + parts.join('&');
 }
 
+const POOL = ['p0', 'p1', 'p2', 'p3', 'p4', 'p5'];
+
+/**
+ * A well-formed request on a small pool of real objects: run concurrently, they race each other
+ * (mount against rm, commit against rmi, save against rmi, ...) the way busy clients do.
+ */
+function validRequest(r: R, ctx: FuzzContext): FuzzRequest {
+  const c = pick(r, [...POOL, ctx.container]);
+  const v = pick(r, ['v0', 'v1', ctx.volume]);
+  const img = pick(r, [ctx.image, 'fz:p0', 'fz:p1']);
+  const json = (method: string, path: string, body: unknown): FuzzRequest => ({
+    kind: 'valid',
+    method,
+    path,
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+    expectAnswer: true,
+    timeoutMs: 30_000,
+  });
+  const ops: (() => FuzzRequest)[] = [
+    () => json('POST', '/containers/create', { image: ctx.image, name: c, volumes: [`${v}:/data`, `${ctx.ws}/bind-${int(r, 3)}:/b`] }),
+    () => json('POST', `/containers/${c}/mount`, {}),
+    () => json('POST', `/containers/${c}/unmount`, {}),
+    () => json('DELETE', `/containers/${c}?force=1`, {}),
+    () => json('POST', `/containers/${c}/commit`, { ref: pick(r, ['fz:p0', 'fz:p1']) }),
+    () => json('GET', `/containers/${c}/changes`, {}),
+    () => json('GET', `/containers/${c}/export`, {}),
+    () => json('POST', `/images/${encodeURIComponent(img)}/tag`, { ref: pick(r, ['fz:p0', 'fz:p1', 'other:1']) }),
+    () => json('DELETE', `/images/${encodeURIComponent(pick(r, ['fz:p0', 'fz:p1', 'other:1']))}?force=${int(r, 2)}`, {}),
+    () => json('POST', `/images/${encodeURIComponent(img)}/save?format=${pick(r, ['oci-archive', 'docker-archive'])}`, {}),
+    () => json('POST', '/volumes/create', { name: v }),
+    () => json('DELETE', `/volumes/${v}`, {}),
+    () => json('POST', '/volumes/prune', {}),
+    () => json('GET', '/system/df', {}),
+    () => json('GET', '/containers/json?all=1', {}),
+  ];
+  return pick(r, ops)();
+}
+
 /** The next request of the sequence. */
 export function nextRequest(r: R, ctx: FuzzContext): FuzzRequest {
+  if (r() < 0.12) return validRequest(r, ctx);
   const tpl = pick(r, TEMPLATES);
   const [m, p] = tpl.split(' ');
   let method = r() < 0.15 ? pick(r, METHODS) : m;
