@@ -172,6 +172,17 @@ t.test('archives travel through the socket: the CLI reads the files, errors neve
   const asMember = { asUser: { uid: TEST_UID, gid: TEST_GID, groups: [0] } };
   const denied = d.cli(['image', 'import', secret, 'leak:2'], asMember);
   fails(t, denied, /cannot read .*secret: permission denied/, 'an unprivileged client cannot import a root-only file');
+  // build: the context is read by the CLI, with the user's permissions, less what .dockerignore excludes
+  const bctx = path.join(d.ws, 'bctx');
+  fs.mkdirSync(bctx);
+  fs.writeFileSync(path.join(bctx, 'Dockerfile'), 'FROM base:1\nCOPY . /ctx/\n');
+  fs.writeFileSync(path.join(bctx, '.dockerignore'), 'ignored-secret\n');
+  fs.writeFileSync(path.join(bctx, 'ignored-secret'), 'x', { mode: 0o600 });
+  fs.writeFileSync(path.join(bctx, 'public'), 'p');
+  ok(t, d.cli(['build', '-t', 'ctx:1', bctx], asMember), 'a build whose root-only file is ignored is never read');
+  fs.writeFileSync(path.join(bctx, 'root-only'), 'x', { mode: 0o600 });
+  fails(t, d.cli(['build', '-t', 'ctx:2', bctx], asMember), /root-only.*(EACCES|permission denied)/, 'a root-only file in the context cannot be sent by an unprivileged client');
+  fails(t, d.cli(['image', 'inspect', 'ctx:2']), /no such image/, 'and nothing was built');
   // save to stdout and -o, load from stdin and -i, export -o
   const tar = path.join(d.ws, 'base-save.tar');
   const piped = run('sh', ['-c', `${process.execPath} ${path.join(__dirname, '..', 'cli', 'main.js')} --socket ${d.socket} image save base:1 > ${tar}`]);

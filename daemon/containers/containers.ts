@@ -73,7 +73,9 @@ export class ContainerService {
           try {
             mkdirsWithMode(spec.source, 0o755);
           } catch (err) {
-            throw badRequest(`cannot create bind source ${spec.source}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+            const code = (err as NodeJS.ErrnoException).code;
+            if (code === 'ENOSPC') throw err;
+            throw badRequest(`cannot create bind source ${spec.source}: ${code ?? String(err)}`);
           }
         }
         out.push({ ...spec, target, resolvedSource: spec.source });
@@ -160,7 +162,7 @@ export class ContainerService {
           prepareMountpoint(merged, m);
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
-          if (code === undefined || !/^E[A-Z]+$/.test(code)) throw err;
+          if (code === undefined || code === 'ENOSPC' || !/^E[A-Z]+$/.test(code)) throw err;
           throw badRequest(`cannot make the mountpoint ${m.target} in container ${c.name}: ${code} (is a part of it a file in the image?)`);
         }
       }
