@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
-import { packTree } from '../daemon/archive';
+import { packTree, type PackOptions } from '../daemon/archive';
 import { UsageError } from './format';
 
 /** A file to send, or standard input for "-" (never a terminal). Errors name the file, never its content. */
@@ -29,10 +29,10 @@ export function openInput(file: string, what: string): Readable {
   return fs.createReadStream(file);
 }
 
-/** A tar of a directory, packed as it is sent (`keep` filters entries by relative path). */
-export function packDirectory(dir: string, keep?: (rel: string) => boolean): Readable {
+/** A tar of a directory, packed as it is sent (`keep` filters entries by relative path; `extra` files are added). */
+export function packDirectory(dir: string, keep?: (rel: string) => boolean, extra?: PackOptions['extra']): Readable {
   const out = new PassThrough();
-  packTree(dir, out, { keep }).catch((err: Error) => out.destroy(err));
+  packTree(dir, out, { keep, extra }).catch((err: Error) => out.destroy(err));
   return out;
 }
 

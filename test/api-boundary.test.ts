@@ -183,6 +183,12 @@ t.test('archives travel through the socket: the CLI reads the files, errors neve
   fs.writeFileSync(path.join(bctx, 'root-only'), 'x', { mode: 0o600 });
   fails(t, d.cli(['build', '-t', 'ctx:2', bctx], asMember), /root-only.*(EACCES|permission denied)/, 'a root-only file in the context cannot be sent by an unprivileged client');
   fails(t, d.cli(['image', 'inspect', 'ctx:2']), /no such image/, 'and nothing was built');
+  fs.rmSync(path.join(bctx, 'root-only'));
+  const outside = path.join(d.ws, 'Dockerfile.outside');
+  fs.writeFileSync(outside, 'FROM base:1\nCOPY public /public\n');
+  ok(t, d.cli(['build', '-t', 'ctx:3', '-f', outside, bctx]), 'a Dockerfile from outside the context travels with it');
+  fs.writeFileSync(outside, 'FROM base:1\nFORM x\n');
+  fails(t, d.cli(['build', '-f', outside, bctx]), new RegExp(`${outside}:2: unknown instruction: FORM`), 'and its errors name it as the user does');
   // save to stdout and -o, load from stdin and -i, export -o
   const tar = path.join(d.ws, 'base-save.tar');
   const piped = run('sh', ['-c', `${process.execPath} ${path.join(__dirname, '..', 'cli', 'main.js')} --socket ${d.socket} image save base:1 > ${tar}`]);

@@ -1,5 +1,6 @@
 // strata build | run | exec
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -169,15 +170,21 @@ const buildCmd: Cmd = {
         if (process.env[a] !== undefined) buildArgs[a] = process.env[a]!;
       } else buildArgs[a.slice(0, eq)] = a.slice(eq + 1);
     }
-    const dockerfile = path.resolve(context, argv.file !== undefined ? String(argv.file) : 'Dockerfile');
-    const dockerfileRel = path.relative(context, dockerfile);
-    if (dockerfileRel.startsWith('..') || path.isAbsolute(dockerfileRel)) throw new UsageError(`the Dockerfile ${dockerfile} must be inside the build context ${context}`);
+    const dockerfile = path.resolve(argv.file !== undefined ? String(argv.file) : path.join(context, 'Dockerfile'));
     if (!fs.existsSync(dockerfile)) throw new Error(`cannot read Dockerfile ${dockerfile}: no such file`);
+    let dockerfileRel = path.relative(context, dockerfile).split(path.sep).join('/');
+    let extra: { name: string; data: Buffer; mode: number }[] = [];
+    if (dockerfileRel.startsWith('../') || path.isAbsolute(dockerfileRel)) {
+      // A Dockerfile from outside the context travels in the tar under a name of its own (as docker does).
+      dockerfileRel = `.dockerfile.${randomBytes(10).toString('hex')}`;
+      extra = [{ name: dockerfileRel, data: fs.readFileSync(dockerfile), mode: 0o644 }];
+    }
     // The context goes to the daemon as a tar, read with the user's permissions, less what .dockerignore excludes.
-    const body = packDirectory(context, contextKeeper(context, dockerfileRel.split(path.sep).join('/')));
+    const body = packDirectory(context, contextKeeper(context, dockerfileRel), extra);
     const url = withQuery('/build', {
       t: list(argv.tag),
-      dockerfile: dockerfileRel.split(path.sep).join('/'),
+      dockerfile: dockerfileRel,
+      dockerfileName: extra.length ? dockerfile : undefined,
       buildargs: JSON.stringify(buildArgs),
       nocache: argv['no-cache'] === true,
       network: argv.network !== undefined ? String(argv.network) : undefined,

@@ -11,6 +11,8 @@ export interface PackOptions {
   endOutput?: boolean;
   /** Which entries go into the archive, by relative path (default: all). */
   keep?: (rel: string) => boolean;
+  /** Files added after the tree (regular, root-owned), e.g. a Dockerfile from outside a build context. */
+  extra?: { name: string; data: Buffer; mode: number }[];
 }
 
 /** A `keep` that leaves out the given relative paths and whatever is below them. */
@@ -128,6 +130,10 @@ async function packDir(srcDir: string, out: Writable | null, layer: boolean, opt
       default:
         await w.addEntry(base);
     }
+  }
+  for (const f of opts.extra ?? []) {
+    await w.addEntry({ name: f.name, type: 'file', mode: f.mode, uid: 0, gid: 0, mtimeSec: 0, mtimeNsec: 0, size: f.data.length });
+    await w.write(f.data);
   }
   const { sha256 } = await w.finish(opts.endOutput ?? true);
   return { diffId: 'sha256:' + sha256, size };
