@@ -1,5 +1,6 @@
 // HTTP/1.1 JSON client for stratad's API over a Unix socket (routes: daemon/api/types.ts).
 import * as http from 'node:http';
+import type { Readable } from 'node:stream';
 
 export const DEFAULT_SOCKET = '/run/strata/strata.sock';
 
@@ -166,7 +167,9 @@ export class Client {
       req.on('response', () => (answered = true));
       req.on('error', (err: NodeJS.ErrnoException) => {
         // The daemon may answer (e.g. 413) and close before the whole upload was sent: its answer wins.
-        if (!answered) reject(transportError(err, this.socket));
+        if (answered) return;
+        (stream?.body as Readable | undefined)?.destroy();
+        reject(transportError(err, this.socket));
       });
       if (stream) {
         stream.body.on('error', (err) => {

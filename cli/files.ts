@@ -2,6 +2,7 @@
 // user's own permissions; the daemon only ever sees the bytes.
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { packTree, type PackOptions } from '../daemon/archive';
@@ -25,6 +26,11 @@ export function openInput(file: string, what: string): Readable {
     fs.accessSync(file, fs.constants.R_OK);
   } catch {
     throw new Error(`cannot read ${what} ${file}: permission denied`);
+  }
+  if (st.isFIFO()) {
+    // A named pipe is read as a pipe (polled), not by blocking reads in the thread pool, which would
+    // keep the CLI from exiting while the writer holds it open.
+    return new net.Socket({ fd: fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK), readable: true, writable: false });
   }
   return fs.createReadStream(file);
 }

@@ -3,6 +3,7 @@
 // ({progress}) on stderr when it is a terminal (nothing otherwise), and returns the final {result}.
 import * as http from 'node:http';
 import type { ProgressDetail, ProgressMessage } from '../daemon/api/types-progress';
+import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { MUX_CONTENT_TYPE, MUX_DATA, MUX_PROGRESS, MuxReader } from '../daemon/api/types-progress';
 import { DaemonError, DaemonGoneError, errorMessage, transportError } from './client';
@@ -31,6 +32,22 @@ export function streamPost(
   } else if (body !== undefined && 'stream' in body) {
     headers['Content-Type'] = body.contentType ?? 'application/x-tar';
   }
+  const upload = body !== undefined && 'stream' in body ? (body.stream as Readable) : undefined;
+  // Once answered, the upload is not read any more (a pipe or FIFO would otherwise keep the CLI alive).
+  return streamPostOnce(socket, urlPath, body, headers, payload, onMessage, onData).finally(() => {
+    if (upload && !upload.readableEnded) upload.destroy();
+  });
+}
+
+function streamPostOnce(
+  socket: string,
+  urlPath: string,
+  body: PostBody,
+  headers: Record<string, string | number>,
+  payload: Buffer | undefined,
+  onMessage: (m: Record<string, unknown>) => void,
+  onData?: (chunk: Buffer) => void | Promise<void>,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     let answered = false;
     let failed = false;

@@ -348,3 +348,20 @@ t.test('log lines carry each key once', opts, async (t) => {
   t.ok(lines.some((l) => /"msg":"stratad ready"/.test(l)), 'the ready line is there');
   t.ok(lines.some((l) => /"req":\d+.*API request refused/.test(l)), 'refused requests are logged with their id');
 });
+
+t.test('the CLI says so when the daemon dies in the middle of a request', opts, async (t) => {
+  const d = await daemonWithBase(t, 'b-died');
+  // An archive that keeps coming: a FIFO we hold open, with half a tar in it.
+  const fifo = path.join(d.ws, 'slow.tar');
+  runOk('mkfifo', [fifo]);
+  const fd = fs.openSync(fifo, fs.constants.O_RDWR);
+  t.teardown(() => fs.closeSync(fd));
+  fs.writeSync(fd, runTar(path.join(d.ws, 'rootfs')).subarray(0, 2048));
+  const pending = d.cliAsync(['image', 'load', '-i', fifo], { timeout: 30_000 });
+  await new Promise((r) => setTimeout(r, 1000));
+  await d.kill('SIGKILL');
+  const r = await pending;
+  t.equal(r.status, 1, 'exit 1');
+  t.match(r.stderr, /^Error: the strata daemon at .* closed the connection before it answered: did stratad stop or crash\?/, `says the daemon went away (${r.stderr.trim()})`);
+  t.notMatch(r.stderr, /socket hang up|ECONNRESET/, 'not a bare transport error');
+});
