@@ -1,5 +1,6 @@
 // HTTP/1.1 JSON client for stratad's API over a Unix socket (routes: daemon/api/types.ts).
 import * as http from 'node:http';
+import type { Readable } from 'node:stream';
 
 export const DEFAULT_SOCKET = '/run/strata/strata.sock';
 
@@ -34,7 +35,34 @@ export class ConnectError extends Error {
   }
 }
 
-export type Query = Record<string, string | number | boolean | undefined>;
+/** The daemon went away in the middle of a request (stopped, crashed, or closed the connection). */
+export class DaemonGoneError extends Error {
+  constructor(readonly socket: string) {
+    super(`the strata daemon at ${socket} closed the connection before it answered: did stratad stop or crash? (see its log)`);
+    this.name = 'DaemonGoneError';
+  }
+}
+
+/** What a transport error means for the user: no daemon, or a daemon gone mid-request. */
+export function transportError(err: NodeJS.ErrnoException, socket: string): Error {
+  const code = err.code ?? '';
+  if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'EACCES' || code === 'ENOTSOCK') return new ConnectError(socket, code);
+  if (code === 'ECONNRESET' || code === 'EPIPE' || /socket hang up/.test(err.message)) return new DaemonGoneError(socket);
+  return err;
+}
+
+/** The error body of a failed request: its JSON message, else its text, else the status. */
+export function errorMessage(text: string, status: number): string {
+  try {
+    const m = (JSON.parse(text) as { message?: unknown }).message;
+    if (typeof m === 'string') return m;
+  } catch {
+    // not JSON: the text itself
+  }
+  return text.trim() || `HTTP ${status}`;
+}
+
+export type Query = Record<string, string | number | boolean | undefined | string[]>;
 
 /** Build "/a/b?x=1" — path segments are passed already joined; use `seg()` for user-supplied parts. */
 export function withQuery(path: string, query?: Query): string {
@@ -42,7 +70,7 @@ export function withQuery(path: string, query?: Query): string {
   const parts: string[] = [];
   for (const [k, v] of Object.entries(query)) {
     if (v === undefined || v === false) continue;
-    parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(v === true ? '1' : String(v))}`);
+    for (const one of Array.isArray(v) ? v : [v]) parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(one === true ? '1' : String(one))}`);
   }
   return parts.length ? `${path}?${parts.join('&')}` : path;
 }
@@ -73,16 +101,7 @@ export class Client {
         if (status < 200 || status >= 300) {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            let msg = text.trim() || `${status}`;
-            try {
-              msg = (JSON.parse(text) as { message?: string }).message ?? msg;
-            } catch {
-              // not JSON: keep the text
-            }
-            reject(new DaemonError(msg, status));
-          });
+          res.on('end', () => reject(new DaemonError(errorMessage(Buffer.concat(chunks).toString('utf8'), status), status)));
           return;
         }
         let bytes = 0;
@@ -94,24 +113,27 @@ export class Client {
           }
         });
         res.on('aborted', () => reject(new Error('the daemon stopped the transfer midway (see its log)')));
-        res.on('error', reject);
+        res.on('error', (err: NodeJS.ErrnoException) => reject(transportError(err, this.socket)));
         res.on('end', () => (res.complete ? resolve(bytes) : reject(new Error('the transfer ended early'))));
       });
-      req.on('error', (err: NodeJS.ErrnoException) => {
-        const code = err.code ?? '';
-        if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'EACCES' || code === 'ENOTSOCK') reject(new ConnectError(this.socket, code));
-        else reject(err);
-      });
+      req.on('error', (err: NodeJS.ErrnoException) => reject(transportError(err, this.socket)));
       req.end();
     });
   }
 
-  request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /** POSTs a stream (an archive) as the body; resolves with the JSON answer. */
+  upload<T>(path: string, body: NodeJS.ReadableStream, contentType = 'application/x-tar'): Promise<T> {
+    return this.request<T>('POST', path, undefined, { body, contentType });
+  }
+
+  request<T>(method: string, path: string, body?: unknown, stream?: { body: NodeJS.ReadableStream; contentType: string }): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const headers: http.OutgoingHttpHeaders = { Accept: 'application/json' };
     if (payload) {
       headers['Content-Type'] = 'application/json';
       headers['Content-Length'] = payload.length;
+    } else if (stream) {
+      headers['Content-Type'] = stream.contentType;
     }
     return new Promise<T>((resolve, reject) => {
       const req = http.request({ socketPath: this.socket, method, path, headers }, (res) => {
@@ -141,14 +163,22 @@ export class Client {
           resolve((text.length ? parsed : {}) as T);
         });
       });
+      let answered = false;
+      req.on('response', () => (answered = true));
       req.on('error', (err: NodeJS.ErrnoException) => {
-        const code = err.code ?? '';
-        if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'EACCES' || code === 'ENOTSOCK') {
-          reject(new ConnectError(this.socket, code));
-        } else {
-          reject(err);
-        }
+        // The daemon may answer (e.g. 413) and close before the whole upload was sent: its answer wins.
+        if (answered) return;
+        (stream?.body as Readable | undefined)?.destroy();
+        reject(transportError(err, this.socket));
       });
+      if (stream) {
+        stream.body.on('error', (err) => {
+          req.destroy();
+          reject(err);
+        });
+        stream.body.pipe(req);
+        return;
+      }
       if (payload) req.write(payload);
       req.end();
     });

@@ -51,8 +51,13 @@ export async function main(args: string[]): Promise<void> {
 }
 
 if (require.main === module) {
-  main(hideBin(process.argv)).catch((err: unknown) => {
-    process.stderr.write(`Error: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  });
+  main(hideBin(process.argv)).then(
+    // Done: nothing left to wait for (an upload from a FIFO still blocked in a read must not keep
+    // the CLI alive). Writes to stdout/stderr are synchronous on Linux, so none is lost.
+    () => process.exit(process.exitCode ?? 0),
+    (err: unknown) => {
+      process.stderr.write(`Error: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(1);
+    },
+  );
 }

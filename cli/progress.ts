@@ -3,63 +3,126 @@
 // ({progress}) on stderr when it is a terminal (nothing otherwise), and returns the final {result}.
 import * as http from 'node:http';
 import type { ProgressDetail, ProgressMessage } from '../daemon/api/types-progress';
-import { ConnectError, DaemonError } from './client';
+import type { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
+import { MUX_CONTENT_TYPE, MUX_DATA, MUX_PROGRESS, MuxReader } from '../daemon/api/types-progress';
+import { DaemonError, DaemonGoneError, errorMessage, transportError } from './client';
 import { humanSize } from './format';
 
-/** POSTs `body` and hands each NDJSON line of the (streamed) answer to `onMessage`. */
-export function streamPost(socket: string, urlPath: string, body: unknown, onMessage: (m: Record<string, unknown>) => void): Promise<void> {
-  const payload = Buffer.from(JSON.stringify(body));
+/** A request body: JSON, or a stream (an archive) sent as it is read. */
+export type PostBody = { json: unknown } | { stream: NodeJS.ReadableStream; contentType?: string } | undefined;
+
+/**
+ * POSTs `body` and hands each NDJSON line of the (streamed) answer to `onMessage`. A multiplexed
+ * answer (types-progress.ts) has its data channel handed to `onData` (which may return a promise to
+ * apply back-pressure) and its progress lines to `onMessage`.
+ */
+export function streamPost(
+  socket: string,
+  urlPath: string,
+  body: PostBody,
+  onMessage: (m: Record<string, unknown>) => void,
+  onData?: (chunk: Buffer) => void | Promise<void>,
+): Promise<void> {
+  const payload = body !== undefined && 'json' in body ? Buffer.from(JSON.stringify(body.json)) : undefined;
+  const headers: Record<string, string | number> = {};
+  if (payload) {
+    headers['Content-Type'] = 'application/json';
+    headers['Content-Length'] = payload.length;
+  } else if (body !== undefined && 'stream' in body) {
+    headers['Content-Type'] = body.contentType ?? 'application/x-tar';
+  }
+  const upload = body !== undefined && 'stream' in body ? (body.stream as Readable) : undefined;
+  // Once answered, the upload is not read any more (a pipe or FIFO would otherwise keep the CLI alive).
+  return streamPostOnce(socket, urlPath, body, headers, payload, onMessage, onData).finally(() => {
+    if (upload && !upload.readableEnded) upload.destroy();
+  });
+}
+
+function streamPostOnce(
+  socket: string,
+  urlPath: string,
+  body: PostBody,
+  headers: Record<string, string | number>,
+  payload: Buffer | undefined,
+  onMessage: (m: Record<string, unknown>) => void,
+  onData?: (chunk: Buffer) => void | Promise<void>,
+): Promise<void> {
   return new Promise((resolve, reject) => {
-    const req = http.request(
-      { socketPath: socket, method: 'POST', path: urlPath, headers: { 'Content-Type': 'application/json', 'Content-Length': payload.length } },
-      (res) => {
-        const status = res.statusCode ?? 0;
-        let buf = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          buf += chunk;
-          if (status !== 200) return;
-          let nl: number;
-          while ((nl = buf.indexOf('\n')) >= 0) {
-            const line = buf.slice(0, nl);
-            buf = buf.slice(nl + 1);
-            if (line.trim() === '') continue;
-            try {
-              onMessage(JSON.parse(line) as Record<string, unknown>);
-            } catch (err) {
-              reject(err);
-            }
+    let answered = false;
+    let failed = false;
+    const fail = (err: Error) => {
+      failed = true;
+      reject(err);
+    };
+    const req = http.request({ socketPath: socket, method: 'POST', path: urlPath, headers }, (res) => {
+      answered = true;
+      const status = res.statusCode ?? 0;
+      const muxed = String(res.headers['content-type'] ?? '') === MUX_CONTENT_TYPE;
+      let buf = '';
+      let errText = '';
+      const decoder = new StringDecoder('utf8');
+      const lines = (text: string) => {
+        buf += text;
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (line.trim() === '') continue;
+          try {
+            onMessage(JSON.parse(line) as Record<string, unknown>);
+          } catch (err) {
+            fail(err as Error);
           }
-        });
-        res.on('error', reject);
-        res.on('end', () => {
-          if (status !== 200) {
-            let msg = buf.trim();
-            try {
-              msg = (JSON.parse(buf) as { message?: string }).message ?? msg;
-            } catch {
-              // plain text
-            }
-            reject(new DaemonError(msg || `HTTP ${status}`, status));
-            return;
+        }
+      };
+      let pending: Promise<void> = Promise.resolve();
+      const mux = new MuxReader((channel, data) => {
+        if (channel === MUX_PROGRESS) lines(decoder.write(data));
+        else if (channel === MUX_DATA && onData) {
+          const r = onData(data);
+          if (r instanceof Promise) {
+            res.pause();
+            pending = r.then(
+              () => void res.resume(),
+              (err: Error) => {
+                res.destroy();
+                fail(err);
+              },
+            );
           }
-          if (buf.trim() !== '') {
-            try {
-              onMessage(JSON.parse(buf) as Record<string, unknown>);
-            } catch {
-              // a truncated last line: the daemon went away
-            }
+        }
+      });
+      res.on('data', (chunk: Buffer) => {
+        if (status !== 200) errText += chunk.toString('utf8');
+        else if (muxed) mux.push(chunk);
+        else lines(decoder.write(chunk));
+      });
+      res.on('error', (err: NodeJS.ErrnoException) => fail(transportError(err, socket)));
+      res.on('aborted', () => fail(new DaemonGoneError(socket)));
+      res.on('end', () => {
+        if (failed) return;
+        if (status !== 200) return fail(new DaemonError(errorMessage(errText, status), status));
+        if (buf.trim() !== '') {
+          try {
+            onMessage(JSON.parse(buf) as Record<string, unknown>);
+          } catch {
+            // a truncated last line: the daemon went away
           }
-          resolve();
-        });
-      },
-    );
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      const code = err.code ?? '';
-      if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'EACCES' || code === 'ENOTSOCK') reject(new ConnectError(socket, code));
-      else reject(err);
+        }
+        void pending.then(() => resolve());
+      });
     });
-    req.end(payload);
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      if (!answered) fail(transportError(err, socket));
+    });
+    if (body !== undefined && 'stream' in body) {
+      body.stream.on('error', (err: Error) => {
+        req.destroy();
+        fail(err);
+      });
+      body.stream.pipe(req);
+    } else req.end(payload);
   });
 }
 
@@ -168,8 +231,13 @@ export class StreamError extends Error {
  * POSTs to a streamed route and renders its progress; resolves with the final result, throws
  * StreamError for a final `{error}` (or a DaemonError / ConnectError as usual).
  */
-export async function runStreamed<R>(socket: string, urlPath: string, body: unknown, opts: { quiet?: boolean } = {}): Promise<R> {
-  const r = opts.quiet ? new ProgressRenderer(process.stdout, process.stderr, false) : new ProgressRenderer();
+export async function runStreamed<R>(
+  socket: string,
+  urlPath: string,
+  body: PostBody,
+  opts: { quiet?: boolean; onData?: (chunk: Buffer) => void | Promise<void>; textTo?: TermOut } = {},
+): Promise<R> {
+  const r = opts.quiet ? new ProgressRenderer(opts.textTo ?? process.stdout, process.stderr, false) : new ProgressRenderer(opts.textTo ?? process.stdout);
   let end: ProgressMessage<R> | undefined;
   try {
     await streamPost(socket, urlPath, body, (raw) => {
@@ -181,11 +249,11 @@ export async function runStreamed<R>(socket: string, urlPath: string, body: unkn
       } else if ('result' in m || 'error' in m) {
         end = m;
       }
-    });
+    }, opts.onData);
   } finally {
     r.finish();
   }
-  if (end === undefined) throw new Error('the daemon ended the response without a result (did it stop?)');
+  if (end === undefined) throw new DaemonGoneError(socket);
   if ('error' in end) throw new StreamError(end.error, end.code);
   return (end as { result: R }).result;
 }

@@ -256,7 +256,7 @@ t.test('requests sent to the daemon (fake server)', async (t) => {
   const seen: Seen[] = [];
   const img = { id: `sha256:${HEX}`, repoTags: ['alpine:latest'], created: new Date(Date.now() - 300_000).toISOString(), size: 1234567 };
   const reply: Record<string, [number, unknown]> = {
-    'POST /images/import': [200, { id: `sha256:${HEX}` }],
+    'POST /images/import?ref=mine%3Av1&message=Imported%20from%20rootfs.tar': [200, { id: `sha256:${HEX}` }],
     'GET /images/json': [200, [img]],
     'POST /containers/create': [201, { id: HEX, warnings: ['careful'] }],
     'POST /containers/web/mount': [200, { mountpoint: '/var/lib/strata/mnt/x' }],
@@ -273,7 +273,9 @@ t.test('requests sent to the daemon (fake server)', async (t) => {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const raw = Buffer.concat(chunks).toString();
-      seen.push({ method: req.method ?? '', url: req.url ?? '', body: raw ? JSON.parse(raw) : undefined });
+      if (req.url === '/containers/gone/json') return req.socket.destroy(); // a daemon dying mid-request
+      const isJson = req.headers['content-type'] === 'application/json';
+      seen.push({ method: req.method ?? '', url: req.url ?? '', body: raw ? (isJson ? JSON.parse(raw) : raw) : undefined });
       const [status, body] = reply[`${req.method} ${req.url}`] ?? [404, { message: `no route ${req.method} ${req.url}` }];
       if (typeof body === 'string') {
         res.writeHead(status, { 'Content-Type': 'text/plain' }).end(body);
@@ -292,10 +294,20 @@ t.test('requests sent to the daemon (fake server)', async (t) => {
     return cli(['--socket', sock, ...args]);
   };
 
-  let r = await run('image', 'import', 'rootfs.tar', 'mine:v1');
+  // The CLI reads the file and streams it: the daemon gets bytes, never a path.
+  const rootfs = path.join(dir, 'rootfs.tar');
+  fs.writeFileSync(rootfs, 'tar bytes');
+  let r = await run('image', 'import', rootfs, 'mine:v1');
   t.equal(r.code, 0, r.stderr);
   t.equal(r.stdout, `sha256:${HEX}\n`);
-  t.same(seen, [{ method: 'POST', url: '/images/import', body: { source: path.resolve('rootfs.tar'), ref: 'mine:v1' } }]);
+  t.same(seen, [{ method: 'POST', url: '/images/import?ref=mine%3Av1&message=Imported%20from%20rootfs.tar', body: 'tar bytes' }]);
+  r = await run('image', 'import', path.join(dir, 'nope.tar'), 'mine:v1');
+  t.equal(r.code, 1);
+  t.equal(r.stderr, `Error: import source ${path.join(dir, 'nope.tar')} does not exist\n`, 'a missing source is the CLI\'s own error');
+
+  r = await run('container', 'inspect', 'gone');
+  t.equal(r.code, 1, 'a daemon that dies mid-request: exit 1');
+  t.equal(r.stderr, `Error: the strata daemon at ${sock} closed the connection before it answered: did stratad stop or crash? (see its log)\n`, 'says the daemon went away, not "socket hang up"');
 
   r = await run('images');
   t.equal(r.code, 0, r.stderr);

@@ -8,6 +8,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import type { ContainerInspect, ContainerSummary, HistoryEntry, ImageInspect, ImageSummary, SystemDf, Volume } from '../daemon/api/types';
 import { type RunResult, runOk } from './lib/exec';
 import { cleanEnv, ping, startDaemon, STRATAD, type Daemon } from './lib/daemon';
+import { ok, fails } from './lib/expect';
 import { missingCapability } from './lib/mount';
 import { listMounts } from './lib/mounts';
 import { diffSnapshots, snapshot } from './lib/snapshot';
@@ -31,19 +32,6 @@ function baseTar(ws: string): string {
   const tar = path.join(ws, 'base.tar');
   runOk('tar', ['--numeric-owner', '-C', dir, '-cf', tar, '.']);
   return tar;
-}
-
-/** Expect success; returns trimmed stdout. */
-function ok(t: Test, r: RunResult, what: string): string {
-  t.equal(r.status, 0, `${what} exits 0${r.status !== 0 ? `: ${r.stderr.trim()}` : ''}`);
-  return r.stdout.trim();
-}
-
-/** Expect exit 1 with one "Error: ..." line matching `re`. */
-function fails(t: Test, r: RunResult, re: RegExp, what: string): void {
-  t.equal(r.status, 1, `${what} exits 1`);
-  t.match(r.stderr, re, `${what}: message`);
-  t.notMatch(r.stderr, /\n\s+at /, `${what}: no stack trace`);
 }
 
 function jsonOf<T>(t: Test, r: RunResult, what: string): T {

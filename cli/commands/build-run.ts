@@ -1,10 +1,13 @@
 // strata build | run | exec
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { BuildRequest, BuildResult, ExecInfo, RunPrepareRequest, RunPrepareResponse } from '../../daemon/api/types-build-run';
-import { resolveSocket, seg } from '../client';
+import type { BuildResult, ExecInfo, RunPrepareRequest, RunPrepareResponse } from '../../daemon/api/types-build-run';
+import { resolveSocket, seg, withQuery } from '../client';
+import { contextKeeper } from '../../daemon/build/context';
+import { packDirectory } from '../files';
 import { runStreamed, StreamError } from '../progress';
 import { parseMount, UsageError } from '../format';
 import { action, Args, clientFor, Cmd } from './common';
@@ -167,13 +170,29 @@ const buildCmd: Cmd = {
         if (process.env[a] !== undefined) buildArgs[a] = process.env[a]!;
       } else buildArgs[a.slice(0, eq)] = a.slice(eq + 1);
     }
-    const req: BuildRequest = { context, tags: list(argv.tag), noCache: argv['no-cache'] === true, buildArgs };
-    if (argv.file !== undefined) req.dockerfile = path.resolve(String(argv.file));
-    if (argv.network !== undefined) req.network = String(argv.network);
+    const dockerfile = path.resolve(argv.file !== undefined ? String(argv.file) : path.join(context, 'Dockerfile'));
+    if (!fs.existsSync(dockerfile)) throw new Error(`cannot read Dockerfile ${dockerfile}: no such file`);
+    let dockerfileRel = path.relative(context, dockerfile).split(path.sep).join('/');
+    let extra: { name: string; data: Buffer; mode: number }[] = [];
+    if (dockerfileRel.startsWith('../') || path.isAbsolute(dockerfileRel)) {
+      // A Dockerfile from outside the context travels in the tar under a name of its own (as docker does).
+      dockerfileRel = `.dockerfile.${randomBytes(10).toString('hex')}`;
+      extra = [{ name: dockerfileRel, data: fs.readFileSync(dockerfile), mode: 0o644 }];
+    }
+    // The context goes to the daemon as a tar, read with the user's permissions, less what .dockerignore excludes.
+    const body = packDirectory(context, contextKeeper(context, dockerfileRel), extra);
+    const url = withQuery('/build', {
+      t: list(argv.tag),
+      dockerfile: dockerfileRel,
+      dockerfileName: extra.length ? dockerfile : undefined,
+      buildargs: JSON.stringify(buildArgs),
+      nocache: argv['no-cache'] === true,
+      network: argv.network !== undefined ? String(argv.network) : undefined,
+    });
     const quiet = argv.quiet === true;
     let result: BuildResult;
     try {
-      result = await runStreamed<BuildResult>(resolveSocket(argv.socket), '/build', req, { quiet });
+      result = await runStreamed<BuildResult>(resolveSocket(argv.socket), url, { stream: body }, { quiet });
     } catch (err) {
       if (!(err instanceof StreamError)) throw err;
       process.stderr.write(`Error: ${err.message}\n`);

@@ -7,8 +7,8 @@ import type {
   ContainerSummary,
   CreateRequest,
 } from '../../daemon/api/types';
-import type { ExportResponse } from '../../daemon/api/types-image-io';
 import { seg } from '../client';
+import { AtomicOutput } from '../files';
 import { ago, humanSize, json, parseMount, shortId, table, UsageError } from '../format';
 import { action, clientFor, Cmd, eachTarget, inspectMany, listingOptions, out } from './common';
 
@@ -138,13 +138,23 @@ const exportCmd = (command: string): Cmd => ({
       .option('output', { alias: 'o', type: 'string', requiresArg: true, describe: 'Write to FILE (default: standard output)' }),
   handler: action(async (argv) => {
     const output = argv.output === undefined ? '-' : String(argv.output);
+    const url = `/containers/${seg(argv.container)}/export`;
     if (output === '-') {
       if (process.stdout.isTTY) throw new UsageError('refusing to write a tar archive to a terminal: use -o FILE or redirect the output');
-      await clientFor(argv).download(`/containers/${seg(argv.container)}/export`, process.stdout);
+      await clientFor(argv).download(url, process.stdout);
       return;
     }
-    const r = await clientFor(argv).post<ExportResponse>(`/containers/${seg(argv.container)}/export`, { output: path.resolve(output) });
-    out(`Exported ${String(argv.container)} to ${r.output} (${humanSize(r.size)})`);
+    // The tar comes through the socket; the CLI writes the file (temp name, renamed when complete).
+    const file = new AtomicOutput(path.resolve(output));
+    let size: number;
+    try {
+      await clientFor(argv).download(url, file.stream);
+      size = await file.commit();
+    } catch (err) {
+      file.abort();
+      throw err;
+    }
+    out(`Exported ${String(argv.container)} to ${file.file} (${humanSize(size)})`);
   }),
 });
 

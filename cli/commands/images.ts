@@ -1,4 +1,5 @@
 // strata image import|ls|history|inspect|tag|rm|save|load  (+ shortcuts: images, history, rmi, save, load)
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type {
   HistoryEntry,
@@ -7,23 +8,27 @@ import type {
   ImageSummary,
 } from '../../daemon/api/types';
 import type { LoadResponse, SaveResponse } from '../../daemon/api/types-image-io';
-import { resolveSocket, seg } from '../client';
+import { resolveSocket, seg, withQuery } from '../client';
+import { AtomicOutput, openInput, packDirectory } from '../files';
 import { runStreamed } from '../progress';
-import { ago, ellipsis, humanSize, json, shortId, splitRef, table } from '../format';
+import { ago, ellipsis, humanSize, json, shortId, splitRef, table, UsageError } from '../format';
 import { action, clientFor, Cmd, eachTarget, inspectMany, listingOptions, out } from './common';
 
 const importCmd: Cmd = {
   command: 'import <source> <ref>',
-  describe: 'Create an image from a rootfs (.tar, .tar.gz or directory)',
+  describe: 'Create an image from a rootfs (.tar, .tar.gz, a directory, or - for standard input)',
   builder: (y) =>
     y
-      .positional('source', { type: 'string', describe: 'rootfs tarball or directory' })
-      .positional('ref', { type: 'string', describe: 'NAME[:TAG]' }),
+      .positional('source', { type: 'string', describe: 'rootfs tarball, directory, or -' })
+      .positional('ref', { type: 'string', describe: 'NAME[:TAG]' })
+      .option('message', { alias: 'm', type: 'string', describe: 'Commit message of the imported layer' }),
   handler: action(async (argv) => {
-    const r = await clientFor(argv).post<{ id: string }>('/images/import', {
-      source: path.resolve(String(argv.source)),
-      ref: String(argv.ref),
-    });
+    // The CLI reads the source (with the user's permissions) and streams it to the daemon.
+    const source = String(argv.source);
+    const isDir = source !== '-' && fs.existsSync(source) && fs.statSync(source).isDirectory();
+    const body = isDir ? packDirectory(source) : openInput(source, 'import source');
+    const message = argv.message !== undefined ? String(argv.message) : source === '-' ? '' : `Imported from ${path.basename(path.resolve(source))}`;
+    const r = await clientFor(argv).upload<{ id: string }>(withQuery('/images/import', { ref: String(argv.ref), message }), body);
     out(r.id);
   }),
 };
@@ -32,8 +37,8 @@ const importCmd: Cmd = {
 // (progress stream, cli/progress.ts); these are the summary lines printed from its final result.
 
 /** Summary line of `image save`. */
-export function saveLines(r: SaveResponse): string[] {
-  return [`Saved ${r.refs.length ? r.refs.join(', ') : r.id} to ${r.output} (${r.format}, ${humanSize(r.size)})`];
+export function saveLines(r: SaveResponse, output: string): string[] {
+  return [`Saved ${r.refs.length ? r.refs.join(', ') : r.id} to ${output} (${r.format}, ${humanSize(r.size)})`];
 }
 
 /** Summary lines of `image load`: the names (or ids) loaded. */
@@ -52,24 +57,41 @@ const saveCmd: Cmd = {
   builder: (y) =>
     y
       .positional('image', { type: 'string', describe: 'NAME[:TAG] or id' })
-      .option('output', { alias: 'o', type: 'string', demandOption: true, requiresArg: true, describe: 'Write to FILE' })
+      .option('output', { alias: 'o', type: 'string', requiresArg: true, describe: 'Write to FILE (default: standard output)' })
       .option('format', { type: 'string', choices: ['oci-archive', 'docker-archive'], default: 'oci-archive', describe: 'Archive format' }),
   handler: action(async (argv) => {
-    const r = await runStreamed<SaveResponse>(resolveSocket(argv.socket), `/images/${seg(argv.image)}/save`, {
-      output: path.resolve(String(argv.output)),
-      format: String(argv.format),
-    });
+    // The archive comes through the socket; the CLI writes it (temp file renamed when complete).
+    const toStdout = argv.output === undefined || argv.output === '-';
+    if (toStdout && process.stdout.isTTY) throw new UsageError('refusing to write an archive to a terminal: use -o FILE or redirect the output');
+    const file = toStdout ? undefined : new AtomicOutput(path.resolve(String(argv.output)));
+    const url = withQuery(`/images/${seg(argv.image)}/save`, { format: String(argv.format) });
+    let r: SaveResponse;
+    try {
+      r = await runStreamed<SaveResponse>(resolveSocket(argv.socket), url, undefined, {
+        onData: file ? (c) => file.write(c) : (c) => writeStdout(c),
+        textTo: toStdout ? process.stderr : process.stdout,
+      });
+      if (file) await file.commit();
+    } catch (err) {
+      file?.abort();
+      throw err;
+    }
     for (const w of r.warnings ?? []) process.stderr.write(`WARNING: ${w}\n`);
-    out(saveLines(r).join('\n'));
+    if (file) out(saveLines(r, file.file).join('\n'));
   }),
 };
+
+function writeStdout(c: Buffer): Promise<void> | void {
+  if (!process.stdout.write(c)) return new Promise((r) => process.stdout.once('drain', () => r()));
+}
 
 const loadCmd: Cmd = {
   command: 'load',
   describe: 'Load images from an OCI layout or docker-archive tar (plain or gzip)',
-  builder: (y) => y.option('input', { alias: 'i', type: 'string', demandOption: true, requiresArg: true, describe: 'Read from FILE' }),
+  builder: (y) => y.option('input', { alias: 'i', type: 'string', requiresArg: true, describe: 'Read from FILE (default: standard input)' }),
   handler: action(async (argv) => {
-    const r = await runStreamed<LoadResponse>(resolveSocket(argv.socket), '/images/load', { input: path.resolve(String(argv.input)) });
+    const input = openInput(argv.input === undefined ? '-' : String(argv.input), '');
+    const r = await runStreamed<LoadResponse>(resolveSocket(argv.socket), '/images/load', { stream: input });
     for (const w of r.warnings ?? []) process.stderr.write(`WARNING: ${w}\n`);
     out(loadLines(r).join('\n'));
   }),

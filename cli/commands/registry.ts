@@ -24,7 +24,7 @@ function registryCall<R>(argv: Args, urlPath: string, ref: string, body: Record<
     throw new UsageError((err as Error).message);
   }
   const auth = credentialsFor(authFilePath(argv.authfile), domain);
-  return runStreamed<R>(resolveSocket(argv.socket), urlPath, { ...body, tlsVerify: argv.tlsVerify, auth }, { quiet: argv.quiet });
+  return runStreamed<R>(resolveSocket(argv.socket), urlPath, { json: { ...body, tlsVerify: argv.tlsVerify, auth } }, { quiet: argv.quiet });
 }
 
 const pullCmd: Cmd = {

@@ -1,10 +1,10 @@
 // Writer side of the progress protocol (types-progress.ts): step lines, throttled byte progress,
 // and the final result or error of a streamed NDJSON response.
-import type * as http from 'node:http';
-import { Transform } from 'node:stream';
+import { Transform, Writable } from 'node:stream';
+import { MUX_CONTENT_TYPE, MUX_DATA, MUX_PROGRESS, muxHeader } from './types-progress';
 import { humanSize } from './units';
 import type { Logger } from '../log';
-import { statusOf } from './errors';
+import { toApiError } from './errors';
 import { Streamed } from './server';
 import type { ByteCounter, ProgressMessage, ProgressReporter } from './types-progress';
 
@@ -27,7 +27,7 @@ export const noProgress: ProgressReporter = { step: () => undefined, text: () =>
 /** A ProgressReporter writing NDJSON lines to a streamed response. */
 export class ProgressWriter implements ProgressReporter {
   constructor(
-    private readonly res: http.ServerResponse,
+    private readonly res: Writable,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -87,31 +87,75 @@ export interface StreamOptions {
   errorOf?: (err: unknown) => { error: string; code: number };
 }
 
+/** Runs `task` with progress going to `lines`; its value or error becomes the final line. */
+async function runWithProgress<R>(lines: Writable, signal: AbortSignal, task: (p: ProgressWriter, signal: AbortSignal) => Promise<R>, opts: StreamOptions): Promise<void> {
+  const p = new ProgressWriter(lines);
+  try {
+    const result = await task(p, signal);
+    p.send({ result });
+  } catch (err) {
+    if (opts.errorOf) {
+      p.send(opts.errorOf(err));
+      return;
+    }
+    const { status: code, message } = toApiError(err);
+    if (code >= 500) opts.log?.error({ err: err instanceof Error ? err.stack : err, what: opts.what }, 'streamed request failed');
+    else opts.log?.info({ status: code, what: opts.what, message }, 'streamed request refused');
+    p.send({ error: message, code });
+  }
+}
+
+function abortOnClose(res: Writable): AbortSignal {
+  const ac = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) ac.abort();
+  });
+  return ac.signal;
+}
+
 /**
  * The streamed answer of a long operation: `task` reports steps and bytes through `p`; its value
  * becomes the final `{result}` line, a throw the final `{error, code}` line. `signal` aborts when
  * the client goes away.
  */
 export function progressStream<R>(task: (p: ProgressWriter, signal: AbortSignal) => Promise<R>, opts: StreamOptions = {}): Streamed {
-  return new Streamed(async (res) => {
-    const ac = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) ac.abort();
-    });
-    const p = new ProgressWriter(res);
-    try {
-      const result = await task(p, ac.signal);
-      p.send({ result });
-    } catch (err) {
-      if (opts.errorOf) {
-        p.send(opts.errorOf(err));
+  return new Streamed((res) => runWithProgress(res, abortOnClose(res), task, opts));
+}
+
+/** One channel of a multiplexed response: each write becomes one frame. */
+class MuxChannel extends Writable {
+  constructor(
+    private readonly res: Writable,
+    private readonly id: number,
+  ) {
+    super();
+    // A client gone mid-answer fails the writes; writers see it (destroyed), it must not be an uncaught error.
+    this.on('error', () => undefined);
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.res.destroyed) return cb(new Error('the client went away'));
+    for (let off = 0; off < chunk.length; off += 0xffff_ffff) {
+      const part = chunk.subarray(off, off + 0xffff_ffff);
+      this.res.write(muxHeader(this.id, part.length));
+      if (!this.res.write(part) && off + part.length >= chunk.length) {
+        this.res.once('drain', () => cb());
         return;
       }
-      const code = statusOf(err);
-      const message = err instanceof Error ? err.message : String(err);
-      if (code >= 500) opts.log?.error({ err: err instanceof Error ? err.stack : err, what: opts.what }, 'streamed request failed');
-      else opts.log?.info({ status: code, what: opts.what, message }, 'streamed request refused');
-      p.send({ error: message, code });
     }
-  });
+    cb();
+  }
+}
+
+/**
+ * Like progressStream, for an operation that also produces data (an archive): the answer is
+ * multiplexed (types-progress.ts), the data on one channel, the progress lines on the other.
+ */
+export function progressStreamWithData<R>(task: (p: ProgressWriter, data: Writable, signal: AbortSignal) => Promise<R>, opts: StreamOptions = {}): Streamed {
+  return new Streamed(async (res) => {
+    const data = new MuxChannel(res, MUX_DATA);
+    const lines = new MuxChannel(res, MUX_PROGRESS);
+    await runWithProgress(lines, abortOnClose(res), (p, signal) => task(p, data, signal), opts);
+    await new Promise<void>((resolve) => lines.end(resolve));
+  }, MUX_CONTENT_TYPE);
 }

@@ -1,17 +1,20 @@
 // Routes for build, run and exec (types: types-build-run.ts).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Builder, BuildFailure } from '../build/builder';
+import { extractLayer } from '../archive';
+import { Builder, BuildFailure, type BuildSpec } from '../build/builder';
 import { mkdirInRoot } from '../build/context';
 import { DockerfileError } from '../build/dockerfile';
 import { runcDelete, runcRoot, runcState } from '../runtime/runc';
 import { mergeEnv, processEnv, resolveUser, UserError, writeBundle } from '../runtime/spec';
-import { badRequest, conflict } from './errors';
-import { flag, mountSpecs, record, str, strings, type Services } from './routes';
+import { badRequest, conflict, toApiError } from './errors';
+import { parseRef } from './validate';
+import { jsonErrorWhere } from '../util/json-error';
+import { flag, mountSpecs, query, str, strings, type Services } from './routes';
 import { progressStream } from './progress';
 import type { ApiRequest, Router } from './server';
 import type { MountSpec } from './types';
-import type { BuildRequest, BuildResult, ExecInfo, RunPrepareRequest, RunPrepareResponse } from './types-build-run';
+import type { BuildResult, ExecInfo, RunPrepareRequest, RunPrepareResponse } from './types-build-run';
 
 function bool(req: ApiRequest, key: string): boolean {
   const v = req.body[key];
@@ -68,38 +71,62 @@ async function prepareRun(s: Services, req: RunPrepareRequest): Promise<RunPrepa
 }
 
 export function registerBuildRunRoutes(r: Router, s: Services): void {
-  r.add('POST', '/build', (req) => {
-    const body: BuildRequest = {
-      context: str(req, 'context', true),
-      dockerfile: str(req, 'dockerfile'),
-      tags: strings(req, 'tags'),
-      noCache: bool(req, 'noCache'),
-      buildArgs: record(req, 'buildArgs'),
-      network: str(req, 'network'),
-    };
-    if (!path.isAbsolute(body.context)) throw badRequest('"context" must be an absolute path');
-    if (body.network !== undefined && body.network !== 'host' && body.network !== 'none' && body.network !== 'default') {
-      throw badRequest(`unsupported network "${body.network}": use host or none`);
-    }
-    return progressStream(
-      async (p, signal) => {
-        const done = await new Builder(s, body, (text) => p.text(text), signal, p).run();
-        s.log.info({ image: done.id, tags: done.tags }, 'image built');
-        const result: BuildResult = { id: done.id, tags: done.tags };
-        return result;
-      },
-      {
-        errorOf: (err) => {
-          const code = err instanceof BuildFailure ? err.code : 1;
-          const message = err instanceof Error ? err.message : String(err);
-          if (!(err instanceof BuildFailure || err instanceof DockerfileError || err instanceof UserError)) {
-            s.log.warn({ err: err instanceof Error ? err.stack : err }, 'build failed');
+  r.add(
+    'POST',
+    '/build',
+    (req) => {
+      let buildArgs: Record<string, string> | undefined;
+      const rawArgs = query(req, 'buildargs');
+      if (rawArgs !== undefined) {
+        try {
+          buildArgs = JSON.parse(rawArgs) as Record<string, string>;
+        } catch (err) {
+          throw badRequest(`query parameter "buildargs" is not valid JSON: syntax error${jsonErrorWhere(err)}`);
+        }
+        if (buildArgs === null || typeof buildArgs !== 'object' || Array.isArray(buildArgs) || Object.values(buildArgs).some((v) => typeof v !== 'string')) {
+          throw badRequest('query parameter "buildargs" must be a JSON object of strings');
+        }
+      }
+      const spec: Omit<BuildSpec, 'context'> = {
+        dockerfile: query(req, 'dockerfile'),
+        dockerfileName: query(req, 'dockerfileName'),
+        tags: req.query.getAll('t'),
+        noCache: flag(req, 'nocache'),
+        buildArgs,
+        network: query(req, 'network'),
+      };
+      for (const t of spec.tags ?? []) parseRef(t);
+      if (spec.network !== undefined && spec.network !== 'host' && spec.network !== 'none' && spec.network !== 'default') {
+        throw badRequest(`unsupported network "${spec.network}": use host or none`);
+      }
+      return progressStream(
+        async (p, signal) => {
+          // The context arrives as a tar; the build reads the daemon's own copy of it.
+          const context = s.root.tempDir('context');
+          try {
+            await extractLayer(req.upload, context);
+            const done = await new Builder(s, { ...spec, context }, (text) => p.text(text), signal, p).run();
+            s.log.info({ image: done.id, tags: done.tags }, 'image built');
+            const result: BuildResult = { id: done.id, tags: done.tags };
+            return result;
+          } finally {
+            fs.rmSync(context, { recursive: true, force: true });
           }
-          return { error: message, code };
         },
-      },
-    );
-  });
+        {
+          errorOf: (err) => {
+            const code = err instanceof BuildFailure ? err.code : 1;
+            const { status, message } = toApiError(err);
+            if (!(err instanceof BuildFailure || err instanceof DockerfileError || err instanceof UserError) && status >= 500) {
+              s.log.warn({ err: err instanceof Error ? err.stack : err }, 'build failed');
+            }
+            return { error: message, code };
+          },
+        },
+      );
+    },
+    { upload: true },
+  );
 
   r.add('POST', '/run/prepare', (req) => {
     const body: RunPrepareRequest = {

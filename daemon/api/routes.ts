@@ -43,6 +43,18 @@ export function str(req: ApiRequest, key: string, required = false): string | un
   return v;
 }
 
+/** A query parameter (routes whose body is an upload take their options there). */
+export function query(req: ApiRequest, key: string, required: true): string;
+export function query(req: ApiRequest, key: string, required?: false): string | undefined;
+export function query(req: ApiRequest, key: string, required = false): string | undefined {
+  const v = req.query.get(key);
+  if (v === null) {
+    if (required) throw badRequest(`query parameter "${key}" is required`);
+    return undefined;
+  }
+  return v;
+}
+
 export function strings(req: ApiRequest, key: string): string[] | undefined {
   const v = req.body[key];
   if (v === undefined) return undefined;
@@ -107,7 +119,7 @@ export function buildRouter(s: Services): Router {
     };
   });
 
-  r.add('POST', '/images/import', async (req) => ({ id: await s.images.import(str(req, 'source', true), str(req, 'ref', true)) }));
+  r.add('POST', '/images/import', async (req) => ({ id: await s.images.import(req.upload, query(req, 'ref', true), query(req, 'message') ?? '') }), { upload: true });
   r.add('GET', '/images/json', () => s.images.list());
   r.add('GET', '/images/:ref/json', (req) => s.images.inspect(req.params.ref));
   r.add('GET', '/images/:ref/history', (req) => s.images.history(req.params.ref));

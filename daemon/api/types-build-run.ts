@@ -1,7 +1,9 @@
 // API types for build, run and exec (see routes-build-run.ts).
 //
 // Routes:
-//   POST /build            body BuildRequest        -> streamed NDJSON: BuildMessage per line
+//   POST /build?t=REF&dockerfile=P&dockerfileName=N&buildargs={JSON}&nocache=1&network=host
+//                          body: the build context as a tar (the CLI sends it, honouring .dockerignore)
+//                                                  -> streamed NDJSON: BuildMessage per line
 //   POST /run/prepare      body RunPrepareRequest   -> RunPrepareResponse
 //   POST /run/{id}/finish  body RunFinishRequest    -> {}
 //   GET  /containers/{id}/exec                      -> ExecInfo
@@ -11,19 +13,6 @@
 // `{ "result": { "id": ..., "tags": [...] } }` on success or `{ "error": ..., "code": ... }` on failure.
 
 import type { ProgressMessage } from './types-progress';
-
-export interface BuildRequest {
-  /** Absolute path of the build context directory (the daemon runs on the same host). */
-  context: string;
-  /** Dockerfile path: absolute, or relative to the context. Default "Dockerfile". */
-  dockerfile?: string;
-  /** name[:tag] refs to give the result. */
-  tags?: string[];
-  noCache?: boolean;
-  buildArgs?: Record<string, string>;
-  /** "host" runs RUN steps in the host network namespace; anything else (default): no network. */
-  network?: string;
-}
 
 export interface BuildResult {
   id: string;

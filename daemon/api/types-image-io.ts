@@ -1,19 +1,15 @@
 // API types of image save/load and container export (routes: daemon/api/routes-image-io.ts).
 //
-//   POST /images/{ref}/save   body SaveRequest    -> progress stream (types-progress.ts), {result: SaveResponse}
-//   POST /images/load         body LoadRequest    -> progress stream (types-progress.ts), {result: LoadResponse}
-//   POST /containers/{id}/export body ExportRequest -> ExportResponse
+//   POST /images/{ref}/save?format=F             -> multiplexed stream (types-progress.ts): the archive
+//                                                   on channel 1, progress ending {result: SaveResponse} on 2
+//   POST /images/load   body: the archive (tar, plain or gzip) -> progress stream, {result: LoadResponse}
+//   POST /images/import?ref=R&message=M  body: a rootfs tar (plain or gzip) -> { id: string }
+//   GET  /containers/{id}/export                 -> the merged root as a tar (application/x-tar)
 //
-// Paths are absolute host paths (the CLI resolves them against its cwd); the daemon reads and
-// writes them itself. Outputs are written to a temp file next to the target and renamed into place.
+// Archives travel through the socket: the CLI reads and writes the files with its user's own
+// permissions, and the daemon never opens a host path on a client's behalf.
 
 export type SaveFormat = 'oci-archive' | 'docker-archive';
-
-export interface SaveRequest {
-  output: string;
-  /** Default "oci-archive". */
-  format?: SaveFormat;
-}
 
 export interface SavedLayer {
   /** Digest of the layer blob in the archive ("sha256:<hex>"); blobs are uncompressed tars, so = diffId. */
@@ -26,7 +22,6 @@ export interface SavedLayer {
 }
 
 export interface SaveResponse {
-  output: string;
   format: SaveFormat;
   /** Image id written to the archive (sha256 of the config blob). */
   id: string;
@@ -38,10 +33,6 @@ export interface SaveResponse {
   /** Bytes of the archive. */
   size: number;
   warnings: string[];
-}
-
-export interface LoadRequest {
-  input: string;
 }
 
 export interface LoadedLayer {
@@ -66,14 +57,4 @@ export interface LoadResponse {
   format: SaveFormat;
   images: LoadedImage[];
   warnings: string[];
-}
-
-export interface ExportRequest {
-  output: string;
-}
-
-export interface ExportResponse {
-  output: string;
-  /** Bytes of the tar written. */
-  size: number;
 }

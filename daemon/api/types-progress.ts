@@ -43,3 +43,53 @@ export interface ProgressReporter {
   text(chunk: string): void;
   bytes(id: string, action: string, total: number | null): ByteCounter;
 }
+
+// Multiplexed answers (POST /images/{ref}/save): data and progress in one response, framed as
+// Docker frames attach streams: an 8-byte header [channel, 0, 0, 0, length (uint32 big-endian)]
+// then `length` bytes. Channel 1 carries the data (the archive), channel 2 the NDJSON progress
+// lines above, ending with {result} or {error}.
+export const MUX_CONTENT_TYPE = 'application/vnd.strata.multiplexed-stream';
+export const MUX_DATA = 1;
+export const MUX_PROGRESS = 2;
+
+export function muxHeader(channel: number, length: number): Buffer {
+  const h = Buffer.alloc(8);
+  h[0] = channel;
+  h.writeUInt32BE(length, 4);
+  return h;
+}
+
+/** Splits a multiplexed byte stream back into its channels (feed it chunks as they come); a
+ *  frame's payload is handed on in pieces as it arrives. */
+export class MuxReader {
+  private header = Buffer.alloc(0);
+  private channel = 0;
+  private left = 0;
+
+  constructor(private readonly onData: (channel: number, data: Buffer) => void) {}
+
+  push(chunk: Buffer): void {
+    let off = 0;
+    while (off < chunk.length) {
+      if (this.left === 0) {
+        const need = 8 - this.header.length;
+        this.header = Buffer.concat([this.header, chunk.subarray(off, off + need)]);
+        off += Math.min(need, chunk.length - off);
+        if (this.header.length < 8) return;
+        this.channel = this.header[0];
+        this.left = this.header.readUInt32BE(4);
+        this.header = Buffer.alloc(0);
+        continue;
+      }
+      const n = Math.min(this.left, chunk.length - off);
+      this.onData(this.channel, chunk.subarray(off, off + n));
+      this.left -= n;
+      off += n;
+    }
+  }
+
+  /** True when the stream stopped inside a frame. */
+  get midFrame(): boolean {
+    return this.left > 0 || this.header.length > 0;
+  }
+}

@@ -5,7 +5,7 @@
 //   GET    /_ping                                  -> "OK" (text)
 //   GET    /info                                   -> Info
 //   GET    /system/df                              -> SystemDf
-//   POST   /images/import   body ImportRequest     -> { id: string }
+//   POST   /images/import?ref=R[&message=M] body: rootfs tar -> { id: string }  (types-image-io.ts)
 //   GET    /images/json                            -> ImageSummary[]
 //   GET    /images/{ref}/json                      -> ImageInspect
 //   GET    /images/{ref}/history                   -> HistoryEntry[]
@@ -42,13 +42,6 @@ export interface Info {
   containers: number;
   containersMounted: number;
   volumes: number;
-}
-
-export interface ImportRequest {
-  /** Host path of a rootfs: .tar, .tar.gz/.tgz, or a directory. */
-  source: string;
-  /** name[:tag] to give the image. */
-  ref: string;
 }
 
 export interface ImageSummary {

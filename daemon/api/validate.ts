@@ -22,6 +22,10 @@ export interface ParsedRef {
 /** Parses name[:tag] (tag defaults to latest) and checks Docker's reference grammar. */
 export function parseRef(ref: string): ParsedRef {
   if (ref.includes('@')) throw badRequest(`invalid reference "${ref}": digests are not supported, use name[:tag]`);
+  // A name that reads as an image id or digest could never be told apart from one (nor removed by name).
+  if (/^sha256:/i.test(ref) || /^[0-9a-f]{64}(:|$)/i.test(ref)) {
+    throw badRequest(`invalid reference "${ref}": it looks like an image id or digest; a name cannot be sha256:<hex> or 64 hex digits`);
+  }
   const slash = ref.lastIndexOf('/');
   const colon = ref.lastIndexOf(':');
   const hasTag = colon > slash;
@@ -48,8 +52,16 @@ export function formatRef(r: ParsedRef): string {
 
 /** An absolute container path without `..`. */
 export function checkContainerPath(p: string, what: string): string {
+  checkHostPath(p, what);
   if (!p.startsWith('/')) throw badRequest(`${what} "${p}" must be an absolute path`);
   const parts = p.split('/').filter((s) => s !== '' && s !== '.');
   if (parts.includes('..')) throw badRequest(`${what} "${p}" must not contain ".."`);
   return '/' + parts.join('/');
+}
+
+/** A path the kernel can take: no NUL byte, at most PATH_MAX. */
+export function checkHostPath(p: string, what: string): string {
+  if (p.includes('\0')) throw badRequest(`${what} must not contain a NUL byte`);
+  if (Buffer.byteLength(p) >= 4096) throw badRequest(`${what} is longer than PATH_MAX (4096 bytes)`);
+  return p;
 }

@@ -97,3 +97,42 @@ export function layerChanges(upperDir: string, lowerDirs: string[]): Change[] {
   keys.sort((a, b) => Buffer.compare(a[1], b[1]));
   return keys.map(([path]) => ({ kind: out.get(path) as Change['kind'], path }));
 }
+
+/**
+ * What creating mountpoints for volumes and binds left in `upperDir`, to be left out of diff, commit
+ * and export (as docker does): for each mount target and each of its parents (relative paths), the
+ * entry is left out when, in the upper layer, it is
+ * - the target itself as an empty regular file (the mountpoint of a file bind) that the image lacks, or
+ * - a directory holding nothing but entries left out, and either absent from the image or, not
+ *   opaque, with the image's mode and owner (a parent copied up only to hold a mountpoint).
+ * Returns relative paths ('data', 'a/b'). With `merged` (for a view of the whole root, as export
+ * packs it) only the entries the image lacks are returned.
+ */
+export function mountpointLeftovers(upperDir: string, lowerDirs: string[], targets: string[], merged = false): Set<string> {
+  const candidates = new Set<string>();
+  const isTarget = new Set<string>();
+  for (const t of targets) {
+    const comps = t.split('/').filter(Boolean);
+    if (comps.length === 0) continue;
+    isTarget.add(comps.join('/'));
+    for (let i = 1; i <= comps.length; i++) candidates.add(comps.slice(0, i).join('/'));
+  }
+  const out = new Set<string>();
+  const byDepth = [...candidates].sort((a, b) => b.split('/').length - a.split('/').length);
+  for (const rel of byDepth) {
+    const abs = upperDir + '/' + rel;
+    const st = lstatNode(abs);
+    if (st === null) continue;
+    const lower = lookupLower(lowerDirs, rel.split('/')).st;
+    if (st.type === 'file') {
+      if (isTarget.has(rel) && st.size === 0 && lower === null) out.add(rel);
+      continue;
+    }
+    if (st.type !== 'dir') continue;
+    if (!fs.readdirSync(abs).every((n) => out.has(rel + '/' + n))) continue;
+    // (opaque only matters over something below: new directories may carry the mark regardless)
+    if (lower !== null && (merged || isOpaqueDir(abs) || lower.type !== 'dir' || lower.mode !== st.mode || lower.uid !== st.uid || lower.gid !== st.gid)) continue;
+    out.add(rel);
+  }
+  return out;
+}

@@ -9,6 +9,20 @@ import { TarWriter, WriteEntry } from './tar-writer';
 export interface PackOptions {
   /** End `out` once the archive is written (and wait until it has flushed). Default true. */
   endOutput?: boolean;
+  /** Which entries go into the archive, by relative path (default: all). */
+  keep?: (rel: string) => boolean;
+  /** Files added after the tree (regular, root-owned), e.g. a Dockerfile from outside a build context. */
+  extra?: { name: string; data: Buffer; mode: number }[];
+}
+
+/** A `keep` that leaves out the given relative paths and whatever is below them. */
+export function notUnder(paths: ReadonlySet<string>): (rel: string) => boolean {
+  return (rel) => {
+    for (let p = rel; ; p = p.slice(0, p.lastIndexOf('/'))) {
+      if (paths.has(p)) return false;
+      if (!p.includes('/')) return true;
+    }
+  };
 }
 
 export interface PackResult {
@@ -42,7 +56,8 @@ async function writeFileContent(w: TarWriter, node: TreeNode): Promise<void> {
 }
 
 async function packDir(srcDir: string, out: Writable | null, layer: boolean, opts: PackOptions): Promise<PackResult> {
-  const nodes = walkTree(srcDir);
+  const keep = opts.keep;
+  const nodes = keep ? walkTree(srcDir).filter((n) => keep(n.rel)) : walkTree(srcDir);
   const w = new TarWriter(out);
   const firstName = new Map<string, string>(); // "dev:ino" -> member name of the first occurrence
   let size = 0;
@@ -115,6 +130,10 @@ async function packDir(srcDir: string, out: Writable | null, layer: boolean, opt
       default:
         await w.addEntry(base);
     }
+  }
+  for (const f of opts.extra ?? []) {
+    await w.addEntry({ name: f.name, type: 'file', mode: f.mode, uid: 0, gid: 0, mtimeSec: 0, mtimeNsec: 0, size: f.data.length });
+    await w.write(f.data);
   }
   const { sha256 } = await w.finish(opts.endOutput ?? true);
   return { diffId: 'sha256:' + sha256, size };

@@ -63,7 +63,7 @@ function num(block: Buffer, off: number, len: number, what: string, at: number):
   if (nul !== -1) s = s.slice(0, nul);
   s = s.trim();
   if (s === '') return 0;
-  if (!/^[0-7]+$/.test(s)) throw new CorruptArchiveError(`invalid ${what} field ${JSON.stringify(s)}`, at);
+  if (!/^[0-7]+$/.test(s)) throw new CorruptArchiveError(`invalid ${what} field (not an octal number): not a tar archive, or a damaged one`, at);
   return parseInt(s, 8);
 }
 
@@ -118,7 +118,7 @@ export function decodePax(buf: Buffer, at: number): Map<string, Buffer> {
     const sp = buf.indexOf(0x20, pos);
     if (sp === -1) throw new CorruptArchiveError('malformed pax record (no length)', at);
     const lenStr = buf.subarray(pos, sp).toString('latin1');
-    if (!/^[0-9]+$/.test(lenStr)) throw new CorruptArchiveError(`malformed pax record length ${JSON.stringify(lenStr)}`, at);
+    if (!/^[0-9]+$/.test(lenStr)) throw new CorruptArchiveError(`malformed pax record length (not a decimal number)`, at);
     const len = parseInt(lenStr, 10);
     const end = pos + len;
     if (len <= sp - pos + 1 || end > buf.length || buf[end - 1] !== 0x0a) {
@@ -145,7 +145,7 @@ export function paxRecord(key: string, value: Buffer): Buffer {
 /** Parses a pax time "[-]sec[.frac]" into seconds and nanoseconds (0 <= nsec < 1e9). */
 export function parsePaxTime(s: string, at: number): { sec: number; nsec: number } {
   const m = /^(-?)([0-9]+)(?:\.([0-9]*))?$/.exec(s);
-  if (!m) throw new CorruptArchiveError(`invalid pax time ${JSON.stringify(s)}`, at);
+  if (!m) throw new CorruptArchiveError(`invalid pax time (not a decimal time)`, at);
   let sec = parseInt(m[2], 10);
   let nsec = m[3] ? parseInt((m[3] + '000000000').slice(0, 9), 10) : 0;
   if (m[1] === '-') {

@@ -200,7 +200,7 @@ function decodeName(b: Buffer, what: string, at: number): string {
 function paxInt(v: Buffer, key: string, at: number): number {
   const s = v.toString('latin1');
   if (!/^[0-9]+$/.test(s) || !Number.isSafeInteger(Number(s))) {
-    throw new CorruptArchiveError(`invalid pax ${key} ${JSON.stringify(s)}`, at);
+    throw new CorruptArchiveError(`invalid pax ${key} (not a decimal number)`, at);
   }
   return Number(s);
 }

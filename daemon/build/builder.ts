@@ -15,9 +15,20 @@ import * as path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import { extractLayer } from '../archive';
-import { badRequest } from '../api/errors';
 import type { ImageConfig } from '../api/types';
-import type { BuildRequest } from '../api/types-build-run';
+
+/** What to build: `context` is the daemon's private copy of the context the client sent. */
+export interface BuildSpec {
+  context: string;
+  /** Path of the Dockerfile inside the context (default "Dockerfile"). */
+  dockerfile?: string;
+  /** How messages name the Dockerfile (default: its path in the context). */
+  dockerfileName?: string;
+  tags?: string[];
+  noCache?: boolean;
+  buildArgs?: Record<string, string>;
+  network?: string;
+}
 import type { ProgressReporter } from '../api/types-progress';
 import { noProgress } from '../api/progress';
 import { formatRef, parseRef } from '../api/validate';
@@ -31,7 +42,7 @@ import type { HistoryRecord } from '../store/types';
 import type { StorageRoot } from '../stratad/root';
 import { mergeEnv, processEnv, resolveUser, UserError, writeBundle } from '../runtime/spec';
 import { runcDelete, runcRun } from '../runtime/runc';
-import { checksumSources, copyTree, expandSources, Ignore, mkdirInRoot, resolveInRoot, sourceEntries, sourcesSize, type Owner } from './context';
+import { checksumSources, cleanRel, copyTree, expandSources, Ignore, mkdirInRoot, resolveInRoot, sourceEntries, sourcesSize, type Owner } from './context';
 import { DockerfileError, parseDockerfile, parseKeyValuePairs, processWord, processWords, type Instruction } from './dockerfile';
 
 export interface BuildDeps {
@@ -106,7 +117,7 @@ export class Builder {
 
   constructor(
     private readonly d: BuildDeps,
-    private readonly req: BuildRequest,
+    private readonly req: BuildSpec,
     out: (text: string) => void,
     private readonly abort: AbortSignal,
     /** Byte progress of COPY/ADD and of each step's layer commit. */
@@ -121,17 +132,15 @@ export class Builder {
 
   async run(): Promise<{ id: string; tags: string[] }> {
     const req = this.req;
-    if (typeof req.context !== 'string' || !path.isAbsolute(req.context)) throw badRequest('"context" must be an absolute path');
-    if (!fs.existsSync(req.context) || !fs.statSync(req.context).isDirectory()) throw badRequest(`build context ${req.context} is not a directory`);
     const tags = (req.tags ?? []).map((t) => formatRef(parseRef(t)));
     const ctx = req.context;
-    const dfPath = path.resolve(ctx, req.dockerfile || 'Dockerfile');
-    const dfName = dfPath.startsWith(ctx + '/') ? path.relative(ctx, dfPath) : dfPath;
+    const dfRel = cleanRel(req.dockerfile || 'Dockerfile', 'Dockerfile');
+    const dfName = req.dockerfileName || dfRel;
     let text: string;
     try {
-      text = fs.readFileSync(dfPath, 'utf8');
+      text = fs.readFileSync(resolveInRoot(ctx, dfRel), 'utf8');
     } catch {
-      throw new BuildFailure(`cannot read Dockerfile ${dfPath}: no such file`, 1);
+      throw new BuildFailure(`cannot read Dockerfile ${dfName}: no such file in the build context`, 1);
     }
     const steps = parseDockerfile(text, dfName);
     const ignore = Ignore.load(ctx);

@@ -89,6 +89,22 @@ export class Ignore {
   }
 }
 
+/**
+ * What of a context directory is sent to the daemon: every entry .dockerignore keeps (with the
+ * directories leading to them), plus the Dockerfile and .dockerignore themselves (as docker sends).
+ */
+export function contextKeeper(contextDir: string, dockerfileRel: string): (rel: string) => boolean {
+  const kept = new Set<string>(['.dockerignore', dockerfileRel]);
+  for (const rel of walkContext(contextDir, Ignore.load(contextDir))) {
+    for (let p = rel; p !== '' && !kept.has(p); p = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '') kept.add(p);
+  }
+  for (let p = dockerfileRel; p.includes('/'); ) {
+    p = p.slice(0, p.lastIndexOf('/'));
+    kept.add(p);
+  }
+  return (rel) => kept.has(rel);
+}
+
 /** Every non-ignored entry of the context, relative paths, parents before children. */
 function walkContext(contextDir: string, ignore: Ignore, rel = '', out: string[] = []): string[] {
   let names: string[];

@@ -3,18 +3,20 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { layerChanges } from '../archive';
+import { layerChanges, mountpointLeftovers } from '../archive';
 import { badRequest, conflict, notFound } from '../api/errors';
 import type { Change, CommitRequest, ContainerInspect, ContainerSummary, CreateRequest, MountSpec } from '../api/types';
-import { checkContainerPath, checkName, formatRef, parseRef } from '../api/validate';
+import { checkContainerPath, checkHostPath, checkName, formatRef, parseRef } from '../api/validate';
 import type { ImageService } from '../images/images';
 import type { LayerStore } from '../layers/layer-store';
 import type { Logger } from '../log';
 import { clearStale, type BindSpec, type MountManager } from '../mounts/mount-manager';
+import { mountsAtOrBelow, mountTable } from '../mounts/mount-table';
 import type { Store } from '../store';
 import type { ContainerMount, ContainerRow } from '../store/types';
 import type { StorageRoot } from '../stratad/root';
 import { diskUsage } from '../util/disk-usage';
+import { mkdirsWithMode } from '../util/mkdirs';
 import type { VolumeService } from '../volumes/volumes';
 import { generateName } from './names';
 
@@ -63,11 +65,18 @@ export class ContainerService {
       if (targets.has(target)) throw badRequest(`duplicate mount target ${target}`);
       targets.add(target);
       if (spec.type === 'bind') {
+        checkHostPath(spec.source, 'bind source');
         if (!path.isAbsolute(spec.source)) throw badRequest(`bind source "${spec.source}" must be an absolute path`);
         if (!fs.existsSync(spec.source)) {
           // -v creates a missing host dir, as docker does; --mount insists it exists.
           if (!fromFlag) throw badRequest(`bind source path does not exist: ${spec.source}`);
-          fs.mkdirSync(spec.source, { recursive: true });
+          try {
+            mkdirsWithMode(spec.source, 0o755);
+          } catch (err) {
+            const code = (err as NodeJS.ErrnoException).code;
+            if (code === 'ENOSPC') throw err;
+            throw badRequest(`cannot create bind source ${spec.source}: ${code ?? String(err)}`);
+          }
         }
         out.push({ ...spec, target, resolvedSource: spec.source });
       } else if (spec.type === 'volume') {
@@ -94,7 +103,9 @@ export class ContainerService {
     const mounts = this.resolveMounts(specs);
     const id = randomBytes(32).toString('hex');
     const d = this.dirs(id);
-    for (const p of Object.values(d)) fs.mkdirSync(p, { recursive: true, mode: 0o755 });
+    // The container's own dir is private; upper (the root dir of its filesystem) and work are 0755.
+    mkdirsWithMode(this.root.containerDir(id), 0o700);
+    for (const p of Object.values(d)) mkdirsWithMode(p, 0o755);
     try {
       this.store.containers.insert(
         { id, name, imageId: image.id, imageRef: req.image, mounts },
@@ -104,7 +115,7 @@ export class ContainerService {
       fs.rmSync(this.root.containerDir(id), { recursive: true, force: true });
       throw err;
     }
-    this.log.info({ container: id, name, image: image.id }, 'container created');
+    this.log.info({ container: id, containerName: name, image: image.id }, 'container created');
     return { id, warnings: [] };
   }
 
@@ -133,18 +144,57 @@ export class ContainerService {
 
   private async mountNow(ref: string, at?: string): Promise<string> {
     const c = this.resolve(ref);
-    const target = at !== undefined && at !== '' ? path.resolve(at) : this.dirs(c.id).merged;
+    if (at !== undefined) checkHostPath(at, 'mount target');
+    const custom = at !== undefined && at !== '' && path.resolve(at) !== this.dirs(c.id).merged;
+    if (custom && !path.isAbsolute(at)) throw badRequest(`mount target "${at}" must be an absolute path`);
+    const given = custom ? path.resolve(at) : this.dirs(c.id).merged;
     if (this.mounts.isActive(c.id)) {
-      if (c.mountpoint !== null && c.mountpoint !== target && at) throw conflict(`container ${c.name} is already mounted at ${c.mountpoint}`);
-      return c.mountpoint ?? target;
+      if (c.mountpoint !== null && c.mountpoint !== given && custom) throw conflict(`container ${c.name} is already mounted at ${c.mountpoint}`);
+      return c.mountpoint ?? given;
     }
+    const target = this.checkMountTarget(given, custom);
     const d = this.dirs(c.id);
     const lowers = this.layers.lowerDirs(this.images.chain(c.imageId).map((l) => l.id));
     const binds: BindSpec[] = c.mounts.map((m) => ({ source: m.resolvedSource, target: m.target, readonly: m.readonly }));
     await this.mounts.mount(c.id, { lowers, upper: d.upper, work: d.work }, target, binds, (merged) => {
-      for (const m of c.mounts) prepareMountpoint(merged, m);
+      for (const m of c.mounts) {
+        try {
+          prepareMountpoint(merged, m);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === undefined || code === 'ENOSPC' || !/^E[A-Z]+$/.test(code)) throw err;
+          throw badRequest(`cannot make the mountpoint ${m.target} in container ${c.name}: ${code} (is a part of it a file in the image?)`);
+        }
+      }
     });
     this.store.containers.setState(c.id, 'mounted', target);
+    return target;
+  }
+
+  /**
+   * Where a container may be mounted: an existing empty directory that is not a mount point, has
+   * nothing mounted below it, and (for a target the client chose) is neither a system directory nor
+   * inside the storage root. strata's own dead mounts left there by a crash are cleared first; nothing
+   * else is ever unmounted. Returns the target with symlinks resolved.
+   */
+  private checkMountTarget(given: string, custom: boolean): string {
+    if (!custom) fs.mkdirSync(given, { recursive: true, mode: 0o755 });
+    clearStale(given);
+    let target: string;
+    try {
+      target = fs.realpathSync(given);
+    } catch {
+      throw badRequest(`mount target ${given} does not exist: create an empty directory first`);
+    }
+    if (!fs.statSync(target).isDirectory()) throw badRequest(`mount target ${given} is not a directory`);
+    if (custom) {
+      if (isSystemDir(target)) throw badRequest(`mount target ${given} is a system directory: pick an empty directory of your own`);
+      if (target === this.root.dir || target.startsWith(this.root.dir + '/')) throw badRequest(`mount target ${given} is inside the storage root ${this.root.dir}`);
+    }
+    const below = mountsAtOrBelow(target);
+    if (below.some((m) => m.mountPoint === target)) throw badRequest(`mount target ${given} is a mount point`);
+    if (below.length > 0) throw badRequest(`mount target ${given} has something mounted below it (${below[0].mountPoint})`);
+    if (custom && fs.readdirSync(target).length > 0) throw badRequest(`mount target ${given} is not empty`);
     return target;
   }
 
@@ -160,21 +210,44 @@ export class ContainerService {
     this.store.containers.setState(c.id, 'created');
   }
 
+  /**
+   * The empty mountpoints made for volumes and binds in the writable layer (relative paths): not
+   * changes of the container, so diff, commit and export leave them out, as docker does. `merged`:
+   * only those the image lacks (for a view of the whole root).
+   */
+  mountpointLeftovers(c: ContainerRow, merged = false): Set<string> {
+    const lowers = this.layers.lowerDirs(this.images.chain(c.imageId).map((l) => l.id));
+    return mountpointLeftovers(this.dirs(c.id).upper, lowers, c.mounts.map((m) => m.target), merged);
+  }
+
   /** `docker diff`: what the writable layer changed against the image. */
   diff(ref: string): Change[] {
     const c = this.resolve(ref);
     const lowers = this.layers.lowerDirs(this.images.chain(c.imageId).map((l) => l.id));
-    return layerChanges(this.dirs(c.id).upper, lowers);
+    const skip = this.mountpointLeftovers(c);
+    return layerChanges(this.dirs(c.id).upper, lowers).filter((ch) => !skip.has(ch.path.slice(1)));
+  }
+
+  /**
+   * Runs `fn` on the container while no mount, unmount, removal or commit of it runs (an export
+   * reads its writable layer throughout).
+   */
+  async exclusive<T>(ref: string, fn: (c: ContainerRow) => Promise<T>): Promise<T> {
+    const id = this.resolve(ref).id;
+    return this.locked(id, () => fn(this.resolve(id)));
   }
 
   /** The writable layer becomes a new layer on top of the image's chain, in a new image. */
   async commit(ref: string, req: CommitRequest): Promise<string> {
-    const c = this.resolve(ref);
+    return this.exclusive(ref, (c) => this.commitNow(c, req));
+  }
+
+  private async commitNow(c: ContainerRow, req: CommitRequest): Promise<string> {
     const image = this.images.resolve(c.imageId);
     const target = req.ref ? formatRef(parseRef(req.ref)) : undefined;
     const chain = this.images.chain(image.id).map((l) => l.id);
     const createdBy = req.createdBy ?? '';
-    const layer = await this.layers.create(chain[chain.length - 1] ?? null, { kind: 'upper', path: this.dirs(c.id).upper }, createdBy);
+    const layer = await this.layers.create(chain[chain.length - 1] ?? null, { kind: 'upper', path: this.dirs(c.id).upper, exclude: this.mountpointLeftovers(c) }, createdBy);
     const history = [
       ...image.history,
       { created: new Date().toISOString(), createdBy, comment: req.comment ?? '', emptyLayer: false, size: layer.size },
@@ -216,11 +289,28 @@ export class ContainerService {
   }
 
   list(all: boolean): ContainerSummary[] {
-    return this.store.containers.list(all).map((c) => this.summary(c));
+    const rows = this.truthful(this.store.containers.list(true));
+    return rows.filter((c) => all || c.state === 'mounted').map((c) => this.summary(c));
+  }
+
+  /**
+   * Rows as things are: a container recorded as mounted whose mount has left this namespace (an
+   * outside umount while another namespace still holds a copy) is not mounted; its unmount is
+   * finished in the background (which ends the FUSE connection and records the state).
+   */
+  private truthful(rows: ContainerRow[]): ContainerRow[] {
+    if (!rows.some((c) => c.state === 'mounted')) return rows;
+    const mounted = new Set(mountTable().map((m) => m.mountPoint));
+    return rows.map((c) => {
+      if (c.state !== 'mounted' || this.locks.has(c.id)) return c;
+      if (c.mountpoint !== null && this.mounts.isActive(c.id) && mounted.has(c.mountpoint)) return c;
+      this.unmount(c.id).catch((err) => this.log.warn({ container: c.id, err: String(err) }, 'unmount of a lost mount failed'));
+      return { ...c, state: 'created', mountpoint: null };
+    });
   }
 
   inspect(ref: string): ContainerInspect {
-    const c = this.resolve(ref);
+    const c = this.truthful([this.resolve(ref)])[0];
     const d = this.dirs(c.id);
     return {
       ...this.summary(c),
@@ -261,6 +351,14 @@ export class ContainerService {
   }
 }
 
+/** Directories a container is never mounted on: the host's own, and anything below the kernel's and the system's. */
+const SYSTEM_DIRS = new Set(['/', '/home', '/media', '/mnt', '/opt', '/root', '/srv', '/tmp', '/var', '/var/lib', '/var/log', '/var/tmp', '/var/cache', '/var/spool', '/var/mail', '/var/run', '/usr/local']);
+const SYSTEM_TREES = ['/bin', '/boot', '/dev', '/etc', '/lib', '/lib32', '/lib64', '/libx32', '/proc', '/run', '/sbin', '/sys', '/usr'];
+
+function isSystemDir(p: string): boolean {
+  return SYSTEM_DIRS.has(p) || SYSTEM_TREES.some((t) => p === t || p.startsWith(t + '/'));
+}
+
 /**
  * Creates the mountpoint of a volume or bind inside the merged root (in the
  * writable layer, as docker does) and fills an empty volume with what the image
@@ -270,10 +368,11 @@ function prepareMountpoint(merged: string, m: ContainerMount): void {
   const at = merged + m.target;
   const sourceIsDir = fs.statSync(m.resolvedSource).isDirectory();
   if (!fs.existsSync(at)) {
-    if (sourceIsDir) fs.mkdirSync(at, { recursive: true });
+    if (sourceIsDir) mkdirsWithMode(at, 0o755);
     else {
-      fs.mkdirSync(path.dirname(at), { recursive: true });
-      fs.writeFileSync(at, '');
+      mkdirsWithMode(path.dirname(at), 0o755);
+      fs.writeFileSync(at, '', { mode: 0o644 });
+      fs.chmodSync(at, 0o644);
     }
     return;
   }

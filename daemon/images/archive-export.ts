@@ -2,12 +2,9 @@
 // The root is assembled by a private read-only union of the container's writable layer over its
 // image's layers, mounted in a temp dir just for the export: the container's own mount (and the
 // volumes and binds inside it) is left alone, and volumes are not part of the export (as in docker).
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ArchiveError, packTree } from '../archive';
-import { ApiError, badRequest } from '../api/errors';
-import type { ExportResponse } from '../api/types-image-io';
+import { notUnder, packTree } from '../archive';
 import { Streamed } from '../api/server';
 import type { ContainerService } from '../containers/containers';
 import type { ContainerRow } from '../store/types';
@@ -20,7 +17,13 @@ async function withExportView<T>(d: ImageIoDeps, c: ContainerRow, fn: (root: str
   const upper = path.join(d.root.containerDir(c.id), 'upper');
   const lowers = [upper, ...d.layers.lowerDirs(d.images.chain(c.imageId).map((l) => l.id))];
   const mnt = d.root.tempDir('export');
-  const m = await startUnionMount(resolveConfig({ lowers }), mnt, { fsname: `strata-export-${c.id.slice(0, 12)}`, readOnly: true });
+  let m;
+  try {
+    m = await startUnionMount(resolveConfig({ lowers }), mnt, { fsname: `strata-export-${c.id.slice(0, 12)}`, readOnly: true });
+  } catch (err) {
+    fs.rmdirSync(mnt);
+    throw err;
+  }
   try {
     return await fn(mnt);
   } finally {
@@ -33,40 +36,18 @@ async function withExportView<T>(d: ImageIoDeps, c: ContainerRow, fn: (root: str
   }
 }
 
-/** `container export -o FILE`: written to a temp file beside FILE, renamed when complete. */
-export async function exportContainer(d: ImageIoDeps & { containers: ContainerService }, ref: string, output: string): Promise<ExportResponse> {
-  if (!path.isAbsolute(output)) throw badRequest(`output "${output}" must be an absolute path`);
-  const dir = path.dirname(output);
-  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw badRequest(`cannot write ${output}: directory ${dir} does not exist`);
-  if (fs.existsSync(output) && fs.statSync(output).isDirectory()) throw badRequest(`cannot write ${output}: it is a directory`);
-  const c = d.containers.resolve(ref);
-  const tmp = path.join(dir, `.${path.basename(output)}.strata-${randomBytes(4).toString('hex')}`);
-  await withExportView(d, c, async (root) => {
-    const out = fs.createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
-    try {
-      await new Promise<void>((resolve, reject) => {
-        out.once('open', () => resolve());
-        out.once('error', reject);
-      });
-      await packTree(root, out);
-      fs.renameSync(tmp, output);
-    } catch (err) {
-      out.destroy();
-      fs.rmSync(tmp, { force: true });
-      if (err instanceof ArchiveError) throw new ApiError(500, `cannot export ${c.name}: ${err.message}`);
-      throw err;
-    }
-  });
-  const size = fs.statSync(output).size;
-  d.log.info({ container: c.id, output, bytes: size }, 'container exported');
-  return { output, size };
-}
-
-/** `container export` to stdout: the tar is the response body (an error midway aborts it). */
+/**
+ * `container export`: the tar is the response body (an error midway aborts it); the client writes
+ * it where it wants. The empty mountpoints of volumes and binds are left out (as docker does).
+ */
 export function exportContainerStream(d: ImageIoDeps & { containers: ContainerService }, ref: string): Streamed {
-  const c = d.containers.resolve(ref); // unknown containers fail before any byte is sent
+  d.containers.resolve(ref); // unknown containers fail before any byte is sent
   return new Streamed(async (res) => {
-    const { size } = await withExportView(d, c, (root) => packTree(root, res));
+    // the container is not unmounted, removed or committed meanwhile
+    const { c, size } = await d.containers.exclusive(ref, async (c) => {
+      const keep = notUnder(d.containers.mountpointLeftovers(c, true));
+      return { c, ...(await withExportView(d, c, (root) => packTree(root, res, { keep }))) };
+    });
     d.log.info({ container: c.id, bytes: size }, 'container exported to the client');
   }, 'application/x-tar');
 }

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { CorruptArchiveError } from '../archive';
 import { TarReader } from '../archive/tar-reader';
+import { jsonErrorWhere } from '../util/json-error';
 
 const IN_MEMORY = 64 * 1024;
 const MAX_JSON = 16 * 1024 * 1024;
@@ -26,8 +27,8 @@ export class OuterArchive {
 
   private constructor(readonly tmp: string) {}
 
-  /** Reads the whole archive at `input` (path); blobs land in `tmp` (which the caller removes). */
-  static async read(input: string, tmp: string): Promise<OuterArchive> {
+  /** Reads the whole archive `input`; blobs land in `tmp` (which the caller removes). */
+  static async read(input: Readable, tmp: string): Promise<OuterArchive> {
     const a = new OuterArchive(tmp);
     const reader = await TarReader.open(input);
     let n = 0;
@@ -127,7 +128,7 @@ export class OuterArchive {
     try {
       return JSON.parse(b.toString('utf8'));
     } catch (err) {
-      throw new CorruptArchiveError(`${what} '${name}' is not valid JSON: ${(err as Error).message}`);
+      throw new CorruptArchiveError(`${what} '${name}' is not valid JSON: syntax error${jsonErrorWhere(err)}`);
     }
   }
 

@@ -1,7 +1,6 @@
 // Images: a config plus a chain of layers, named by references (name:tag).
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { badRequest, conflict, notFound } from '../api/errors';
+import type { Readable } from 'node:stream';
+import { conflict, notFound } from '../api/errors';
 import type { HistoryEntry, ImageConfig, ImageDeleteResponse, ImageInspect, ImageSummary, SystemDf } from '../api/types';
 import { formatRef, parseRef } from '../api/validate';
 import type { LayerStore } from '../layers/layer-store';
@@ -26,6 +25,21 @@ export class ImageService {
     private readonly log: Logger,
   ) {}
 
+  /** Images being read (save) by how many readers: not deleted meanwhile. */
+  private readonly readers = new Map<string, number>();
+
+  /** Runs `fn` while image `id` is kept from deletion (its layers are read). */
+  async reading<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    this.readers.set(id, (this.readers.get(id) ?? 0) + 1);
+    try {
+      return await fn();
+    } finally {
+      const n = (this.readers.get(id) ?? 1) - 1;
+      if (n > 0) this.readers.set(id, n);
+      else this.readers.delete(id);
+    }
+  }
+
   resolve(ref: string): ImageRow {
     const img = this.store.images.resolve(ref);
     if (img === undefined) throw notFound(`no such image: ${ref}`);
@@ -47,24 +61,11 @@ export class ImageService {
     return id;
   }
 
-  /** `strata image import`: a rootfs tarball (plain or gzip) or directory becomes a one-layer image. */
-  async import(source: string, ref: string): Promise<string> {
+  /** `strata image import`: a rootfs tarball (plain or gzip), streamed by the client, becomes a one-layer image. */
+  async import(input: Readable, ref: string, message: string): Promise<string> {
     const name = formatRef(parseRef(ref));
-    if (!path.isAbsolute(source)) throw badRequest(`import source "${source}" must be an absolute path`);
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(source);
-    } catch {
-      throw notFound(`import source ${source} does not exist`);
-    }
-    const layer = await this.layers.create(
-      null,
-      st.isDirectory() ? { kind: 'dir', path: source } : { kind: 'rootfs-tar', input: source },
-      '',
-    );
-    const history: HistoryRecord[] = [
-      { created: new Date().toISOString(), createdBy: '', comment: `Imported from ${path.basename(source)}`, emptyLayer: false, size: layer.size },
-    ];
+    const layer = await this.layers.create(null, { kind: 'rootfs-tar', input }, '');
+    const history: HistoryRecord[] = [{ created: new Date().toISOString(), createdBy: '', comment: message, emptyLayer: false, size: layer.size }];
     const id = this.commitImage({ config: emptyConfig(), layers: [layer.id], history, ref: name });
     this.log.info({ image: id, ref: name, layer: layer.id }, 'image imported');
     return id;
@@ -132,6 +133,7 @@ export class ImageService {
       }
       return out;
     }
+    if (this.readers.has(img.id)) throw conflict(`image ${ref} is being saved; remove it once that is done`);
     const chain = this.chain(img.id);
     for (const r of refs) out.untagged.push(r);
     this.store.images.delete(img.id);

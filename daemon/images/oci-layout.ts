@@ -169,13 +169,9 @@ class OuterWriter {
   }
 }
 
-/** Writes image `ref` to `output` (absolute path) as an OCI layout or docker-archive tar. */
-export async function saveImage(d: ImageIoDeps, ref: string, output: string, format: SaveFormat, progress: ProgressReporter = noProgress): Promise<SaveResponse> {
+/** Writes image `ref` to `out` (ended when complete) as an OCI layout or docker-archive tar. */
+export async function saveImage(d: ImageIoDeps, ref: string, out: Writable, format: SaveFormat, progress: ProgressReporter = noProgress): Promise<SaveResponse> {
   if (format !== 'oci-archive' && format !== 'docker-archive') throw badRequest(`unknown format "${String(format)}": use oci-archive or docker-archive`);
-  if (!path.isAbsolute(output)) throw badRequest(`output "${output}" must be an absolute path`);
-  const dir = path.dirname(output);
-  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw badRequest(`cannot write ${output}: directory ${dir} does not exist`);
-  if (fs.existsSync(output) && fs.statSync(output).isDirectory()) throw badRequest(`cannot write ${output}: it is a directory`);
   sweepOrphans(d.root, d.store);
 
   const img = d.images.resolve(ref);
@@ -203,16 +199,10 @@ export async function saveImage(d: ImageIoDeps, ref: string, output: string, for
 
   const created = Date.parse(img.created);
   const mtime = Number.isFinite(created) && created > 0 ? Math.floor(created / 1000) : 0;
-  const tmp = path.join(dir, `.${path.basename(output)}.strata-${randomBytes(4).toString('hex')}`);
-  const out = fs.createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
   const ow = new OuterWriter(out, mtime, progress);
   let manifestDigest: string | undefined;
   let size = 0;
   try {
-    await new Promise<void>((resolve, reject) => {
-      out.once('open', () => resolve());
-      out.once('error', reject);
-    });
     if (format === 'oci-archive') {
       await ow.file('oci-layout', JSON.stringify({ imageLayoutVersion: '1.0.0' }));
       await ow.dir('blobs');
@@ -273,16 +263,13 @@ export async function saveImage(d: ImageIoDeps, ref: string, output: string, for
       }
     }
     size = (await ow.w.finish(true)).bytes;
-    fs.renameSync(tmp, output);
   } catch (err) {
-    out.destroy();
-    fs.rmSync(tmp, { force: true });
     if (err instanceof ArchiveError) throw new ApiError(500, `cannot save ${ref}: ${err.message}`);
     throw err;
   }
   const layers: SavedLayer[] = plans.map((p) => ({ digest: p.diffId, diffId: p.diffId, size: p.size, original: p.source.kind !== 'pack' }));
-  d.log.info({ image: img.id, output, format, bytes: size }, 'image saved');
-  return { output, format, id: configDigest, refs, layers, config: configDigest, manifest: manifestDigest, size, warnings };
+  d.log.info({ image: img.id, format, bytes: size }, 'image saved');
+  return { format, id: configDigest, refs, layers, config: configDigest, manifest: manifestDigest, size, warnings };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -559,16 +546,8 @@ async function keepOriginal(d: ImageIoDeps, a: OuterArchive, l: LayerRef, layer:
   }
 }
 
-/** Loads every image of the archive at `input` (absolute path). All or nothing. */
-export async function loadImages(d: ImageIoDeps, input: string, progress: ProgressReporter = noProgress): Promise<LoadResponse> {
-  if (!path.isAbsolute(input)) throw badRequest(`input "${input}" must be an absolute path`);
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(input);
-  } catch {
-    throw notFound(`${input} does not exist`);
-  }
-  if (!st.isFile()) throw badRequest(`${input} is not a file`);
+/** Loads every image of the archive `input` (the client streams it). All or nothing. */
+export async function loadImages(d: ImageIoDeps, input: Readable, progress: ProgressReporter = noProgress): Promise<LoadResponse> {
   sweepOrphans(d.root, d.store);
 
   const tmp = d.root.tempDir('load');
@@ -674,7 +653,7 @@ export async function loadImages(d: ImageIoDeps, input: string, progress: Progre
     d.store.transaction(() => {
       for (const f of inserts) f();
     });
-    d.log.info({ input, format, images: results.map((r) => r.id) }, 'images loaded');
+    d.log.info({ format, images: results.map((r) => r.id) }, 'images loaded');
     return { format, images: results, warnings };
   } catch (err) {
     for (const id of [...createdLayers].reverse()) {
@@ -685,7 +664,7 @@ export async function loadImages(d: ImageIoDeps, input: string, progress: Progre
       }
     }
     for (const f of writtenFiles) fs.rmSync(f, { force: true });
-    if (err instanceof ArchiveError) throw badRequest(`cannot load ${input}: ${err.message}`);
+    if (err instanceof ArchiveError) throw badRequest(`cannot load the archive: ${err.message}`);
     throw err;
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });

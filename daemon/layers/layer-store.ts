@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { PassThrough, Transform, type Readable } from 'node:stream';
-import { extractLayer, importDirectory, packLayer } from '../archive';
+import { extractLayer, importDirectory, notUnder, packLayer } from '../archive';
 import type { Store } from '../store';
 import type { LayerRow } from '../store/types';
 import type { StorageRoot } from '../stratad/root';
@@ -20,13 +20,13 @@ export function chainId(parent: string | null, diffId: string): string {
  * - tar: a layer tar from elsewhere; its diff id is the digest of that tar.
  * - rootfs-tar / dir: a root filesystem to import; its diff id is the digest of
  *   our own canonical pack of it, so a later save reproduces it byte for byte.
- * - upper: a container's writable layer (commit).
+ * - upper: a container's writable layer (commit), less `exclude` (relative paths).
  */
 export type LayerSource =
   | { kind: 'tar'; input: Readable | string }
   | { kind: 'rootfs-tar'; input: Readable | string }
   | { kind: 'dir'; path: string }
-  | { kind: 'upper'; path: string; onBytes?: (n: number) => void };
+  | { kind: 'upper'; path: string; onBytes?: (n: number) => void; exclude?: ReadonlySet<string> };
 
 /** A layer extracted into a temp dir, not yet in the store. */
 export interface StagedLayer {
@@ -112,7 +112,7 @@ export class LayerStore {
               },
             })
           : new PassThrough();
-        const [packed] = await Promise.all([packLayer(source.path, pipe), extractLayer(pipe, dir)]);
+        const [packed] = await Promise.all([packLayer(source.path, pipe, { keep: source.exclude ? notUnder(source.exclude) : undefined }), extractLayer(pipe, dir)]);
         return packed;
       }
     }

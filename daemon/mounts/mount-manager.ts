@@ -2,7 +2,8 @@
 // bind mounts placed inside it. Tracks what is mounted and undoes it in order.
 import * as fs from 'node:fs';
 import * as native from '../../native-shims';
-import { isMounted, unmount } from '../fuse/mount';
+import { unmount } from '../fuse/mount';
+import { isDeadFuse, isStrataMount, mountsAtOrBelow, type MountEntry } from './mount-table';
 import type { Logger } from '../log';
 import { resolveConfig } from '../union/config';
 import { startUnionMount, type RunningMount } from './union-mount';
@@ -56,8 +57,6 @@ export class MountManager {
     binds: BindSpec[],
     prepare: (merged: string) => void,
   ): Promise<void> {
-    clearStale(target);
-    fs.mkdirSync(target, { recursive: true });
     // No redirects: a container's upper dir must hold every change by itself, as a layer (commit) needs.
     const cfg = resolveConfig({ lowers: layers.lowers, upper: layers.upper, work: layers.work, redirectDir: false });
     const union = await startUnionMount(cfg, target, { fsname: `strata-${id.slice(0, 12)}`, logLevel: this.workerLog.level, logFile: this.workerLog.file });
@@ -102,30 +101,25 @@ export class MountManager {
     this.log.info({ container: id, mountpoint: entry.union.mountpoint }, 'container unmounted');
   }
 
+  /** Every mount at once (shutdown): each unmount is bounded in time, so the whole is too. */
   async unmountAll(): Promise<void> {
-    for (const id of [...this.active.keys()]) {
-      await this.unmount(id).catch((err) => this.log.error({ container: id, err: String(err) }, 'unmount failed'));
-    }
+    await Promise.all([...this.active.keys()].map((id) => this.unmount(id).catch((err) => this.log.error({ container: id, err: String(err) }, 'unmount failed'))));
   }
 }
 
-/** Lazily unmounts whatever is mounted at or below `dir` (a crashed daemon's dead FUSE mounts). */
-export function clearStale(dir: string): string[] {
-  const target = dir.replace(/\/+$/, '');
-  const mounts = fs
-    .readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4])
-    .filter((p): p is string => p !== undefined)
-    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
-    .filter((p) => p === target || p.startsWith(target + '/'))
-    .sort((a, b) => b.length - a.length);
-  for (const p of mounts) {
+/**
+ * Clears what a crashed strata left at or below `dir`: strata's own FUSE mounts whose server is gone
+ * (lazily, with whatever is mounted on them). Nothing else is ever unmounted. Returns the mounts
+ * still at or below `dir` afterwards.
+ */
+export function clearStale(dir: string): MountEntry[] {
+  for (const m of mountsAtOrBelow(dir)) {
+    if (!isStrataMount(m) || !isDeadFuse(m.mountPoint)) continue;
     try {
-      unmount(p, true);
+      unmount(m.mountPoint, true);
     } catch {
       // already gone
     }
   }
-  return mounts.filter((p) => !isMounted(p));
+  return mountsAtOrBelow(dir);
 }

@@ -6,6 +6,8 @@ import { Worker } from 'node:worker_threads';
 import { MountError, isMounted, mountFuse, openFuseDevice, unmount } from '../fuse/mount';
 import type { WorkerInput, WorkerMessage } from '../fuse/worker';
 import type { UnionConfig } from '../union/config';
+import * as native from '../../native-shims';
+import { abortFuseConnection, isStrataMount, mountTable } from './mount-table';
 
 export interface UnionMountOptions {
   fsname?: string;
@@ -27,8 +29,40 @@ export interface RunningMount {
   passthrough: boolean;
   /** Resolves when the FUSE connection ends (unmounted). */
   done: Promise<void>;
-  /** Unmounts (lazily if busy) and waits for the worker to finish. */
+  /**
+   * Detaches the mount from this namespace (lazily when still busy after a short grace) and ends
+   * the FUSE connection: if a copy of the mount in another namespace keeps it alive, the connection
+   * is aborted (the copies then fail with ENOTCONN) rather than waited for. Bounded in time.
+   */
   unmount(): Promise<void>;
+}
+
+/** How long a busy mount gets before it is detached lazily, and a detached one before its connection is aborted. */
+const BUSY_GRACE_MS = 300;
+const END_GRACE_MS = 500;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function within(p: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)))]).finally(() => clearTimeout(timer));
+}
+
+/** umount2; while busy, retried for a short grace, then detached lazily. */
+async function detach(target: string): Promise<void> {
+  const deadline = Date.now() + BUSY_GRACE_MS;
+  for (;;) {
+    try {
+      native.umount2(target, 0);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EINVAL' || code === 'ENOENT') return; // not mounted (any more)
+      if (code !== 'EBUSY' || Date.now() >= deadline) break;
+    }
+    await sleep(25);
+  }
+  unmount(target, true);
 }
 
 const WORKER = path.join(__dirname, '..', 'fuse', 'worker.js');
@@ -95,13 +129,18 @@ export async function startUnionMount(cfg: UnionConfig, mountpoint: string, opts
     await worker.terminate();
     throw err;
   });
+  const conn = mountTable().filter((m) => m.mountPoint === target && isStrataMount(m)).pop()?.dev;
   return {
     mountpoint: target,
     passthrough: info.passthrough,
     done,
     async unmount() {
-      if (isMounted(target)) unmount(target);
-      await done;
+      if (isMounted(target)) await detach(target);
+      if (await within(done, END_GRACE_MS)) return;
+      // Still served: a copy of the mount lives in another mount namespace (or a lazy detach left users).
+      if (conn !== undefined) abortFuseConnection(conn);
+      if (await within(done, END_GRACE_MS)) return;
+      await within(worker.terminate().then(() => undefined), END_GRACE_MS);
     },
   };
 }

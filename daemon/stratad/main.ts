@@ -17,6 +17,8 @@ import { StorageRoot } from './root';
 
 const DEFAULT_ROOT = '/var/lib/strata';
 const DEFAULT_SOCKET = '/run/strata/strata.sock';
+/** SIGTERM to exit, at most (unmounts run in parallel, each bounded: mount-manager.ts). */
+const SHUTDOWN_LIMIT_MS = 4_500;
 
 const FS_NAMES: Record<number, string> = { 0xef53: 'extfs', 0x58465342: 'xfs', 0x9123683e: 'btrfs', 0x01021994: 'tmpfs', 0x2fc12fc1: 'zfs', 0x794c7630: 'overlayfs' };
 
@@ -103,8 +105,13 @@ async function main(): Promise<void> {
   const store = Store.open(root.database);
 
   // Leftovers of a crash: mounts of interrupted builds, temp dirs, half-written layers.
-  clearStale(root.tmp);
-  for (const e of fs.readdirSync(root.tmp)) fs.rmSync(path.join(root.tmp, e), { recursive: true, force: true });
+  const stillMounted = clearStale(root.tmp).map((m) => m.mountPoint);
+  for (const e of fs.readdirSync(root.tmp)) {
+    const p = path.join(root.tmp, e);
+    // never remove through a mount that could not be cleared (it is not ours)
+    if (stillMounted.some((m) => m === p || m.startsWith(p + '/'))) log.warn({ path: p }, 'left in tmp: something is mounted there');
+    else fs.rmSync(p, { recursive: true, force: true });
+  }
   const layers = new LayerStore(root, store);
   const swept = layers.sweepIncomplete();
   if (swept.length) log.warn({ layers: swept }, 'removed incomplete layers');
@@ -124,23 +131,41 @@ async function main(): Promise<void> {
   const router = buildRouter({ root, store, images, containers, volumes, mounts, layers, log, version: version(), backingFilesystem: FS_NAMES[fsType] ?? `0x${fsType.toString(16)}`, certsDir: path.resolve(argv['certs-dir']), insecureRegistries: argv['insecure-registry'].map(String) });
   const server = createApiServer(router, log);
   await listenPrivately(server, socket, log);
-  log.info({ root: root.dir, socket, pid: process.pid }, 'stratad ready');
+  log.info({ root: root.dir, socket }, 'stratad ready'); // pino adds pid itself
 
   let stopping = false;
-  const stop = async (signal: string) => {
+  const stop = async (reason: string, code: number) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'stopping');
+    // Whatever happens below, the process ends within a bound: a daemon that cannot finish
+    // stopping must not linger holding the root's lock.
+    setTimeout(() => {
+      log.error({ reason }, 'shutdown took too long; exiting');
+      process.exit(code || 1);
+    }, SHUTDOWN_LIMIT_MS).unref();
+    log.info({ reason }, 'stopping');
     server.close();
+    server.closeAllConnections();
     await mounts.unmountAll();
     store.close();
     root.close();
     fs.rmSync(socket, { force: true });
     log.info('stopped');
-    process.exit(0);
+    process.exit(code);
   };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM', 0));
+  process.on('SIGINT', () => void stop('SIGINT', 0));
+  // A daemon that can no longer serve exits (unmounting what it can) so that it can be restarted.
+  const fatal = (what: string) => (err: unknown) => {
+    log.fatal({ err: err instanceof Error ? err.stack : String(err) }, what);
+    void stop(what, 70);
+  };
+  process.on('uncaughtException', fatal('uncaught exception'));
+  process.on('unhandledRejection', fatal('unhandled rejection'));
+  server.on('error', fatal('API server error'));
+  server.on('close', () => {
+    if (!stopping) fatal('API server closed')(new Error('the listening socket was closed'));
+  });
 }
 
 main().catch((err: Error) => {

@@ -24,7 +24,9 @@ export class StorageRoot {
 
   /** Creates the layout and takes the exclusive lock (fails if another stratad holds it). */
   open(): void {
-    fs.mkdirSync(this.dir, { recursive: true, mode: 0o711 });
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    // Private to root whatever the umask or an older strata left (as /var/lib/docker is).
+    fs.chmodSync(this.dir, 0o700);
     const lockPath = path.join(this.dir, 'stratad.lock');
     const fd = fs.openSync(lockPath, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
     if (native.flock(fd, native.LOCK_EX | native.LOCK_NB) !== 0) {
@@ -35,7 +37,15 @@ export class StorageRoot {
     fs.ftruncateSync(fd, 0);
     fs.writeSync(fd, `${process.pid}\n`, 0);
     this.lockFd = fd;
-    for (const d of [this.layers, this.containers, this.volumes, this.tmp]) fs.mkdirSync(d, { recursive: true, mode: 0o700 });
+    for (const d of [this.layers, this.containers, this.volumes, this.tmp]) {
+      fs.mkdirSync(d, { recursive: true, mode: 0o700 });
+      fs.chmodSync(d, 0o700);
+    }
+    // SQLite gives the WAL and shm files the database file's mode: create it 0600 first.
+    fs.closeSync(fs.openSync(this.database, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600));
+    for (const f of [this.database, this.database + '-wal', this.database + '-shm']) {
+      if (fs.existsSync(f)) fs.chmodSync(f, 0o600);
+    }
   }
 
   close(): void {

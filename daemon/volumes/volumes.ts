@@ -10,6 +10,7 @@ import type { Store } from '../store';
 import type { VolumeRow } from '../store/types';
 import type { StorageRoot } from '../stratad/root';
 import { diskUsage } from '../util/disk-usage';
+import { mkdirsWithMode } from '../util/mkdirs';
 
 export class VolumeService {
   constructor(
@@ -27,7 +28,7 @@ export class VolumeService {
       // The local driver here keeps plain directories; mount options would need a device.
       throw conflict(`volume option ${k}=${v} is not supported by the local driver in strata`);
     }
-    fs.mkdirSync(this.root.volumeData(name), { recursive: true, mode: 0o755 });
+    mkdirsWithMode(this.root.volumeData(name), 0o755);
     const row = this.store.volumes.insert({ name, labels: req.labels ?? {}, options: {}, anonymous });
     this.log.info({ volume: name, anonymous }, 'volume created');
     return this.present(row);

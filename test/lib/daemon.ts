@@ -106,10 +106,23 @@ function cliCommand(d: { socket: string }, args: string[], opts: CliOptions): [s
  * Start `bin/stratad --root R --socket S --log-level warn` in a fresh workspace (/tmp/strata-test/<label>-...)
  * and wait until /_ping answers. Teardown: SIGTERM, SIGKILL after 10 s, then lazily unmount anything left.
  */
-export async function startDaemon(t: TestLike, opts: { label?: string; extraArgs?: string[] } = {}): Promise<Daemon> {
+export async function startDaemon(
+  t: TestLike,
+  opts: {
+    label?: string;
+    extraArgs?: string[];
+    logLevel?: string;
+    /** storage root (default WS/root) */
+    root?: string;
+    /** run under this umask (octal text) */
+    umask?: string;
+    /** extra environment of the daemon */
+    env?: Record<string, string>;
+  } = {},
+): Promise<Daemon> {
   hookExit();
   const ws = makeWorkspace(t, opts.label ?? 'daemon');
-  const root = path.join(ws, 'root');
+  const root = opts.root ?? path.join(ws, 'root');
   const socket = path.join(ws, 'strata.sock');
   const logFile = path.join(ws, 'stratad.log');
   let proc: ChildProcess | null = null;
@@ -119,7 +132,8 @@ export async function startDaemon(t: TestLike, opts: { label?: string; extraArgs
   const start = async (): Promise<void> => {
     const fd = fs.openSync(logFile, 'a');
     // env -i and sh both exec: the pid is the daemon's
-    const [cmd, argv] = cleanEnv([STRATAD(), '--root', root, '--socket', socket, '--log-level', 'warn', ...(opts.extraArgs ?? [])]);
+    const daemonCmd = [STRATAD(), '--root', root, '--socket', socket, '--log-level', opts.logLevel ?? 'warn', ...(opts.extraArgs ?? [])];
+    const [cmd, argv] = cleanEnv(opts.umask !== undefined ? ['sh', '-c', `umask ${opts.umask} && exec "$@"`, 'sh', ...daemonCmd] : daemonCmd, opts.env);
     const p = spawn(cmd, argv, { stdio: ['ignore', fd, fd] });
     fs.closeSync(fd);
     proc = p;

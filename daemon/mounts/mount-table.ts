@@ -1,0 +1,73 @@
+// This mount namespace's mount table (/proc/self/mountinfo), and the FUSE connection control files
+// (/sys/fs/fuse/connections/N/abort) that end a connection whatever still holds it.
+import * as fs from 'node:fs';
+import * as native from '../../native-shims';
+
+export interface MountEntry {
+  mountPoint: string;
+  fsType: string;
+  source: string;
+  /** Kernel device number of the mounted filesystem (for FUSE: the connection number). */
+  dev: number;
+}
+
+const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+
+export function mountTable(): MountEntry[] {
+  const out: MountEntry[] = [];
+  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const f = line.split(' ');
+    const sep = f.indexOf('-');
+    if (f.length < 5 || sep < 0) continue;
+    const [major, minor] = f[2].split(':').map(Number);
+    out.push({ mountPoint: unescape(f[4]), fsType: f[sep + 1] ?? '', source: unescape(f[sep + 2] ?? ''), dev: major * 2 ** 20 + minor });
+  }
+  return out;
+}
+
+/** Mounts at `dir` or below it, deepest first. */
+export function mountsAtOrBelow(dir: string, table = mountTable()): MountEntry[] {
+  const d = dir.replace(/\/+$/, '') || '/';
+  return table
+    .filter((m) => m.mountPoint === d || d === '/' || m.mountPoint.startsWith(d + '/'))
+    .sort((a, b) => b.mountPoint.length - a.mountPoint.length);
+}
+
+/** strata's own union mounts (stratad's containers and exports, strata-mount): fuse.strata. */
+export function isStrataMount(m: MountEntry): boolean {
+  return m.fsType === 'fuse.strata';
+}
+
+/** A FUSE mount whose server is gone: every access fails with ENOTCONN. */
+export function isDeadFuse(mountPoint: string): boolean {
+  try {
+    fs.statSync(mountPoint);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOTCONN';
+  }
+}
+
+const CONNECTIONS = '/sys/fs/fuse/connections';
+
+/**
+ * Aborts FUSE connection `dev`: requests in flight and later ones fail with ENOTCONN, in every
+ * mount namespace that still holds a copy of the mount, and the server's reads end. Mounts the
+ * fusectl filesystem first when the host has not (as systemd would have).
+ */
+export function abortFuseConnection(dev: number): boolean {
+  const file = `${CONNECTIONS}/${dev}/abort`;
+  if (!fs.existsSync(file) && fs.existsSync(CONNECTIONS) && fs.readdirSync(CONNECTIONS).length === 0) {
+    try {
+      native.mount('fusectl', CONNECTIONS, 'fusectl', 0, '');
+    } catch {
+      // not permitted or already there
+    }
+  }
+  try {
+    fs.writeFileSync(file, '1');
+    return true;
+  } catch {
+    return false;
+  }
+}
