@@ -103,6 +103,16 @@ interface NativeShims {
   readInto(fd: number, buf: Buffer): number;
   /** write(2) of buf[0, len) without throwing: bytes written, or -errno. */
   writeFrom(fd: number, buf: Buffer, len: number): number;
+  /** epoll_create1(EPOLL_CLOEXEC): the fd, or -errno. */
+  epollCreate(): number;
+  /** epoll_ctl with data.fd = fd: 0, or -errno. */
+  epollCtl(epfd: number, op: number, fd: number, events: number): number;
+  /** epoll_wait into buf as (u32 events, i32 fd) pairs (at most 64): the number of pairs, or -errno. */
+  epollWait(epfd: number, buf: Buffer, timeoutMs: number): number;
+  /** eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK): the fd, or -errno. */
+  eventfd(): number;
+  /** fcntl with an integer argument: its result, or -errno. */
+  fcntl(fd: number, cmd: number, arg: number): number;
 }
 
 // This file runs both compiled (dist/native-shims/index.js) and from source
@@ -181,6 +191,19 @@ export const flock: NativeShims['flock'] = native.flock;
 /** read(2) without throwing: bytes read, or -errno (the FUSE loop's read, where ENOENT and ENODEV are routine). */
 export const readInto: NativeShims['readInto'] = native.readInto;
 export const writeFrom: NativeShims['writeFrom'] = native.writeFrom;
+export const epollCreate: NativeShims['epollCreate'] = native.epollCreate;
+export const epollCtl: NativeShims['epollCtl'] = native.epollCtl;
+export const epollWait: NativeShims['epollWait'] = native.epollWait;
+export const eventfd: NativeShims['eventfd'] = native.eventfd;
+export const fcntl: NativeShims['fcntl'] = native.fcntl;
+export const F_GETFL = 3;
+export const F_SETFL = 4;
+export const O_NONBLOCK = 0o4000;
+export const EPOLL_CTL_ADD = 1;
+export const EPOLL_CTL_DEL = 2;
+export const EPOLLIN = 0x001;
+export const EPOLLERR = 0x008;
+export const EPOLLHUP = 0x010;
 export const LOCK_SH = 1;
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;

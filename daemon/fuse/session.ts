@@ -1,6 +1,6 @@
-// The FUSE request loop: a blocking read on /dev/fuse, one request at a time,
-// decoded in place, handed to the filesystem, and answered with one write.
-// It runs in a worker thread so the blocking calls never stall an event loop.
+// One FUSE connection: a request read from /dev/fuse (non-blocking, when the engine
+// thread's epoll says the fd is readable), decoded in place, handed to the filesystem,
+// and answered with one write. Engine threads (engine-thread.ts) serve many sessions.
 import * as os from 'node:os';
 import * as native from '../../native-shims';
 import {
@@ -82,11 +82,24 @@ export function errnoOf(err: unknown): number {
   return 0;
 }
 
+/** Request and reply buffers: one pair per thread, shared by the sessions it serves one request at a time. */
+export interface SessionBuffers {
+  inBuf: Buffer;
+  outBuf: Buffer;
+}
+
+export function newSessionBuffers(): SessionBuffers {
+  return { inBuf: Buffer.allocUnsafe(READ_BUFFER_SIZE), outBuf: Buffer.allocUnsafe(MAX_WRITE + 4096) };
+}
+
+/** What one non-blocking read brought: a request served, nothing pending, or the end of the connection. */
+export type ServeResult = 'served' | 'idle' | 'ended';
+
 export class FuseSession implements FuseChannel {
-  private readonly inBuf = Buffer.allocUnsafe(READ_BUFFER_SIZE);
-  private readonly outBuf = Buffer.allocUnsafe(MAX_WRITE + 4096);
+  private readonly inBuf: Buffer;
+  private readonly outBuf: Buffer;
   /** Notifications are written from inside request handlers, so they get their own buffer. */
-  private notifyBuf = Buffer.allocUnsafe(64 * 1024);
+  private notifyBuf = Buffer.allocUnsafe(0); // grown on first use: most mounts never notify much
   private readonly ctx: RequestContext = { uid: 0, gid: 0, pid: 0 };
   private uniqueLo = 0;
   private uniqueHi = 0;
@@ -101,7 +114,15 @@ export class FuseSession implements FuseChannel {
     private readonly fd: number,
     private readonly fs: FuseFilesystem,
     private readonly opts: SessionOptions,
-  ) {}
+    buffers: SessionBuffers = newSessionBuffers(),
+  ) {
+    this.inBuf = buffers.inBuf;
+    this.outBuf = buffers.outBuf;
+  }
+
+  get deviceFd(): number {
+    return this.fd;
+  }
 
   openBacking(fd: number): number {
     return native.fuseBackingOpen(this.fd, fd);
@@ -119,23 +140,31 @@ export class FuseSession implements FuseChannel {
     this.opts.log?.(level, msg, fields);
   }
 
-  /** Serve until the filesystem is unmounted (read fails with ENODEV). */
-  run(): void {
-    while (!this.stopped) {
-      const n = native.readInto(this.fd, this.inBuf);
-      if (n < 0) {
-        const errno = -n;
-        // ENOENT: the request was interrupted before we read it.
-        if (errno === E.ENOENT || errno === E.EINTR || errno === E.EAGAIN) continue;
-        if (errno === E.ENODEV) break;
-        throw new FuseError(errno, `read from /dev/fuse failed: errno ${errno}`);
-      }
-      if (n < IN_HEADER_SIZE) {
-        this.log('error', 'short read from /dev/fuse', { bytes: n });
-        continue;
-      }
-      this.dispatch(n);
+  /**
+   * Reads and serves one request; the fd is non-blocking. 'ended' once the filesystem is
+   * unmounted (read fails with ENODEV); then call end().
+   */
+  serveOne(): ServeResult {
+    if (this.stopped) return 'ended';
+    const n = native.readInto(this.fd, this.inBuf);
+    if (n < 0) {
+      const errno = -n;
+      // ENOENT: the request was interrupted before we read it.
+      if (errno === E.EAGAIN || errno === E.ENOENT || errno === E.EINTR) return 'idle';
+      if (errno === E.ENODEV) return 'ended';
+      throw new FuseError(errno, `read from /dev/fuse failed: errno ${errno}`);
     }
+    if (n < IN_HEADER_SIZE) {
+      this.log('error', 'short read from /dev/fuse', { bytes: n });
+      return 'served';
+    }
+    this.dispatch(n);
+    return this.stopped ? 'ended' : 'served';
+  }
+
+  /** The connection is over: logs the request counts and lets the filesystem release what it holds. */
+  end(): void {
+    this.stopped = true;
     const byOp: Record<string, number> = {};
     this.counts.forEach((c, op) => {
       if (c > 0) byOp[op] = c;

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { resolveConfig } from '../union/config';
-import { startUnionMount } from '../mounts/union-mount';
+import { configureEngine, startUnionMount } from '../mounts/union-mount';
 import { parseMountArgs, UsageError, type MountCommand } from './options';
 
 const USAGE = `usage: strata-mount -o lowerdir=L1[:L2...][,upperdir=U,workdir=W][,opts] MOUNTPOINT
@@ -22,6 +22,8 @@ function version(): string {
 /** Serves the mount in this process; reports readiness to `report`. */
 async function serve(cmd: MountCommand, report: (msg: string) => void): Promise<never> {
   const cfg = resolveConfig({ lowers: cmd.lowers, upper: cmd.upper, work: cmd.work, ...cmd.union });
+  // The daemon's engine, with one thread: this process serves one mount.
+  configureEngine({ threads: 1, logLevel: cmd.mount.logLevel, logFile: cmd.mount.logFile });
   const mount = await startUnionMount(cfg, cmd.mountpoint, cmd.mount);
   const stop = () => {
     mount.unmount().catch(() => process.exit(1));

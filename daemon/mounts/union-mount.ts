@@ -1,10 +1,9 @@
-// Runs one union filesystem: /dev/fuse opened here, the FUSE loop and the union
-// in a worker thread, mount(2) from this thread. Used by strata-mount and stratad.
+// Runs one union filesystem: /dev/fuse opened and mount(2) here, the union served by the
+// process's FUSE engine (a shared pool of threads). Used by strata-mount and stratad.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { MountError, isMounted, mountFuse, openFuseDevice, unmount } from '../fuse/mount';
-import type { WorkerInput, WorkerMessage } from '../fuse/worker';
+import { FuseEngine, type ConnectionSpec, type EngineOptions } from '../fuse/engine';
 import type { UnionConfig } from '../union/config';
 import * as native from '../../native-shims';
 import { abortFuseConnection, isStrataMount, mountTable } from './mount-table';
@@ -65,7 +64,21 @@ async function detach(target: string): Promise<void> {
   unmount(target, true);
 }
 
-const WORKER = path.join(__dirname, '..', 'fuse', 'worker.js');
+let engine: FuseEngine | undefined;
+
+/** Sets up the engine that serves this process's mounts (before the first mount; once). */
+export function configureEngine(opts: EngineOptions): FuseEngine {
+  if (engine) throw new Error('the FUSE engine is already running');
+  engine = new FuseEngine(opts);
+  return engine;
+}
+
+/** The engine serving this process's mounts; started with defaults (and the first mount's log settings) if not configured. */
+export function fuseEngine(defaults: EngineOptions = {}): FuseEngine {
+  engine ??= new FuseEngine(defaults);
+  return engine;
+}
+
 const UNION_MODULE = path.join(__dirname, '..', 'union', 'index.js');
 
 export async function startUnionMount(cfg: UnionConfig, mountpoint: string, opts: UnionMountOptions = {}): Promise<RunningMount> {
@@ -78,38 +91,13 @@ export async function startUnionMount(cfg: UnionConfig, mountpoint: string, opts
   }
   if (!st.isDirectory()) throw new MountError(`mountpoint ${mountpoint} is not a directory`);
   const devFd = openFuseDevice();
-  const input: WorkerInput = {
+  const spec: ConnectionSpec = {
     devFd,
     module: UNION_MODULE,
     config: cfg,
     passthrough: opts.passthrough ?? process.geteuid?.() === 0,
     posixAcl: opts.posixAcl,
-    logLevel: opts.logLevel,
-    logFile: opts.logFile,
   };
-  const worker = new Worker(WORKER, { workerData: input });
-  let readyResolve!: (v: { passthrough: boolean }) => void;
-  let readyReject!: (e: Error) => void;
-  const ready = new Promise<{ passthrough: boolean }>((res, rej) => {
-    readyResolve = res;
-    readyReject = rej;
-  });
-  const done = new Promise<void>((resolve) => {
-    worker.on('message', (m: WorkerMessage) => {
-      if (m.type === 'ready') readyResolve({ passthrough: m.passthrough });
-      else if (m.type === 'error') readyReject(new MountError(m.message));
-    });
-    worker.on('error', (err) => readyReject(err));
-    worker.on('exit', () => {
-      readyReject(new MountError('filesystem worker exited before the mount was ready'));
-      try {
-        fs.closeSync(devFd);
-      } catch {
-        // already closed
-      }
-      resolve();
-    });
-  });
   try {
     mountFuse(devFd, target, {
       fsname: opts.fsname ?? 'strata',
@@ -121,13 +109,17 @@ export async function startUnionMount(cfg: UnionConfig, mountpoint: string, opts
       noexec: opts.noexec,
     });
   } catch (err) {
-    await worker.terminate();
+    fs.closeSync(devFd);
     throw err;
   }
-  const info = await ready.catch(async (err: Error) => {
+  // Only after mount(2): until then the fd has no connection and polls as an error.
+  const served = fuseEngine({ logLevel: opts.logLevel, logFile: opts.logFile }).serve(spec);
+  const done = served.ended;
+  const info = await served.ready.catch(async (err: Error) => {
     if (isMounted(target)) unmount(target, true);
-    await worker.terminate();
-    throw err;
+    served.detach();
+    await done;
+    throw new MountError(err.message);
   });
   const conn = mountTable().filter((m) => m.mountPoint === target && isStrataMount(m)).pop()?.dev;
   return {
@@ -140,7 +132,8 @@ export async function startUnionMount(cfg: UnionConfig, mountpoint: string, opts
       // Still served: a copy of the mount lives in another mount namespace (or a lazy detach left users).
       if (conn !== undefined) abortFuseConnection(conn);
       if (await within(done, END_GRACE_MS)) return;
-      await within(worker.terminate().then(() => undefined), END_GRACE_MS);
+      served.detach();
+      await within(done, END_GRACE_MS);
     },
   };
 }

@@ -1,7 +1,8 @@
 // stratad: the strata daemon. Owns the storage root, serves the API on a Unix
-// socket, and runs every container's union mount in its own worker thread.
+// socket, and serves every container's union mount from one pool of FUSE threads.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import yargs from 'yargs';
 import { buildRouter } from '../api/routes';
@@ -11,6 +12,7 @@ import { ImageService } from '../images/images';
 import { LayerStore } from '../layers/layer-store';
 import { createLogger, type Logger } from '../log';
 import { MountManager, clearStale } from '../mounts/mount-manager';
+import { configureEngine } from '../mounts/union-mount';
 import { Store } from '../store';
 import { VolumeService } from '../volumes/volumes';
 import { StorageRoot } from './root';
@@ -95,11 +97,17 @@ async function main(): Promise<void> {
     .option('log-file', { type: 'string', describe: 'also write logs here (JSON lines)' })
     .option('insecure-registry', { type: 'string', array: true, default: [] as string[], describe: 'HOST[:PORT] reached over plain HTTP or unverified TLS (repeatable)' })
     .option('certs-dir', { type: 'string', default: process.env.STRATA_CERTS_DIR ?? '/etc/strata/certs.d', describe: 'per-registry CA files: DIR/<host[:port]>/*.crt (env STRATA_CERTS_DIR)' })
+    .option('fuse-threads', { type: 'number', default: os.availableParallelism(), describe: 'threads serving all FUSE mounts (default: the number of CPUs)' })
+    .check((a) => {
+      if (!Number.isInteger(a['fuse-threads']) || a['fuse-threads'] < 1 || a['fuse-threads'] > 256) throw new Error(`--fuse-threads must be an integer from 1 to 256, not ${a['fuse-threads']}`);
+      return true;
+    })
     .version(version())
     .strict()
     .parseSync();
 
   const log = createLogger('stratad', { level: argv['log-level'], file: argv['log-file'] });
+  configureEngine({ threads: argv['fuse-threads'], logLevel: argv['log-level'], logFile: argv['log-file'] });
   const root = new StorageRoot(path.resolve(argv.root));
   root.open();
   const store = Store.open(root.database);

@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -853,6 +855,70 @@ static napi_value js_write_from(napi_env env, napi_callback_info info) {
   return ret_int32(env, n >= 0 ? (int32_t)n : -errno);
 }
 
+/* ---------- event waiting (the FUSE engine's threads wait on many /dev/fuse fds) ---------- */
+
+/* epoll_create1(EPOLL_CLOEXEC): the fd, or -errno. */
+static napi_value js_epoll_create(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fd = epoll_create1(EPOLL_CLOEXEC);
+  return ret_int32(env, fd >= 0 ? fd : -errno);
+}
+
+/* epoll_ctl(epfd, op, fd, {events, data.fd = fd}): 0, or -errno. */
+static napi_value js_epoll_ctl(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  int32_t epfd, op, fd;
+  uint32_t events;
+  if (!get_args(env, info, 4, argv)) return NULL;
+  if (!arg_i32(env, argv[0], 1, &epfd) || !arg_i32(env, argv[1], 2, &op) || !arg_i32(env, argv[2], 3, &fd) ||
+      !arg_u32(env, argv[3], 4, &events))
+    return NULL;
+  struct epoll_event ev = {.events = events, .data = {.fd = fd}};
+  return ret_int32(env, epoll_ctl(epfd, op, fd, &ev) == 0 ? 0 : -errno);
+}
+
+/* epoll_wait into a Buffer of (u32 events, i32 fd) pairs: the number of pairs, or -errno. */
+static napi_value js_epoll_wait(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int32_t epfd, timeout;
+  void *data;
+  size_t len;
+  if (!get_args(env, info, 3, argv) || !fd_and_buffer(env, argv, &epfd, &data, &len)) return NULL;
+  if (!arg_i32(env, argv[2], 3, &timeout)) return NULL;
+  struct epoll_event evs[64];
+  int max = (int)(len / 8);
+  if (max > 64) max = 64;
+  if (max < 1) {
+    napi_throw_range_error(env, NULL, "argument 2 must hold at least one event (8 bytes)");
+    return NULL;
+  }
+  int n = epoll_wait(epfd, evs, max, timeout);
+  if (n < 0) return ret_int32(env, -errno);
+  uint32_t *out = data;
+  for (int i = 0; i < n; i++) {
+    out[2 * i] = evs[i].events;
+    out[2 * i + 1] = (uint32_t)evs[i].data.fd;
+  }
+  return ret_int32(env, n);
+}
+
+/* eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK): the fd, or -errno. */
+static napi_value js_eventfd(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  return ret_int32(env, fd >= 0 ? fd : -errno);
+}
+
+/* fcntl(fd, cmd, arg) with an integer argument: its result, or -errno. */
+static napi_value js_fcntl(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int32_t fd, cmd, arg;
+  if (!get_args(env, info, 3, argv)) return NULL;
+  if (!arg_i32(env, argv[0], 1, &fd) || !arg_i32(env, argv[1], 2, &cmd) || !arg_i32(env, argv[2], 3, &arg)) return NULL;
+  int r = fcntl(fd, cmd, arg);
+  return ret_int32(env, r >= 0 ? r : -errno);
+}
+
 /* ---------- module ---------- */
 
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_default, NULL}
@@ -888,6 +954,11 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("flock", js_flock),
       FN("readInto", js_read_into),
       FN("writeFrom", js_write_from),
+      FN("epollCreate", js_epoll_create),
+      FN("epollCtl", js_epoll_ctl),
+      FN("epollWait", js_epoll_wait),
+      FN("eventfd", js_eventfd),
+      FN("fcntl", js_fcntl),
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;
