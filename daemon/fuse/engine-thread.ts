@@ -3,6 +3,7 @@
 // served and answered before the next readiness event is looked at. The engine (engine.ts)
 // hands connections over by message, and wakes this thread through an eventfd it also waits on.
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as native from '../../native-shims';
 import { FuseSession, newSessionBuffers } from './session';
@@ -147,6 +148,8 @@ function main(): void {
       }
     }
   }
+  fs.closeSync(epfd);
+  process.exit(0); // in a worker: ends this thread only
 }
 
 main();

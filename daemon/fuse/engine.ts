@@ -1,7 +1,8 @@
 // The FUSE engine: a small fixed pool of threads (engine-thread.ts) that serves every
 // FUSE connection of the process. A connection costs its fd and its filesystem's state in
 // the thread that serves it, never a thread of its own. Threads start as connections
-// arrive, up to the pool size; each connection goes to the thread serving the fewest.
+// arrive, up to the pool size; each connection goes to the thread serving the fewest; a
+// thread left with nothing to serve ends (an idle engine holds no thread and no fd).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -62,12 +63,12 @@ export class FuseEngine {
 
   /** Stops every thread (connections left are no longer read; the process is ending). */
   stop(): void {
-    for (const t of this.threads) if (t.alive) this.send(t, { type: 'quit' });
+    for (const t of this.threads) this.send(t, { type: 'quit' });
   }
 
   /** Threads running now and the connections they serve. */
   stats(): { threads: number; connections: number } {
-    return { threads: this.threads.filter((t) => t.alive).length, connections: this.conns.size };
+    return { threads: this.threads.length, connections: this.conns.size };
   }
 
   /** Serves a mounted /dev/fuse fd; the engine closes it when serving ends. */
@@ -82,7 +83,6 @@ export class FuseEngine {
     ready.catch(() => undefined); // the caller may only await `ended`
     this.conns.set(id, conn);
     thread.served.add(id);
-    thread.worker.ref();
     this.send(thread, { type: 'attach', id, ...spec });
     return {
       ready,
@@ -99,9 +99,8 @@ export class FuseEngine {
   }
 
   private pick(): EngineThread {
-    const live = this.threads.filter((t) => t.alive);
-    if (live.length < this.size) return this.spawn();
-    return live.reduce((a, b) => (b.served.size < a.served.size ? b : a));
+    if (this.threads.length < this.size) return this.spawn();
+    return this.threads.reduce((a, b) => (b.served.size < a.served.size ? b : a));
   }
 
   private spawn(): EngineThread {
@@ -114,19 +113,26 @@ export class FuseEngine {
     worker.on('message', (m: EngineEvent) => this.onEvent(t, m));
     const lost = (why: string) => {
       if (!t.alive) return;
-      t.alive = false;
+      this.retire(t);
       for (const id of [...t.served]) {
         this.conns.get(id)?.readyReject(new Error(`FUSE engine thread ${why}`));
         this.finish(t, id);
       }
-      port1.close();
-      fs.closeSync(wakeFd);
-      this.threads.splice(this.threads.indexOf(t), 1);
     };
     worker.on('error', (err) => lost(`failed: ${err.message}`));
-    worker.on('exit', (code) => lost(`exited (${code})`));
+    worker.on('exit', (code) => {
+      lost(`exited (${code})`);
+      port1.close();
+      fs.closeSync(wakeFd);
+    });
     this.threads.push(t);
     return t;
+  }
+
+  /** Out of the pool: new connections go elsewhere. */
+  private retire(t: EngineThread): void {
+    t.alive = false;
+    this.threads.splice(this.threads.indexOf(t), 1);
   }
 
   private onEvent(t: EngineThread, m: EngineEvent): void {
@@ -148,8 +154,10 @@ export class FuseEngine {
     } catch {
       // already closed
     }
-    // An engine with nothing to serve does not keep the process alive.
-    if (t.served.size === 0) t.worker.unref();
+    if (t.served.size === 0 && t.alive) {
+      this.retire(t);
+      this.send(t, { type: 'quit' });
+    }
     conn.endedResolve();
   }
 }

@@ -64,6 +64,7 @@ export function runAsync(cmd: string, args: string[], opts: { input?: string; ti
     let stderr = '';
     p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
     p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    p.stdin.on('error', () => undefined); // EPIPE: the program exited without reading its input
     p.stdin.end(opts.input ?? '');
     const timer = setTimeout(() => p.kill('SIGKILL'), opts.timeout ?? 180_000);
     p.on('error', (err) => {
