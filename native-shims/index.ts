@@ -103,6 +103,8 @@ interface NativeShims {
   readInto(fd: number, buf: Buffer): number;
   /** write(2) of buf[0, len) without throwing: bytes written, or -errno. */
   writeFrom(fd: number, buf: Buffer, len: number): number;
+  socketpair(): [number, number];
+  recvFd(sock: number): number;
 }
 
 // This file runs both compiled (dist/native-shims/index.js) and from source
@@ -181,6 +183,10 @@ export const flock: NativeShims['flock'] = native.flock;
 /** read(2) without throwing: bytes read, or -errno (the FUSE loop's read, where ENOENT and ENODEV are routine). */
 export const readInto: NativeShims['readInto'] = native.readInto;
 export const writeFrom: NativeShims['writeFrom'] = native.writeFrom;
+/** socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC); both fds. */
+export const socketpair: NativeShims['socketpair'] = native.socketpair;
+/** recvmsg(2) of one SCM_RIGHTS fd (close-on-exec); -1 when the peer closed without sending one. */
+export const recvFd: NativeShims['recvFd'] = native.recvFd;
 export const LOCK_SH = 1;
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;

@@ -2,6 +2,7 @@
 // fuse-overlayfs: `-o opt[,opt...] MOUNTPOINT`.
 import type { UnionConfig } from '../union/config';
 import { splitLowerdir } from '../union/config';
+import { IdMappingError, parseIdMapping } from '../union/idmap';
 import type { UnionMountOptions } from '../mounts/union-mount';
 
 export interface MountCommand {
@@ -12,6 +13,8 @@ export interface MountCommand {
   union: Omit<UnionConfig, 'lowers' | 'upper' | 'work'>;
   mount: UnionMountOptions;
   foreground: boolean;
+  /** -d: log at debug level (implies -f). */
+  debug: boolean;
   warnings: string[];
 }
 
@@ -66,6 +69,7 @@ export function parseMountArgs(argv: string[]): MountCommand {
   const opts: string[] = [];
   const positional: string[] = [];
   let foreground = false;
+  let debug = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '-o') {
@@ -77,6 +81,7 @@ export function parseMountArgs(argv: string[]): MountCommand {
       foreground = true;
     } else if (a === '-d' || a === '--debug') {
       foreground = true;
+      debug = true;
     } else if (a.startsWith('-') && a !== '-') {
       throw new UsageError(`unknown flag ${a}`);
     } else {
@@ -92,6 +97,7 @@ export function parseMountArgs(argv: string[]): MountCommand {
     union: {},
     mount: {},
     foreground,
+    debug,
     warnings: [],
   };
   if (positional.length === 2) cmd.mount.fsname = positional[0];
@@ -130,6 +136,15 @@ export function parseMountArgs(argv: string[]): MountCommand {
         break;
       case 'squash_to_gid':
         cmd.union.squashGid = parseId(key, val);
+        break;
+      case 'uidmapping':
+      case 'gidmapping':
+        try {
+          cmd.union[key === 'uidmapping' ? 'uidMapping' : 'gidMapping'] = parseIdMapping(val);
+        } catch (err) {
+          if (err instanceof IdMappingError) throw new UsageError(`${key}: ${err.message}`);
+          throw err;
+        }
         break;
       case 'fsname':
         cmd.mount.fsname = val;
