@@ -11,7 +11,8 @@ import { parseMountArgs, UsageError, type MountCommand } from './options';
 
 const USAGE = `usage: strata-mount -o lowerdir=L1[:L2...][,upperdir=U,workdir=W][,opts] MOUNTPOINT
 options: lowerdir= upperdir= workdir= ro noatime nosuid nodev noexec fsname= volatile fsync=0
-         squash_to_root squash_to_uid= squash_to_gid= passthrough=0
+         squash_to_root squash_to_uid= squash_to_gid= uidmapping= gidmapping= xattr_permissions=
+         redirect_dir= xino= userxattr passthrough=0
 flags:   -f (stay in the foreground)  --version  --help`;
 
 const STATUS_FD = 3;

@@ -146,6 +146,10 @@ export function parseMountArgs(argv: string[]): MountCommand {
           throw err;
         }
         break;
+      case 'xattr_permissions':
+        if (!['0', '1', '2'].includes(val)) throw new UsageError(`xattr_permissions takes 0, 1 or 2, got '${val}'`);
+        cmd.union.xattrPermissions = Number(val);
+        break;
       case 'fsname':
         cmd.mount.fsname = val;
         break;
@@ -165,12 +169,16 @@ export function parseMountArgs(argv: string[]): MountCommand {
         if (!['on', 'off', 'auto'].includes(val)) throw new UsageError(`xino takes on, off or auto, got '${val}'`);
         cmd.union.xino = val === 'on';
         break;
+      case 'userxattr':
+        // Overlay markers as user.overlay.* (the default without the privilege for trusted.*).
+        cmd.union.userxattr = true;
+        break;
       case 'passthrough':
         cmd.mount.passthrough = val !== '0' && val !== 'off';
         break;
       default:
         if (ALWAYS.has(key)) break;
-        // uidmapping=, gidmapping=, xattr_permissions=, context=, ... : not honoured.
+        // context=, ... : not honoured.
         cmd.warnings.push(`option '${key}' is not supported and is ignored`);
     }
   }

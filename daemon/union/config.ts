@@ -33,6 +33,8 @@ export interface UnionConfig {
   /** Write overlay markers as user.overlay.* (overlayfs' `userxattr`), for a union without the
    *  privilege for trusted.* xattrs (a user namespace, a plain user). Both are always read. */
   userxattr?: boolean;
+  /** xattr_permissions=1|2: keep the upper's owners and modes in an override xattr (override-stat.ts). */
+  xattrPermissions?: number;
 }
 
 export class UnionConfigError extends Error {}

@@ -22,6 +22,7 @@ import type { Logger } from '../log';
 import type { UnionConfig } from './config';
 import { CopyUp } from './copyup';
 import { IdMap, overflowIds } from './idmap';
+import { applyOverride, formatOverride, overrideXattrFor } from './override-stat';
 import { LayerStack, UPPER } from './layers';
 import { Node, NodeTable, type LowerRef } from './nodes';
 import { mergedListing } from './readdir';
@@ -105,6 +106,8 @@ export class UnionFs implements FuseFilesystem {
   /** uidmapping= / gidmapping=: stored ids <-> shown ids. */
   private readonly uids: IdMap;
   private readonly gids: IdMap;
+  /** Per layer, the xattr holding owner and mode overrides (override-stat.ts), or null; null when no layer has one. */
+  private readonly overrides: (string | null)[] | null;
 
   constructor(
     private readonly cfg: UnionConfig,
@@ -114,6 +117,8 @@ export class UnionFs implements FuseFilesystem {
     const overflow = overflowIds();
     this.uids = new IdMap(cfg.uidMapping ?? [], cfg.overflowUid ?? overflow.uid);
     this.gids = new IdMap(cfg.gidMapping ?? [], cfg.overflowGid ?? overflow.gid);
+    const overrides = this.layers.roots.map((root, i) => (root === '' ? null : overrideXattrFor(root, i === UPPER ? cfg.xattrPermissions : undefined)));
+    this.overrides = overrides.some((o) => o !== null) ? overrides : null;
     this.resolver = new Resolver(this.layers, cfg.followRedirects !== false);
     this.opaqueNewDirs = cfg.redirectDir === true || cfg.xino === true;
     const rootInfo = this.rootInfo();
@@ -219,6 +224,11 @@ export class UnionFs implements FuseFilesystem {
   /** Adjusts real attributes to what the union reports. */
   private present(node: Node, st: Float64Array): Float64Array {
     if (node.isMergedDir) st[ST.NLINK] = 1;
+    if (this.overrides !== null && !node.unlinked) {
+      const layer = node.upper ? UPPER : node.lowers[0]?.layer;
+      const name = layer === undefined ? null : this.overrides[layer];
+      if (name) applyOverride(this.realPath(node), name, st);
+    }
     // As fuse-overlayfs: squash_to_* wins over the mappings.
     st[ST.UID] = this.cfg.squashUid ?? this.uids.toShown(st[ST.UID]);
     st[ST.GID] = this.cfg.squashGid ?? this.gids.toShown(st[ST.GID]);
@@ -426,6 +436,17 @@ export class UnionFs implements FuseFilesystem {
     const cur = this.stat(node, h ? a.fh : undefined);
     const isLink = (cur[ST.MODE] & S_IFMT) === S_IFLNK;
     const [curUid, curGid] = [cur[ST.UID], cur[ST.GID]];
+    const override = this.overrides?.[UPPER] ?? null;
+    if (override !== null && a.valid & (Fattr.MODE | Fattr.UID | Fattr.GID) && path !== undefined && (node.isDir || (cur[ST.MODE] & S_IFMT) === S_IFREG)) {
+      // Owner and mode go to the override xattr, as fuse-overlayfs does where it cannot set them.
+      applyOverride(path, override, cur);
+      native.lsetxattr(path, override, Buffer.from(formatOverride({
+        uid: a.valid & Fattr.UID ? (this.uids.toDisk(a.uid) ?? fail(E.EINVAL)) : cur[ST.UID],
+        gid: a.valid & Fattr.GID ? (this.gids.toDisk(a.gid) ?? fail(E.EINVAL)) : cur[ST.GID],
+        mode: a.valid & Fattr.MODE ? a.mode & 0o7777 : cur[ST.MODE] & 0o7777,
+      })), 0);
+      a = { ...a, valid: a.valid & ~(Fattr.MODE | Fattr.UID | Fattr.GID) };
+    }
     if (a.valid & Fattr.MODE && !isLink) {
       if (h) fs.fchmodSync(h.fd, a.mode & 0o7777);
       else fs.chmodSync(path!, a.mode & 0o7777);
