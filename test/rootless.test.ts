@@ -107,7 +107,7 @@ t.test('strata-mount as a plain user, through fusermount3', { skip: skip ?? fals
 // --- rootless podman ---------------------------------------------------------------------------
 
 const PODMAN_STEPS = {
-  // Files owned by container uids 0 and 1000, a deleted image file and a deleted image dir.
+  // Files owned by container uids 0 and 1000, a deleted image file and image dir, a dir deleted and made again (opaque).
   change: [
     'set -e',
     'echo root-file > /f0',
@@ -116,9 +116,10 @@ const PODMAN_STEPS = {
     'echo appended >> /etc/passwd',
     'rm /etc/group',
     'rm -r /opt',
+    'rm -r /home && mkdir -p /home/fresh',
   ].join('\n'),
   // Owners and names without times (they differ from run to run).
-  show: "ls -ln / /d1000 /etc | awk 'NF < 3 {print; next} {print $1, $3, $4, $NF}'; cat /f0 /f1000; tail -n 1 /etc/passwd",
+  show: "ls -ln / /d1000 /etc /home | awk 'NF < 3 {print; next} {print $1, $3, $4, $NF}'; cat /f0 /f1000; tail -n 1 /etc/passwd",
 };
 
 function podmanSkipReason(): string | null {
@@ -129,6 +130,8 @@ function podmanSkipReason(): string | null {
 }
 
 interface PodmanResult {
+  /** The container root's filesystem type (which mount program served it). */
+  rootType: string;
   firstRun: string;
   rerun: string;
   /** Upper dir entries (but opaque markers): relative path, kind, host-side uid and gid as the user's (u) or in its subordinate range (s+N). */
@@ -200,7 +203,9 @@ function podmanScenario(t: Test, user: TestUser, base: string, tar: string, moun
   if (podman(['commit', 'c1', 'changed:1'], 'commit') === null) return null;
   const rerun = podman(['run', '--rm', '--network', 'none', 'changed:1', 'sh', '-c', PODMAN_STEPS.show], 're-run of the committed image');
   if (rerun === null) return null;
-  return { firstRun, rerun, upper };
+  const rootType = podman(['run', '--rm', '--network', 'none', 'base:1', 'awk', '$2 == "/" { print $3 }', '/proc/mounts'], 'run (root fs type)');
+  if (rootType === null) return null;
+  return { rootType: rootType.trim(), firstRun, rerun, upper };
 }
 
 const podmanSkip = podmanSkipReason();
@@ -222,6 +227,8 @@ t.test('rootless podman on strata-mount matches fuse-overlayfs', { skip: podmanS
   const strata = podmanScenario(t, user, base, tar, strataProgram());
   if (strata === null) return;
 
+  t.equal(oracle.rootType, 'fuse.fuse-overlayfs', 'the reference ran on fuse-overlayfs');
+  t.equal(strata.rootType, 'fuse.strata', 'the containers ran on strata-mount');
   t.match(oracle.firstRun, /^-rw-r--r-- 0 0 f0$/m, 'the reference shows uid 0 files');
   t.match(oracle.firstRun, /^-rw-r--r-- 1000 1000 f1000$/m, 'and uid 1000 files');
   t.equal(strata.firstRun, oracle.firstRun, 'the container sees the same files, owners and deletions');
@@ -229,6 +236,7 @@ t.test('rootless podman on strata-mount matches fuse-overlayfs', { skip: podmanS
   t.match(strata.rerun, /^drwxr-xr-x 1000 1000 d1000$/m, 'owners survive the commit');
   t.notMatch(strata.rerun, / opt$/m, 'the deleted dir stays deleted');
   t.notMatch(strata.rerun, / group$/m, 'the deleted file stays deleted');
+  t.match(strata.rerun, /^\/home:\ntotal \d+\ndrwxr-xr-x 0 0 fresh\n/m, 'the recreated dir hides what it replaced');
   t.same(strata.upper, oracle.upper, 'the upper dirs hold the same entries with the same host-side owners');
   t.ok(strata.upper.includes('f1000 file s+999 s+999'), 'container uid 1000 is subordinate id 999 on the host');
   t.ok(strata.upper.includes('f0 file u u'), 'container uid 0 is the user on the host');

@@ -163,7 +163,7 @@ export class UnionFs implements FuseFilesystem {
     // other mounts) keeps its umask.
     native.unshare(native.CLONE_FS);
     native.umask(0);
-    this.log?.info({ passthrough: this.passthrough, layers: this.layers.roots }, 'union mounted');
+    this.log?.info({ passthrough: this.passthrough, markers: this.markers.prefix, layers: this.layers.roots }, 'union mounted');
   }
 
   destroy(): void {
