@@ -44,6 +44,8 @@ t.test('strata-mount as a plain user, through fusermount3', { skip: skip ?? fals
   fs.mkdirSync(`${d.lower}/dir`);
   fs.writeFileSync(`${d.lower}/dir/old`, 'old\n');
   run('chown', ['-R', `${user.uid}:${user.gid}`, dir]);
+  // Someone else's private directory in a lower layer: visible, not listable (its user.* xattrs unreadable).
+  fs.mkdirSync(`${d.lower}/private`, { mode: 0o700 });
   const prog = strataProgram();
 
   const v = expectOk(t, user.run(prog, ['--version']), '--version as the user');
@@ -75,7 +77,10 @@ t.test('strata-mount as a plain user, through fusermount3', { skip: skip ?? fals
   // Only the user sees into its mount (no user_allow_other in /etc/fuse.conf): look as the user.
   const look = `cd ${d.mnt} && ls -1 . && ls -1 dir && cat kept renamed && wc -c < big`;
   const out = expectOk(t, user.run('sh', ['-c', `${script}\n${look}`]), 'writes as the user');
-  t.equal(out, 'lower\nbig\ndir\nkept\nrenamed\nf\nlower\nmore\nnew data\n3145728\n', 'the merged view after the writes');
+  t.equal(out, 'lower\nbig\ndir\nkept\nprivate\nrenamed\nf\nlower\nmore\nnew data\n3145728\n', 'the merged view after the writes');
+  const priv = user.run('sh', ['-c', `stat -c '%a %u' ${d.mnt}/private; ls ${d.mnt}/private`]);
+  t.equal(priv.stdout, '700 0\n', 'a private lower dir of root shows with its owner');
+  t.match(priv.stderr, /Permission denied/, 'and cannot be listed');
   expectOk(t, user.run('fusermount3', ['-u', d.mnt]), 'fusermount3 -u as the user');
   t.ok(waitUnmounted(d.mnt), 'unmounted');
 
@@ -92,14 +97,14 @@ t.test('strata-mount as a plain user, through fusermount3', { skip: skip ?? fals
   const k = { work: `${dir}/kwork`, mnt: `${dir}/kmnt` };
   fs.mkdirSync(k.work);
   mountKernelOverlay(t, { lowers: [d.lower], upper: d.upper, work: k.work, mnt: k.mnt, programDefaults: true, extraOpts: ['userxattr'] });
-  t.same(fs.readdirSync(k.mnt).sort(), ['big', 'dir', 'kept', 'renamed'], 'the kernel (userxattr) sees the same names');
+  t.same(fs.readdirSync(k.mnt).sort(), ['big', 'dir', 'kept', 'private', 'renamed'], 'the kernel (userxattr) sees the same names');
   t.same(fs.readdirSync(`${k.mnt}/dir`), ['f'], 'and the opaque dir');
   t.equal(fs.readFileSync(`${k.mnt}/renamed`, 'utf8'), 'new data\n');
   run('umount', [k.mnt]);
 
   // And strata, mounted by the user again, reads the kernel's and its own markers.
   expectOk(t, user.run(prog, ['-o', `lowerdir=${d.lower},upperdir=${d.upper},workdir=${d.work}`, d.mnt]), 'second mount');
-  t.equal(expectOk(t, user.run('sh', ['-c', look]), 'look again'), 'big\ndir\nkept\nrenamed\nf\nlower\nmore\nnew data\n3145728\n', 'the same view');
+  t.equal(expectOk(t, user.run('sh', ['-c', look]), 'look again'), 'big\ndir\nkept\nprivate\nrenamed\nf\nlower\nmore\nnew data\n3145728\n', 'the same view');
   expectOk(t, user.run('fusermount3', ['-u', d.mnt]), 'second unmount');
   t.ok(waitUnmounted(d.mnt));
 });

@@ -4,6 +4,7 @@
 // the upper also when xattr_permissions=1 (security.*) or 2 (user.containers.*) asks.
 // As fuse-overlayfs: only directories and regular files are overridden, before id mapping.
 import * as native from '../../native-shims';
+import { readableXattr } from './whiteouts';
 
 export const OVERRIDE_PRIVILEGED = 'security.fuseoverlayfs.override_stat';
 export const OVERRIDE_CONTAINERS = 'user.containers.override_stat';
@@ -45,7 +46,7 @@ export function formatOverride(o: StatOverride): string {
 export function applyOverride(path: string, name: string, st: Float64Array): void {
   const type = st[ST.MODE] & S_IFMT;
   if (type !== S_IFDIR && type !== S_IFREG) return;
-  const v = native.lgetxattr(path, name);
+  const v = readableXattr(path, name);
   const o = v === null ? null : parseOverride(v.toString('latin1'));
   if (o === null) return;
   st[ST.UID] = o.uid;

@@ -38,9 +38,23 @@ export class MarkerXattrs {
 export const TRUSTED_MARKERS = new MarkerXattrs(XATTR_PREFIX);
 export const USER_MARKERS = new MarkerXattrs(USER_XATTR_PREFIX);
 
+/**
+ * lgetxattr, with EACCES read as "not set": reading a user.* xattr needs read permission on the
+ * entry, which an unprivileged union lacks on others' private files and directories (fuse-overlayfs
+ * likewise takes such an entry as unmarked).
+ */
+export function readableXattr(path: string, name: string): Buffer | null {
+  try {
+    return native.lgetxattr(path, name);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EACCES') return null;
+    throw err;
+  }
+}
+
 /** An overlay xattr (`opaque`, `whiteout`, `redirect`) in either namespace; trusted.* first, as overlayfs. */
 export function overlayXattr(path: string, key: 'opaque' | 'whiteout' | 'redirect'): Buffer | null {
-  return native.lgetxattr(path, TRUSTED_MARKERS[key]) ?? native.lgetxattr(path, USER_MARKERS[key]);
+  return native.lgetxattr(path, TRUSTED_MARKERS[key]) ?? readableXattr(path, USER_MARKERS[key]);
 }
 
 /** Overlay metadata is never shown through the merged view, nor copied up (as fuse-overlayfs hides it). */
