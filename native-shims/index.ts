@@ -105,6 +105,9 @@ interface NativeShims {
   writeFrom(fd: number, buf: Buffer, len: number): number;
   socketpair(): [number, number];
   recvFd(sock: number): number;
+  pipe2(): [number, number];
+  setPipeSize(fd: number, size: number): number;
+  splice(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): number;
 }
 
 // This file runs both compiled (dist/native-shims/index.js) and from source
@@ -187,6 +190,14 @@ export const writeFrom: NativeShims['writeFrom'] = native.writeFrom;
 export const socketpair: NativeShims['socketpair'] = native.socketpair;
 /** recvmsg(2) of one SCM_RIGHTS fd (close-on-exec); -1 when the peer closed without sending one. */
 export const recvFd: NativeShims['recvFd'] = native.recvFd;
+/** pipe2(O_CLOEXEC): [read end, write end]. */
+export const pipe2: NativeShims['pipe2'] = native.pipe2;
+/** fcntl(F_SETPIPE_SZ): the new capacity, or -errno. */
+export const setPipeSize: NativeShims['setPipeSize'] = native.setPipeSize;
+/** splice(2) without throwing: bytes moved or -errno; an offset < 0 passes NULL (pipes). */
+export const splice: NativeShims['splice'] = native.splice;
+export const SPLICE_F_MOVE = 1;
+export const SPLICE_F_NONBLOCK = 2;
 export const LOCK_SH = 1;
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;

@@ -881,6 +881,10 @@ export class UnionFs implements FuseFilesystem {
     return fs.readSync(this.handle(fh).fd, out, outOffset, size, offset);
   }
 
+  readSource(fh: number): number | undefined {
+    return this.handles.get(fh)?.fd;
+  }
+
   write(ctx: RequestContext, _nodeid: number, fh: number, offset: number, data: Buffer, writeFlags: number): number {
     const h = this.handle(fh);
     if (writeFlags & WRITE_KILL_SUIDGID) this.dropSetIds(ctx, h.node, fh);

@@ -898,6 +898,51 @@ static napi_value js_recv_fd(napi_env env, napi_callback_info info) {
   return ret_int32(env, fd);
 }
 
+/* ---------- pipes and splice (READ replies without a copy through user space) ---------- */
+
+/* pipe2(O_CLOEXEC): [read end, write end]. */
+static napi_value js_pipe2(napi_env env, napi_callback_info info) {
+  (void)info;
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return throw_errno(env, errno, "pipe2", NULL, NULL);
+  napi_value arr, a, b;
+  if (napi_create_array_with_length(env, 2, &arr) != napi_ok || napi_create_int32(env, p[0], &a) != napi_ok ||
+      napi_create_int32(env, p[1], &b) != napi_ok || napi_set_element(env, arr, 0, a) != napi_ok ||
+      napi_set_element(env, arr, 1, b) != napi_ok) {
+    close(p[0]);
+    close(p[1]);
+    throw_napi(env, "pipe2");
+    return NULL;
+  }
+  return arr;
+}
+
+/* fcntl(fd, F_SETPIPE_SZ, size): the pipe's new capacity, or -errno. */
+static napi_value js_set_pipe_size(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t fd, size;
+  if (!get_args(env, info, 2, argv)) return NULL;
+  if (!arg_i32(env, argv[0], 1, &fd) || !arg_i32(env, argv[1], 2, &size)) return NULL;
+  int r = fcntl(fd, F_SETPIPE_SZ, size);
+  return ret_int32(env, r >= 0 ? r : -errno);
+}
+
+/* splice(2) without throwing (hot path): offsets < 0 mean NULL (the fd's own position, required
+ * for pipes); bytes moved, or -errno. */
+static napi_value js_splice(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  int32_t fd_in, fd_out;
+  int64_t off_in, off_out;
+  uint32_t len, flags;
+  if (!get_args(env, info, 6, argv)) return NULL;
+  if (!arg_i32(env, argv[0], 1, &fd_in) || !arg_i64(env, argv[1], 2, &off_in) || !arg_i32(env, argv[2], 3, &fd_out) ||
+      !arg_i64(env, argv[3], 4, &off_out) || !arg_u32(env, argv[4], 5, &len) || !arg_u32(env, argv[5], 6, &flags))
+    return NULL;
+  loff_t oi = off_in, oo = off_out;
+  ssize_t n = splice(fd_in, off_in < 0 ? NULL : &oi, fd_out, off_out < 0 ? NULL : &oo, len, flags);
+  return ret_int32(env, n >= 0 ? (int32_t)n : -errno);
+}
+
 /* ---------- module ---------- */
 
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_default, NULL}
@@ -935,6 +980,9 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("writeFrom", js_write_from),
       FN("socketpair", js_socketpair),
       FN("recvFd", js_recv_fd),
+      FN("pipe2", js_pipe2),
+      FN("setPipeSize", js_set_pipe_size),
+      FN("splice", js_splice),
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;
