@@ -22,7 +22,7 @@ function version(): string {
   return pkg.version;
 }
 
-const SERVED = 'served (READ/WRITE answered by strata-mount: 1 MiB requests, page cache kept for unchanged files)';
+const SERVED = 'served (READ/WRITE answered by strata-mount: 1 MiB requests, page cache kept for unchanged files, reads spliced from the file)';
 
 /** What --version says about this environment: the data path and how mounts are made. */
 function environment(): string {
