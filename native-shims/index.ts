@@ -108,6 +108,7 @@ interface NativeShims {
   pipe2(): [number, number];
   setPipeSize(fd: number, size: number): number;
   splice(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): number;
+  fadvise(fd: number, offset: number, len: number, advice: number): number;
 }
 
 // This file runs both compiled (dist/native-shims/index.js) and from source
@@ -196,6 +197,9 @@ export const pipe2: NativeShims['pipe2'] = native.pipe2;
 export const setPipeSize: NativeShims['setPipeSize'] = native.setPipeSize;
 /** splice(2) without throwing: bytes moved or -errno; an offset < 0 passes NULL (pipes). */
 export const splice: NativeShims['splice'] = native.splice;
+/** posix_fadvise(2): 0 or the errno. */
+export const fadvise: NativeShims['fadvise'] = native.fadvise;
+export const POSIX_FADV_SEQUENTIAL = 2;
 export const SPLICE_F_MOVE = 1;
 export const SPLICE_F_NONBLOCK = 2;
 export const LOCK_SH = 1;

@@ -794,6 +794,8 @@ export class UnionFs implements FuseFilesystem {
       node.passthroughUsed = false;
       if (!keepCache) node.pagesStored = false;
       else if (!write && !node.pagesStored && size > 0) this.storePages(node, fd, size);
+      // Served reads of a large file: a wider readahead on the backing file keeps the disk ahead of them.
+      if (!write && size >= PASSTHROUGH_MIN_SIZE) native.fadvise(fd, 0, 0, native.POSIX_FADV_SEQUENTIAL);
       return { fh, keepCache };
     }
     if (node.backingRefs === 0) {

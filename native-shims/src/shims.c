@@ -943,6 +943,18 @@ static napi_value js_splice(napi_env env, napi_callback_info info) {
   return ret_int32(env, n >= 0 ? (int32_t)n : -errno);
 }
 
+/* posix_fadvise(2): 0, or the errno (it returns one rather than setting errno). */
+static napi_value js_fadvise(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  int32_t fd, advice;
+  int64_t off, len;
+  if (!get_args(env, info, 4, argv)) return NULL;
+  if (!arg_i32(env, argv[0], 1, &fd) || !arg_i64(env, argv[1], 2, &off) || !arg_i64(env, argv[2], 3, &len) ||
+      !arg_i32(env, argv[3], 4, &advice))
+    return NULL;
+  return ret_int32(env, posix_fadvise(fd, off, len, advice));
+}
+
 /* ---------- module ---------- */
 
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_default, NULL}
@@ -983,6 +995,7 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("pipe2", js_pipe2),
       FN("setPipeSize", js_set_pipe_size),
       FN("splice", js_splice),
+      FN("fadvise", js_fadvise),
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;
