@@ -103,6 +103,12 @@ interface NativeShims {
   readInto(fd: number, buf: Buffer): number;
   /** write(2) of buf[0, len) without throwing: bytes written, or -errno. */
   writeFrom(fd: number, buf: Buffer, len: number): number;
+  socketpair(): [number, number];
+  recvFd(sock: number): number;
+  pipe2(): [number, number];
+  setPipeSize(fd: number, size: number): number;
+  splice(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): number;
+  fadvise(fd: number, offset: number, len: number, advice: number): number;
 }
 
 // This file runs both compiled (dist/native-shims/index.js) and from source
@@ -181,6 +187,21 @@ export const flock: NativeShims['flock'] = native.flock;
 /** read(2) without throwing: bytes read, or -errno (the FUSE loop's read, where ENOENT and ENODEV are routine). */
 export const readInto: NativeShims['readInto'] = native.readInto;
 export const writeFrom: NativeShims['writeFrom'] = native.writeFrom;
+/** socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC); both fds. */
+export const socketpair: NativeShims['socketpair'] = native.socketpair;
+/** recvmsg(2) of one SCM_RIGHTS fd (close-on-exec); -1 when the peer closed without sending one. */
+export const recvFd: NativeShims['recvFd'] = native.recvFd;
+/** pipe2(O_CLOEXEC): [read end, write end]. */
+export const pipe2: NativeShims['pipe2'] = native.pipe2;
+/** fcntl(F_SETPIPE_SZ): the new capacity, or -errno. */
+export const setPipeSize: NativeShims['setPipeSize'] = native.setPipeSize;
+/** splice(2) without throwing: bytes moved or -errno; an offset < 0 passes NULL (pipes). */
+export const splice: NativeShims['splice'] = native.splice;
+/** posix_fadvise(2): 0 or the errno. */
+export const fadvise: NativeShims['fadvise'] = native.fadvise;
+export const POSIX_FADV_SEQUENTIAL = 2;
+export const SPLICE_F_MOVE = 1;
+export const SPLICE_F_NONBLOCK = 2;
 export const LOCK_SH = 1;
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
