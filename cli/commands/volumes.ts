@@ -1,5 +1,4 @@
 // strata volume create|ls|inspect|rm|prune
-import * as readline from 'node:readline';
 import type { Volume, VolumeCreateRequest } from '../../daemon/api/types';
 import { seg } from '../client';
 import { humanSize, json, parseKeyValues, table } from '../format';
@@ -68,6 +67,7 @@ const rmCmd: Cmd = {
 
 function confirm(question: string): Promise<boolean> {
   return new Promise((resolve) => {
+    const readline = require('node:readline') as typeof import('node:readline');
     const rl = readline.createInterface({ input: process.stdin, output: process.stdout });
     let answered = false;
     rl.question(question, (a) => {
