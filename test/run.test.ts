@@ -97,6 +97,10 @@ t.test('run and exec', { skip }, async (t) => {
     const env = d.cli(['exec', '-e', 'Y=2', '-w', '/tmp', 'sleeper', 'sh', '-c', 'echo $Y; pwd; exit 4']);
     t.equal(env.stdout, '2\n/tmp\n');
     t.equal(env.status, 4, "exec returns the command's exit code");
+    const missing = d.cli(['exec', 'sleeper', 'no-such-command']);
+    t.equal(missing.status, 127, 'exec: a command not found exits 127, as docker');
+    t.match(missing.stderr, /no-such-command.*not found/);
+    t.equal(d.cli(['exec', 'sleeper', '/tmp']).status, 126, 'exec: a command that cannot be executed exits 126');
     t.equal(d.cli(['exec', 'sleeper', 'touch', '/tmp/stop']).status, 0);
     const done = await bg;
     t.equal(done.stdout, 'started\n');
@@ -114,7 +118,12 @@ t.test('run and exec', { skip }, async (t) => {
     t.not(nocmd.status, 0);
     t.match(nocmd.stderr, /no command specified/);
     const nf = d.cli(['run', '--rm', 'base', '/no/such/binary']);
-    t.not(nf.status, 0, 'a missing executable fails');
+    t.equal(nf.status, 127, 'a missing executable exits 127, as docker');
+    t.equal(d.cli(['run', '--rm', 'base', 'no-such-command']).status, 127, 'a command not in PATH: 127');
+    const nx = d.cli(['run', '--rm', 'base', '/tmp']);
+    t.equal(nx.status, 126, 'a command that cannot be executed (a directory) exits 126');
+    t.match(nx.stderr, /permission denied/);
+    t.equal(d.cli(['run', '--rm', 'base', 'sh', '-c', 'exit 1']).status, 1, "the command's own failure keeps its code");
     const notRunning = d.cli(['exec', 'nope', 'true']);
     t.not(notRunning.status, 0);
     t.equal(d.cli(['ps', '-a', '-q']).stdout.trim(), '', 'nothing left behind');

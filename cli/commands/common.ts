@@ -68,3 +68,39 @@ export async function inspectMany(targets: string[], get: (t: string) => Promise
   out(JSON.stringify(found, null, 2));
 }
 
+
+/** What each positional argument name means, for the "Positionals:" section of --help. */
+const POSITIONALS: Record<string, string> = {
+  image: 'Image (NAME[:TAG] or id)',
+  images: 'Images (NAME[:TAG] or id)',
+  container: 'Container (name or id)',
+  containers: 'Containers (names or ids)',
+  command: 'Command and its arguments',
+  name: 'Volume name',
+  names: 'Volume names',
+  source: 'Source',
+  target: 'Target',
+  ref: 'Reference',
+  registry: 'Registry HOST[:PORT]',
+  context: 'Build context directory',
+};
+
+/**
+ * The command with every positional of its command string described in its --help (a command's own
+ * description wins), and the same for its subcommands, whatever depth.
+ */
+export function withPositionals(c: Cmd): Cmd {
+  if (typeof c.command !== 'string') return c;
+  const names = [...c.command.matchAll(/[<[]([\w-]+)(?:\.\.)?[>\]]/g)].map((m) => m[1]);
+  const own = c.builder;
+  return {
+    ...c,
+    builder: ((y: Argv) => {
+      const register = y.command.bind(y) as (m: Cmd) => Argv;
+      (y as unknown as { command: (m: Cmd) => Argv }).command = (m: Cmd) => register(withPositionals(m));
+      for (const n of names) y = y.positional(n, { type: 'string', describe: POSITIONALS[n] ?? n.toUpperCase() });
+      if (typeof own === 'function') return own(y) ?? y;
+      return own ? y.options(own) : y;
+    }) as Cmd['builder'],
+  };
+}
