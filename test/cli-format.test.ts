@@ -315,7 +315,7 @@ t.test('requests sent to the daemon (fake server)', async (t) => {
   r = await run('image', 'ls', '-q');
   t.equal(r.stdout, 'abababababab\n');
   r = await run('image', 'ls', '--format', 'json');
-  t.same(JSON.parse(r.stdout), [img]);
+  t.same(r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l)), [img], 'json: one object per line');
 
   r = await run('container', 'create', '--name', 'web', '-v', 'data:/data', '-v', '/srv:/srv:ro', '--mount', 'type=volume,src=c,dst=/c,ro', 'alpine');
   t.equal(r.code, 0, r.stderr);

@@ -1,6 +1,9 @@
 // Docker's habits in the strata CLI, against a real daemon: --help everywhere.
 import t from 'tap';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { startDaemon } from './lib/daemon';
+import { ok } from './lib/expect';
 
 /** Command paths listed in a help text's "Commands:" section ("strata image ls ..." -> ["image", "ls"]). */
 function listedCommands(help: string, prefix: string[]): string[][] {
@@ -45,4 +48,41 @@ t.test('--help and -h on every command and subcommand', async (t) => {
   t.match(d.cli(['run', '--rm', '-h']).stdout, /^strata run/, 'run --rm -h: help');
   t.match(d.cli(['exec', '--help']).stdout, /Positionals:\n\s+container\s/, 'exec --help shows CONTAINER');
   t.match(d.cli(['container', 'create', '--help']).stdout, /Positionals:\n\s+image\s/, 'container create --help shows IMAGE');
+});
+
+t.test('--format: Go templates, json lines, inspect -f', async (t) => {
+  const d = await startDaemon(t, { label: 'habits-format' });
+  const rootfs = path.join(d.ws, 'rootfs');
+  fs.mkdirSync(path.join(rootfs, 'etc'), { recursive: true });
+  fs.writeFileSync(path.join(rootfs, 'etc', 'motd'), 'hi\n');
+  ok(t, d.cli(['image', 'import', rootfs, 'fmt:1']), 'import');
+  const id = ok(t, d.cli(['container', 'create', '--name', 'one', 'fmt:1']), 'create one');
+  ok(t, d.cli(['container', 'create', '--name', 'two', 'fmt:1']), 'create two');
+  ok(t, d.cli(['volume', 'create', 'vol1']), 'volume create');
+
+  t.equal(ok(t, d.cli(['ps', '-a', '--format', '{{.Names}}']), 'ps names').split('\n').sort().join(' '), 'one two');
+  t.match(ok(t, d.cli(['ps', '-a', '--no-trunc', '--format', '{{.ID}} {{.Image}}']), 'ps id'), new RegExp(`${id} fmt:1`));
+  const tbl = ok(t, d.cli(['ps', '-a', '--format', 'table {{.ID}}\\t{{.Names}}\\t{{.Status}}']), 'ps table');
+  const lines = tbl.split('\n');
+  t.match(lines[0], /^CONTAINER ID   NAMES   STATUS$/, 'table: docker headers, aligned');
+  t.equal(lines.length, 3);
+  t.match(lines[1], /^[0-9a-f]{12}   (one|two) +Created$/);
+  const js = ok(t, d.cli(['ps', '-a', '--format', '{{json .}}']), 'json .').split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.same(js.map((o) => o.Names).sort(), ['one', 'two']);
+  const lines2 = ok(t, d.cli(['ps', '-a', '--format', 'json']), 'ps json').split('\n');
+  t.equal(lines2.length, 2, '--format json: one object per line');
+  t.equal((JSON.parse(lines2[0]) as { name: string }).name.length > 0, true);
+  t.equal(ok(t, d.cli(['images', '--format', '{{.Repository}}:{{.Tag}}']), 'images'), 'fmt:1');
+  t.equal(ok(t, d.cli(['volume', 'ls', '--format', '{{.Driver}} {{.Name}}']), 'volume ls'), 'local vol1');
+  t.equal(ok(t, d.cli(['volume', 'ls', '--format', '{{upper .Name}}|{{len .Labels}}']), 'funcs'), 'VOL1|0');
+
+  t.equal(ok(t, d.cli(['container', 'inspect', '-f', '{{.name}}', 'one']), 'inspect -f'), 'one');
+  t.equal(ok(t, d.cli(['volume', 'inspect', '--format', '{{.Name}} {{.Options}}', 'vol1']), 'volume inspect'), 'vol1 map[]');
+  const env = ok(t, d.cli(['image', 'inspect', '-f', '{{json .config}}', 'fmt:1']), 'image inspect json field');
+  t.type(JSON.parse(env), 'object');
+  t.match(ok(t, d.cli(['image', 'inspect', '-f', '{{.config.Env}}', 'fmt:1']), 'field path'), /^(\[.*\]|<no value>)$/, 'a list prints as Go prints it');
+  const bad = d.cli(['ps', '--format', '{{bogus .ID}}']);
+  t.equal(bad.status, 2, 'an unknown template function is a usage error');
+  t.match(bad.stderr, /function "bogus" not defined/);
+  t.equal(d.cli(['ps', '--format', '{{.ID']).status, 2, 'an unclosed action is a usage error');
 });

@@ -10,7 +10,7 @@ import type {
 import { seg } from '../client';
 import { AtomicOutput } from '../files';
 import { ago, humanSize, json, parseMount, shortId, table, UsageError } from '../format';
-import { action, clientFor, Cmd, eachTarget, inspectMany, listingOptions, out } from './common';
+import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, inspectOptions, listingOptions, out } from './common';
 
 function list(v: unknown): string[] {
   if (v === undefined || v === null) return [];
@@ -73,6 +73,22 @@ export function containerRows(cs: ContainerSummary[], noTrunc = false, now = Dat
   ]);
 }
 
+/** A ps row's fields for --format templates, by docker's names. */
+export function containerFields(c: ContainerSummary, noTrunc = false, now = Date.now()): Record<string, unknown> {
+  return {
+    ID: noTrunc ? c.id : shortId(c.id),
+    Image: noTrunc ? c.image : shortId(c.image),
+    CreatedAt: c.created,
+    RunningFor: ago(c.created, now),
+    State: c.state,
+    Status: c.state === 'mounted' ? 'Mounted' : 'Created',
+    Mountpoint: c.mountpoint ?? '',
+    Names: c.name,
+    Size: humanSize(c.size),
+  };
+}
+const CONTAINER_HEADERS = { ID: 'CONTAINER ID', Image: 'IMAGE', CreatedAt: 'CREATED AT', RunningFor: 'CREATED', Status: 'STATUS', Mountpoint: 'MOUNTPOINT', Names: 'NAMES', Size: 'SIZE', State: 'STATE' };
+
 const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
   command,
   aliases,
@@ -83,7 +99,8 @@ const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
       .option('no-trunc', { type: 'boolean', default: false, describe: "Don't truncate output" }),
   handler: action(async (argv) => {
     const cs = await clientFor(argv).get<ContainerSummary[]>('/containers/json', { all: argv.all });
-    if (argv.format === 'json') return out(json(cs));
+    const f = formatted(argv, cs, () => cs.map((c) => containerFields(c, argv.noTrunc)), CONTAINER_HEADERS);
+    if (f !== undefined) return out(f);
     if (argv.quiet) return out(cs.map((c) => (argv.noTrunc ? c.id : shortId(c.id))).join('\n'));
     out(table(['CONTAINER ID', 'IMAGE', 'CREATED', 'STATUS', 'MOUNTPOINT', 'NAMES'], containerRows(cs, argv.noTrunc)));
   }),
@@ -92,9 +109,10 @@ const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
 const inspectCmd: Cmd = {
   command: 'inspect <containers..>',
   describe: 'Display detailed information on one or more containers',
+  builder: inspectOptions,
   handler: action(async (argv) => {
     const c = clientFor(argv);
-    await inspectMany(argv.containers, (id) => c.get<ContainerInspect>(`/containers/${seg(id)}/json`));
+    await inspectMany(argv.containers, (id) => c.get<ContainerInspect>(`/containers/${seg(id)}/json`), argv.format);
   }),
 };
 

@@ -2,7 +2,7 @@
 import type { Volume, VolumeCreateRequest } from '../../daemon/api/types';
 import { seg } from '../client';
 import { humanSize, json, parseKeyValues, table } from '../format';
-import { action, clientFor, Cmd, eachTarget, inspectMany, listingOptions, out } from './common';
+import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, inspectOptions, listingOptions, out } from './common';
 
 function list(v: unknown): string[] {
   if (v === undefined || v === null) return [];
@@ -36,7 +36,8 @@ const lsCmd: Cmd = {
   handler: action(async (argv) => {
     const r = await clientFor(argv).get<{ volumes: Volume[] }>('/volumes');
     const vols = r.volumes ?? [];
-    if (argv.format === 'json') return out(json(vols));
+    const f = formatted(argv, vols, () => vols.map((v) => ({ Driver: v.Driver, Name: v.Name, Mountpoint: v.Mountpoint, Labels: v.Labels })), { Name: 'VOLUME NAME' });
+    if (f !== undefined) return out(f);
     if (argv.quiet) return out(vols.map((v) => v.Name).join('\n'));
     out(table(['DRIVER', 'VOLUME NAME'], vols.map((v) => [v.Driver, v.Name])));
   }),
@@ -45,9 +46,10 @@ const lsCmd: Cmd = {
 const inspectCmd: Cmd = {
   command: 'inspect <names..>',
   describe: 'Display detailed information on one or more volumes',
+  builder: inspectOptions,
   handler: action(async (argv) => {
     const c = clientFor(argv);
-    await inspectMany(argv.names, (n) => c.get<Volume>(`/volumes/${seg(n)}`));
+    await inspectMany(argv.names, (n) => c.get<Volume>(`/volumes/${seg(n)}`), argv.format);
   }),
 };
 
