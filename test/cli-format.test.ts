@@ -185,6 +185,7 @@ t.test('info and system df', async (t) => {
       { name: 'v2', links: 0, size: 150 },
     ],
     buildCacheSize: 0,
+    buildCacheCount: 0,
   };
   t.equal(
     dfSummary(df),

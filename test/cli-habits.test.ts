@@ -86,3 +86,47 @@ t.test('--format: Go templates, json lines, inspect -f', async (t) => {
   t.match(bad.stderr, /function "bogus" not defined/);
   t.equal(d.cli(['ps', '--format', '{{.ID']).status, 2, 'an unclosed action is a usage error');
 });
+
+t.test('ps MOUNTPOINT, volume prune without a terminal, system df build cache', async (t) => {
+  const d = await startDaemon(t, { label: 'habits-state' });
+  const ctx = path.join(d.ws, 'ctx');
+  fs.mkdirSync(ctx);
+  fs.writeFileSync(path.join(ctx, 'data.bin'), Buffer.alloc(50_000, 7));
+  fs.writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY data.bin /data.bin\n');
+  ok(t, d.cli(['build', '-q', '-t', 'cached:1', ctx]), 'build');
+
+  // MOUNTPOINT: shortened in the table, whole with --no-trunc and in JSON.
+  ok(t, d.cli(['container', 'create', '--name', 'm', 'cached:1']), 'create');
+  const mp = ok(t, d.cli(['container', 'mount', 'm']), 'mount');
+  t.ok(mp.length > 40, 'the default mountpoint is long');
+  const row = ok(t, d.cli(['ps']), 'ps').split('\n')[1];
+  t.notOk(row.includes(mp), 'the table shortens it');
+  t.match(row, /…/);
+  t.ok(row.includes(mp.slice(-10)), 'its end is kept');
+  t.ok(ok(t, d.cli(['ps', '--no-trunc']), 'ps --no-trunc').includes(mp), '--no-trunc shows it whole');
+  t.equal((JSON.parse(ok(t, d.cli(['ps', '--format', 'json']), 'ps json')) as { mountpoint: string }).mountpoint, mp, 'JSON has it whole');
+  t.equal(ok(t, d.cli(['ps', '--format', '{{.Mountpoint}}']), 'template'), mp);
+  ok(t, d.cli(['container', 'unmount', 'm']), 'unmount');
+  ok(t, d.cli(['rm', 'm']), 'rm');
+
+  // volume prune with no terminal to ask on and no -f: nothing removed, and it says why.
+  ok(t, d.cli(['volume', 'create', 'spare']), 'volume create');
+  const p = d.cli(['volume', 'prune', '-a'], { input: 'y\n' });
+  t.equal(p.status, 1);
+  t.match(p.stderr, /Nothing removed: .*not a terminal.*-f/);
+  t.equal(ok(t, d.cli(['volume', 'ls', '-q']), 'ls'), 'spare', 'the volume is still there');
+  t.match(ok(t, d.cli(['volume', 'prune', '-a', '-f']), 'prune -f'), /spare/);
+
+  // The Build Cache row: TOTAL and RECLAIMABLE agree with SIZE.
+  const cacheRow = () => ok(t, d.cli(['system', 'df']), 'df').split('\n').find((l) => l.startsWith('Build Cache'))!.split(/\s{2,}/);
+  t.same(cacheRow().slice(1), ['0', '0', '0B', '0B'], 'layers an image uses are not counted as cache');
+  ok(t, d.cli(['rmi', 'cached:1']), 'rmi');
+  const [, total, active, size, reclaim] = cacheRow();
+  t.equal(total, '1', 'the layer only the cache keeps is counted');
+  t.equal(active, '0');
+  t.match(size, /^5\d(\.\d)?kB$/, 'its size');
+  t.equal(reclaim, size);
+  const df = JSON.parse(ok(t, d.cli(['system', 'df', '--format', 'json']), 'df json')) as { buildCacheCount: number; buildCacheSize: number };
+  t.equal(df.buildCacheCount, 1);
+  t.ok(df.buildCacheSize >= 50_000, `${df.buildCacheSize} bytes`);
+});

@@ -9,7 +9,7 @@ import type {
 } from '../../daemon/api/types';
 import { seg } from '../client';
 import { AtomicOutput } from '../files';
-import { ago, humanSize, json, parseMount, shortId, table, UsageError } from '../format';
+import { ago, humanSize, json, parseMount, shortId, shortPath, table, UsageError } from '../format';
 import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, inspectOptions, listingOptions, out } from './common';
 
 function list(v: unknown): string[] {
@@ -68,7 +68,7 @@ export function containerRows(cs: ContainerSummary[], noTrunc = false, now = Dat
     noTrunc ? c.image : shortId(c.image),
     ago(c.created, now),
     c.state === 'mounted' ? 'Mounted' : 'Created',
-    c.mountpoint ?? '',
+    noTrunc ? (c.mountpoint ?? '') : shortPath(c.mountpoint ?? ''),
     c.name,
   ]);
 }

@@ -98,6 +98,12 @@ const pruneCmd: Cmd = {
       .option('all', { alias: 'a', type: 'boolean', default: false, describe: 'Remove all unused volumes, not just anonymous ones' })
       .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'Do not prompt for confirmation' }),
   handler: action(async (argv) => {
+    if (!argv.force && !process.stdin.isTTY) {
+      // No one to ask: say so rather than read a "no" from a pipe or /dev/null and print nothing.
+      process.stderr.write('Nothing removed: volume prune asks for confirmation and stdin is not a terminal; use -f to prune without asking.\n');
+      process.exitCode = 1;
+      return;
+    }
     if (!argv.force) {
       const what = argv.all ? 'all local volumes' : 'anonymous local volumes';
       const ok = await confirm(

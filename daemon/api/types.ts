@@ -166,4 +166,6 @@ export interface SystemDf {
   containers: { id: string; name: string; image: string; size: number; state: string; created: string }[];
   volumes: { name: string; links: number; size: number }[];
   buildCacheSize: number;
+  /** layers kept only by the build cache: the ones buildCacheSize counts */
+  buildCacheCount: number;
 }
