@@ -3,7 +3,7 @@
 // archive code and native addon, node:os, node:crypto, node:readline) is required where it is used.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { CommandModule } from 'yargs';
+import type { Argv, CommandModule } from 'yargs';
 import { DEFAULT_SOCKET } from './client';
 
 function version(): string {
@@ -47,7 +47,16 @@ export async function main(args: string[]): Promise<void> {
       describe: `Daemon socket (default: $STRATA_SOCKET or ${DEFAULT_SOCKET})`,
     });
   for (const c of commands()) y = y.command(c);
+  const parser = y;
   y = y
+    // Shell completion from these same definitions: the script asks `strata --get-yargs-completions WORDS...`.
+    .completion('__complete', false)
+    .command({
+      command: 'completion <shell>',
+      describe: 'Print a shell completion script (bash): source <(strata completion bash)',
+      builder: (z: Argv) => z.positional('shell', { type: 'string', choices: ['bash'], describe: 'Shell' }),
+      handler: () => void parser.showCompletionScript(),
+    } as CommandModule)
     .parserConfiguration({ 'boolean-negation': false })
     .demandCommand(1, 'missing command')
     .strict()

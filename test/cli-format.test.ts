@@ -139,8 +139,8 @@ t.test('listing rows', async (t) => {
   t.same(
     containerRows(
       [
-        { id: HEX, name: 'web', image: 'alpine', imageId: `sha256:${HEX}`, state: 'mounted', mountpoint: '/m/x', created, size: 0 },
-        { id: 'cd'.repeat(32), name: 'db', image: 'alpine', imageId: `sha256:${HEX}`, state: 'created', mountpoint: null, created, size: 0 },
+        { id: HEX, name: 'web', image: 'alpine', imageId: `sha256:${HEX}`, state: 'mounted', mountpoint: '/m/x', created, size: 0, startedAt: null, finishedAt: null, exitCode: null },
+        { id: 'cd'.repeat(32), name: 'db', image: 'alpine', imageId: `sha256:${HEX}`, state: 'created', mountpoint: null, created, size: 0, startedAt: null, finishedAt: null, exitCode: null },
       ],
       false,
       now,

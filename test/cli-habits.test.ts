@@ -2,7 +2,8 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { startDaemon } from './lib/daemon';
+import { spawnSync } from 'node:child_process';
+import { startDaemon, STRATA } from './lib/daemon';
 import { ok } from './lib/expect';
 
 /** Command paths listed in a help text's "Commands:" section ("strata image ls ..." -> ["image", "ls"]). */
@@ -129,4 +130,26 @@ t.test('ps MOUNTPOINT, volume prune without a terminal, system df build cache', 
   const df = JSON.parse(ok(t, d.cli(['system', 'df', '--format', 'json']), 'df json')) as { buildCacheCount: number; buildCacheSize: number };
   t.equal(df.buildCacheCount, 1);
   t.ok(df.buildCacheSize >= 50_000, `${df.buildCacheSize} bytes`);
+});
+
+t.test('strata completion bash: generated from the command definitions', async (t) => {
+  const d = await startDaemon(t, { label: 'habits-completion' });
+  const script = ok(t, d.cli(['completion', 'bash']), 'completion bash');
+  t.match(script, /complete .*-F _strata_yargs_completions strata/);
+  const file = path.join(d.ws, 'strata-completion.bash');
+  fs.writeFileSync(file, script + '\n');
+  const complete = (...words: string[]) => {
+    const r = spawnSync('bash', ['-c', `source ${file}; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _strata_yargs_completions; printf '%s\\n' "\${COMPREPLY[@]}"`], {
+      encoding: 'utf8',
+      env: { PATH: `${path.dirname(STRATA())}:/usr/local/bin:/usr/bin:/bin`, STRATA_SOCKET: d.socket },
+    });
+    t.equal(r.status, 0, r.stderr);
+    return r.stdout.split('\n').filter(Boolean).sort();
+  };
+  t.same(complete('strata', 'ima'), ['image', 'images'], 'top-level commands');
+  t.same(complete('strata', 'container', 'c'), ['commit', 'create'], 'subcommands');
+  t.ok(complete('strata', 'volume', '').includes('prune'), 'every subcommand of volume');
+  t.ok(complete('strata', '').includes('completion'));
+  const zsh = d.cli(['completion', 'zsh']);
+  t.equal(zsh.status, 2, 'an unknown shell is a usage error');
 });

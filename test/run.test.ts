@@ -40,7 +40,12 @@ t.test('run and exec', { skip }, async (t) => {
     t.equal(r.status, 0, r.stderr);
     const ps = d.cli(['ps', '-a']);
     t.match(ps.stdout, /keeper/);
-    t.match(ps.stdout, /Created/);
+    t.match(ps.stdout, /Exited \(0\) (Less than a second|\d+ seconds?) ago/, 'ps: exited, with its code');
+    t.match(d.cli(['ps', '--no-trunc', '-a']).stdout, /Exited \(0\)/);
+    const three = d.cli(['run', '--name', 'three', 'base', 'sh', '-c', 'exit 3']);
+    t.equal(three.status, 3);
+    t.match(d.cli(['ps', '-a', '--format', '{{.Names}}: {{.Status}}']).stdout, /^three: Exited \(3\) .* ago$/m);
+    t.equal(d.cli(['rm', 'three']).status, 0);
     t.match(d.cli(['diff', 'keeper']).stdout, /A \/kept.txt/, 'the write is in its layer');
     t.equal(d.cli(['rm', 'keeper']).status, 0);
   });
@@ -91,6 +96,7 @@ t.test('run and exec', { skip }, async (t) => {
       if (!up) await delay(100);
     }
     t.ok(up, 'the container is running');
+    t.match(d.cli(['ps', '--format', '{{.Names}}: {{.Status}}']).stdout, /^sleeper: Up (Less than a second|\d+ seconds?)$/m, 'ps: Up while it runs');
     const r = d.cli(['exec', 'sleeper', 'echo', 'ok']);
     t.equal(r.status, 0, r.stderr);
     t.equal(r.stdout, 'ok\n');

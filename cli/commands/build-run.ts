@@ -289,7 +289,7 @@ const runCmd: Cmd = {
     try {
       code = await runRunc(['--root', p.runcRoot, 'run', '--bundle', p.bundle, p.runcId], opts.interactive === true || req.tty === true);
     } finally {
-      await client.post(`/run/${seg(p.id)}/finish`, { remove: opts.rm === true });
+      await client.post(`/run/${seg(p.id)}/finish`, { remove: opts.rm === true, exitCode: code });
     }
     process.exitCode = code;
   }),

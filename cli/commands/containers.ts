@@ -9,7 +9,7 @@ import type {
 } from '../../daemon/api/types';
 import { seg } from '../client';
 import { AtomicOutput } from '../files';
-import { ago, humanSize, json, parseMount, shortId, shortPath, table, UsageError } from '../format';
+import { ago, humanDuration, humanSize, json, parseMount, shortId, shortPath, table, UsageError } from '../format';
 import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, inspectOptions, listingOptions, out } from './common';
 
 function list(v: unknown): string[] {
@@ -67,10 +67,18 @@ export function containerRows(cs: ContainerSummary[], noTrunc = false, now = Dat
     noTrunc ? c.id : shortId(c.id),
     noTrunc ? c.image : shortId(c.image),
     ago(c.created, now),
-    c.state === 'mounted' ? 'Mounted' : 'Created',
+    containerStatus(c, now),
     noTrunc ? (c.mountpoint ?? '') : shortPath(c.mountpoint ?? ''),
     c.name,
   ]);
+}
+
+/** docker's STATUS: "Up 3 minutes" while a process runs in it, "Exited (0) 2 minutes ago" after, else Mounted or Created. */
+export function containerStatus(c: ContainerSummary, now = Date.now()): string {
+  if (c.startedAt && !c.finishedAt) return `Up ${humanDuration(now - Date.parse(c.startedAt))}`;
+  if (c.state === 'mounted') return 'Mounted';
+  if (c.finishedAt) return `Exited (${c.exitCode ?? 'unknown'}) ${ago(c.finishedAt, now)}`;
+  return 'Created';
 }
 
 /** A ps row's fields for --format templates, by docker's names. */
@@ -81,7 +89,7 @@ export function containerFields(c: ContainerSummary, noTrunc = false, now = Date
     CreatedAt: c.created,
     RunningFor: ago(c.created, now),
     State: c.state,
-    Status: c.state === 'mounted' ? 'Mounted' : 'Created',
+    Status: containerStatus(c, now),
     Mountpoint: c.mountpoint ?? '',
     Names: c.name,
     Size: humanSize(c.size),

@@ -111,6 +111,10 @@ export interface ContainerSummary {
   mountpoint: string | null;
   created: string;
   size: number; // bytes in the writable layer
+  /** its last `run`: start and end times (null: never ran / still running) and exit code */
+  startedAt: string | null;
+  finishedAt: string | null;
+  exitCode: number | null;
 }
 
 export interface ContainerInspect extends ContainerSummary {
