@@ -1,9 +1,9 @@
 // Docker's habits in the strata CLI, against a real daemon: --help everywhere.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { startDaemon, STRATA } from './lib/daemon';
+import { startDaemon, STRATA, type Daemon } from './lib/daemon';
 import { ok } from './lib/expect';
 
 /** Command paths listed in a help text's "Commands:" section ("strata image ls ..." -> ["image", "ls"]). */
@@ -17,6 +17,14 @@ function listedCommands(help: string, prefix: string[]): string[][] {
     if (path.length === prefix.length + 1 && !/^[<[]/.test(path[path.length - 1])) out.push(path);
   }
   return out;
+}
+
+/** A one-file image imported from a directory. */
+function importTiny(t: Test, d: Daemon, ref: string): void {
+  const rootfs = path.join(d.ws, 'rootfs');
+  fs.mkdirSync(path.join(rootfs, 'etc'), { recursive: true });
+  fs.writeFileSync(path.join(rootfs, 'etc', 'motd'), 'hi\n');
+  ok(t, d.cli(['image', 'import', rootfs, ref]), 'import');
 }
 
 t.test('--help and -h on every command and subcommand', async (t) => {
@@ -53,10 +61,7 @@ t.test('--help and -h on every command and subcommand', async (t) => {
 
 t.test('--format: Go templates, json lines, inspect -f', async (t) => {
   const d = await startDaemon(t, { label: 'habits-format' });
-  const rootfs = path.join(d.ws, 'rootfs');
-  fs.mkdirSync(path.join(rootfs, 'etc'), { recursive: true });
-  fs.writeFileSync(path.join(rootfs, 'etc', 'motd'), 'hi\n');
-  ok(t, d.cli(['image', 'import', rootfs, 'fmt:1']), 'import');
+  importTiny(t, d, 'fmt:1');
   const id = ok(t, d.cli(['container', 'create', '--name', 'one', 'fmt:1']), 'create one');
   ok(t, d.cli(['container', 'create', '--name', 'two', 'fmt:1']), 'create two');
   ok(t, d.cli(['volume', 'create', 'vol1']), 'volume create');
@@ -152,4 +157,16 @@ t.test('strata completion bash: generated from the command definitions', async (
   t.ok(complete('strata', '').includes('completion'));
   const zsh = d.cli(['completion', 'zsh']);
   t.equal(zsh.status, 2, 'an unknown shell is a usage error');
+});
+
+t.test('image save refuses a terminal for stdout without -o', async (t) => {
+  const d = await startDaemon(t, { label: 'habits-save' });
+  importTiny(t, d, 'tty:1');
+  // util-linux script(1) gives the command a pseudo-terminal for its stdout.
+  const r = spawnSync('script', ['-qec', `${STRATA()} --socket ${d.socket} image save tty:1`, '/dev/null'], { encoding: 'utf8', env: { PATH: '/usr/bin:/bin', TERM: 'dumb' } });
+  t.equal(r.status, 2, 'a usage error');
+  t.match(r.stdout, /refusing to write an archive to a terminal: use -o FILE/);
+  const piped = d.cli(['image', 'save', 'tty:1']);
+  t.equal(piped.status, 0, 'a pipe is fine');
+  t.ok(piped.stdout.length > 0);
 });

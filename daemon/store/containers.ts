@@ -91,6 +91,9 @@ export class ContainerRepo {
       mountpoint: c.mountpoint ?? null,
       mounts: c.mounts ?? [],
       created: c.created ?? nowIso(),
+      started: null,
+      finished: null,
+      exitCode: null,
     };
     this.db.transaction(() => {
       if (!this.sImageExists.get(row.imageId)) throw new NotFoundError(`no such image: ${row.imageId}`);
