@@ -30,8 +30,17 @@ $(NATIVE): native-shims/src/*.c native-shims/binding.gyp $(NPM_STAMP)
 
 native: $(NATIVE)
 
+# The CLI is also bundled into one file (bin/strata runs it): one file to read and compile starts
+# much faster than a tree of modules. yargs is ESM: import.meta.url becomes the bundle's own URL;
+# string-width is replaced by cli/string-width.ts (see there).
 build: deps native
 	./node_modules/.bin/tsc -p tsconfig.json
+	./node_modules/.bin/esbuild dist/cli/main.js --bundle --platform=node --target=node20 --minify \
+	  --external:*.node --alias:string-width=./cli/string-width.ts --external:yargs/package.json --log-level=warning \
+	  --define:import.meta.url=__importMetaUrl \
+	  --banner:js="const __importMetaUrl = require('url').pathToFileURL(__filename).href;" \
+	  --outfile=dist/cli/strata.js
+	rm -f dist/cli/strata.js.cache; bin/strata container ls --help >/dev/null
 	chmod +x bin/*
 
 test: build

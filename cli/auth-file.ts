@@ -2,7 +2,6 @@
 // base64("user:password")}}}), mode 0600, written atomically. Path: --authfile, then
 // $REGISTRY_AUTH_FILE (as podman), then ~/.strata/config.json. Other keys in the file are kept.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { RegistryAuth } from '../daemon/api/types-registry';
 import { DOCKER_HUB_AUTH_KEY, registryKey } from '../daemon/registry/reference';
@@ -13,7 +12,7 @@ interface AuthFile {
 }
 
 export function authFilePath(flag?: string): string {
-  return flag || process.env.REGISTRY_AUTH_FILE || path.join(process.env.HOME || os.homedir(), '.strata', 'config.json');
+  return flag || process.env.REGISTRY_AUTH_FILE || path.join(process.env.HOME || (require('node:os') as typeof import('node:os')).homedir(), '.strata', 'config.json');
 }
 
 function read(file: string): AuthFile {

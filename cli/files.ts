@@ -1,11 +1,10 @@
 // The CLI's side of archives sent through the socket: it reads and writes the user's files with the
 // user's own permissions; the daemon only ever sees the bytes.
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
-import { packTree, type PackOptions } from '../daemon/archive';
+import type { PackOptions } from '../daemon/archive';
 import { UsageError } from './format';
 
 /** A file to send, or standard input for "-" (never a terminal). Errors name the file, never its content. */
@@ -38,6 +37,8 @@ export function openInput(file: string, what: string): Readable {
 /** A tar of a directory, packed as it is sent (`keep` filters entries by relative path; `extra` files are added). */
 export function packDirectory(dir: string, keep?: (rel: string) => boolean, extra?: PackOptions['extra']): Readable {
   const out = new PassThrough();
+  // Loaded on use: the archive code (and the native addon under it) is not needed to start the CLI.
+  const { packTree } = require('../daemon/archive') as typeof import('../daemon/archive');
   packTree(dir, out, { keep, extra }).catch((err: Error) => out.destroy(err));
   return out;
 }
@@ -51,7 +52,7 @@ export class AtomicOutput {
     const dir = path.dirname(file);
     if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`cannot write ${file}: directory ${dir} does not exist`);
     if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw new Error(`cannot write ${file}: it is a directory`);
-    this.tmp = path.join(dir, `.${path.basename(file)}.strata-${randomBytes(4).toString('hex')}`);
+    this.tmp = path.join(dir, `.${path.basename(file)}.strata-${(require('node:crypto') as typeof import('node:crypto')).randomBytes(4).toString('hex')}`);
     this.stream = fs.createWriteStream(this.tmp, { flags: 'wx', mode: 0o644 });
   }
 

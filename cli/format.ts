@@ -73,6 +73,14 @@ export function ellipsis(s: string, n: number): string {
   return chars.slice(0, n - 1).join('') + '…';
 }
 
+/** A long path cut in its middle to fit n characters ("/var/lib/strata/co…4b1c/merged"): both ends tell most. */
+export function shortPath(p: string, n = 40): string {
+  const chars = [...p];
+  if (chars.length <= n) return p;
+  const tail = Math.floor((n - 1) / 2);
+  return chars.slice(0, n - 1 - tail).join('') + '…' + chars.slice(-tail).join('');
+}
+
 /** "repo/name:tag" -> ["repo/name", "tag"]; a ':' before the last '/' is a registry port. */
 export function splitRef(ref: string): [string, string] {
   const at = ref.indexOf('@');

@@ -113,6 +113,12 @@ interface NativeShims {
   eventfd(): number;
   /** fcntl with an integer argument: its result, or -errno. */
   fcntl(fd: number, cmd: number, arg: number): number;
+  socketpair(): [number, number];
+  recvFd(sock: number): number;
+  pipe2(): [number, number];
+  setPipeSize(fd: number, size: number): number;
+  splice(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): number;
+  fadvise(fd: number, offset: number, len: number, advice: number): number;
 }
 
 // This file runs both compiled (dist/native-shims/index.js) and from source
@@ -204,6 +210,21 @@ export const EPOLL_CTL_DEL = 2;
 export const EPOLLIN = 0x001;
 export const EPOLLERR = 0x008;
 export const EPOLLHUP = 0x010;
+/** socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC); both fds. */
+export const socketpair: NativeShims['socketpair'] = native.socketpair;
+/** recvmsg(2) of one SCM_RIGHTS fd (close-on-exec); -1 when the peer closed without sending one. */
+export const recvFd: NativeShims['recvFd'] = native.recvFd;
+/** pipe2(O_CLOEXEC): [read end, write end]. */
+export const pipe2: NativeShims['pipe2'] = native.pipe2;
+/** fcntl(F_SETPIPE_SZ): the new capacity, or -errno. */
+export const setPipeSize: NativeShims['setPipeSize'] = native.setPipeSize;
+/** splice(2) without throwing: bytes moved or -errno; an offset < 0 passes NULL (pipes). */
+export const splice: NativeShims['splice'] = native.splice;
+/** posix_fadvise(2): 0 or the errno. */
+export const fadvise: NativeShims['fadvise'] = native.fadvise;
+export const POSIX_FADV_SEQUENTIAL = 2;
+export const SPLICE_F_MOVE = 1;
+export const SPLICE_F_NONBLOCK = 2;
 export const LOCK_SH = 1;
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;

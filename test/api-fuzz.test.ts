@@ -6,6 +6,7 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
+import { jsonLines } from './lib/expect';
 import { fuzz } from './lib/api-fuzz';
 import { startDaemon } from './lib/daemon';
 import { rawRequest } from './lib/http';
@@ -63,7 +64,7 @@ t.test(`API fuzz: ${COUNT} hostile requests (seed ${SEED})`, { skip: skip ?? fal
   t.ok(best < 100, `info within 100 ms (${best} ms)`);
 
   // What the fuzz created and mounted is removed through the API; then nothing may be left.
-  const ids = (JSON.parse(cli(['ps', '-a', '--format', 'json'])) as { id: string }[]).map((c) => c.id);
+  const ids = jsonLines<{ id: string }>(cli(['ps', '-a', '--format', 'json'])).map((c) => c.id);
   for (const id of ids) cli(['rm', '-f', id]);
   t.same(
     listMounts().filter((m) => m.mountPoint.startsWith(d.ws + '/')),

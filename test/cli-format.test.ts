@@ -139,8 +139,8 @@ t.test('listing rows', async (t) => {
   t.same(
     containerRows(
       [
-        { id: HEX, name: 'web', image: 'alpine', imageId: `sha256:${HEX}`, state: 'mounted', mountpoint: '/m/x', created, size: 0 },
-        { id: 'cd'.repeat(32), name: 'db', image: 'alpine', imageId: `sha256:${HEX}`, state: 'created', mountpoint: null, created, size: 0 },
+        { id: HEX, name: 'web', image: 'alpine', imageId: `sha256:${HEX}`, state: 'mounted', mountpoint: '/m/x', created, size: 0, startedAt: null, finishedAt: null, exitCode: null },
+        { id: 'cd'.repeat(32), name: 'db', image: 'alpine', imageId: `sha256:${HEX}`, state: 'created', mountpoint: null, created, size: 0, startedAt: null, finishedAt: null, exitCode: null },
       ],
       false,
       now,
@@ -185,6 +185,7 @@ t.test('info and system df', async (t) => {
       { name: 'v2', links: 0, size: 150 },
     ],
     buildCacheSize: 0,
+    buildCacheCount: 0,
   };
   t.equal(
     dfSummary(df),
@@ -315,7 +316,7 @@ t.test('requests sent to the daemon (fake server)', async (t) => {
   r = await run('image', 'ls', '-q');
   t.equal(r.stdout, 'abababababab\n');
   r = await run('image', 'ls', '--format', 'json');
-  t.same(JSON.parse(r.stdout), [img]);
+  t.same(r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l)), [img], 'json: one object per line');
 
   r = await run('container', 'create', '--name', 'web', '-v', 'data:/data', '-v', '/srv:/srv:ro', '--mount', 'type=volume,src=c,dst=/c,ro', 'alpine');
   t.equal(r.code, 0, r.stderr);

@@ -8,7 +8,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import type { ContainerInspect, ContainerSummary, HistoryEntry, ImageInspect, ImageSummary, SystemDf, Volume } from '../daemon/api/types';
 import { type RunResult, runOk } from './lib/exec';
 import { cleanEnv, ping, startDaemon, STRATAD, type Daemon } from './lib/daemon';
-import { ok, fails } from './lib/expect';
+import { ok, fails, jsonLines } from './lib/expect';
 import { missingCapability } from './lib/mount';
 import { listMounts } from './lib/mounts';
 import { diffSnapshots, snapshot } from './lib/snapshot';
@@ -118,7 +118,7 @@ t.test('commit, history, system df, image rm', opts, async (t) => {
   t.match(derivedId, /^sha256:[0-9a-f]{64}$/);
   t.not(derivedId, imageId);
 
-  const hist = jsonOf<HistoryEntry[]>(t, d.cli(['history', '--format', 'json', 'derived:1']), 'history json');
+  const hist = jsonLines<HistoryEntry>(ok(t, d.cli(['history', '--format', 'json', 'derived:1']), 'history json'));
   t.equal(hist.length, 2, 'two history entries');
   t.equal(hist[0]!.id, derivedId, 'top entry carries the image id');
   t.equal(hist[0]!.comment, 'add extra');
@@ -160,7 +160,7 @@ t.test('commit, history, system df, image rm', opts, async (t) => {
 
   const forced = ok(t, d.cli(['image', 'rm', '-f', 'base:1']), 'rm -f of an image in use');
   t.same(forced.split('\n'), ['Untagged: base:1'], '-f only untags an image a container uses');
-  const imgs = jsonOf<ImageSummary[]>(t, d.cli(['images', '--format', 'json']), 'images');
+  const imgs = jsonLines<ImageSummary>(ok(t, d.cli(['images', '--format', 'json']), 'images'));
   t.same(imgs.map((i) => [i.id, i.repoTags]), [[imageId, []]], 'the image stays, untagged');
   t.equal(fs.readFileSync(path.join(mnt, 'extra.bin')).length, 3000, 'the container still works');
 
@@ -185,7 +185,7 @@ t.test('volumes: labels, inspect fields, rm in use, prune, binds', opts, async (
   fails(t, d.cli(['volume', 'rm', 'myvol']), /volume myvol is in use by container\(s\) [0-9a-f]{12}/, 'rm of a volume in use');
   ok(t, d.cli(['volume', 'create', 'unused']), 'create unused');
   ok(t, d.cli(['container', 'create', '--name', 'gone', '-v', '/anon-free', 'base:1']), 'create gone');
-  const vols = () => jsonOf<Volume[]>(t, d.cli(['volume', 'ls', '--format', 'json']), 'ls');
+  const vols = () => jsonLines<Volume>(ok(t, d.cli(['volume', 'ls', '--format', 'json']), 'ls'));
   const anon = vols().filter((x) => x.Anonymous);
   t.equal(anon.length, 2, 'two anonymous volumes');
   for (const a of anon) t.match(a.Name, /^[0-9a-f]{64}$/);
@@ -244,9 +244,9 @@ t.test('SIGKILL: restart remounts mounted containers', opts, async (t) => {
   const at = mountsUnder(mnt);
   t.same(at.map((m) => m.mountPoint.slice(mnt.length) || '/').sort(), ['/', '/data'], 'one union mount and one volume mount: no stale or duplicate ones');
   t.equal(at.find((m) => m.mountPoint === mnt)?.fsType, 'fuse.strata');
-  const ps = jsonOf<ContainerSummary[]>(t, d.cli(['ps', '--format', 'json']), 'ps');
+  const ps = jsonLines<ContainerSummary>(ok(t, d.cli(['ps', '--format', 'json']), 'ps'));
   t.same(ps.map((c) => [c.name, c.state, c.mountpoint]), [['c1', 'mounted', mnt]], 'ps shows it mounted');
-  const all = jsonOf<ContainerSummary[]>(t, d.cli(['ps', '-a', '--format', 'json']), 'ps -a');
+  const all = jsonLines<ContainerSummary>(ok(t, d.cli(['ps', '-a', '--format', 'json']), 'ps -a'));
   t.equal(all.find((c) => c.name === 'idle')?.state, 'created', 'the unmounted one stays unmounted');
   t.same(ok(t, d.cli(['diff', 'c1']), 'diff').split('\n'), ['A /after', 'A /kept']);
 });
@@ -298,8 +298,8 @@ t.test('bad input: names, references, missing objects, hostile tars', opts, asyn
   fails(t, d.cli(['image', 'import', tar, 'good:bad!tag']), /invalid reference "good:bad!tag": tag "bad!tag" must match/, 'bad tag');
   fails(t, d.cli(['image', 'tag', 'base:1', 'x:.dot']), /tag "\.dot" must match/, 'tag starting with a dot');
   fails(t, d.cli(['container', 'create', '-v', 'v:relative', 'base:1']), /-v target "relative" must be an absolute path/, 'relative -v target');
-  t.same(jsonOf<Volume[]>(t, d.cli(['volume', 'ls', '--format', 'json']), 'ls').map((v) => v.Name), [], 'failed creates made no volumes');
-  t.same(jsonOf<ContainerSummary[]>(t, d.cli(['ps', '-a', '--format', 'json']), 'ps').length, 0, '...and no containers');
+  t.same(jsonLines<Volume>(ok(t, d.cli(['volume', 'ls', '--format', 'json']), 'ls')).map((v) => v.Name), [], 'failed creates made no volumes');
+  t.same(jsonLines<ContainerSummary>(ok(t, d.cli(['ps', '-a', '--format', 'json']), 'ps')).length, 0, '...and no containers');
 
   ok(t, d.cli(['container', 'create', '--name', 'taken', 'base:1']), 'create taken');
   fails(t, d.cli(['container', 'create', '--name', 'taken', 'base:1']), /the container name "taken" is already in use/, 'duplicate container name');
@@ -381,12 +381,12 @@ t.test('concurrency: parallel volume and container creates', opts, async (t) => 
   }
   const results = await Promise.all(calls);
   results.forEach((r, i) => t.equal(r.status, 0, `call ${i} succeeded${r.status ? ': ' + r.stderr.trim() : ''}`));
-  const vols = jsonOf<Volume[]>(t, d.cli(['volume', 'ls', '--format', 'json']), 'volume ls');
+  const vols = jsonLines<Volume>(ok(t, d.cli(['volume', 'ls', '--format', 'json']), 'volume ls'));
   const named = vols.filter((v) => !v.Anonymous);
   t.same(named.map((v) => v.Name).sort(), [...Array(N).keys()].map((i) => `cv${i}`).sort(), 'all named volumes listed');
   t.equal(vols.filter((v) => v.Anonymous).length, N, 'one anonymous volume per container');
   for (const v of named) t.equal(v.UsedBy.length, 1, `${v.Name} used by one container`);
-  const cs = jsonOf<ContainerSummary[]>(t, d.cli(['ps', '-a', '--format', 'json']), 'ps -a');
+  const cs = jsonLines<ContainerSummary>(ok(t, d.cli(['ps', '-a', '--format', 'json']), 'ps -a'));
   t.same(cs.map((c) => c.name).sort(), [...Array(N).keys()].map((i) => `cc${i}`).sort(), 'all containers listed');
   t.equal(fs.readdirSync(path.join(d.root, 'containers')).length, N, 'one dir per container');
   t.equal(fs.readdirSync(path.join(d.root, 'volumes')).length, 2 * N, 'one dir per volume');
@@ -434,7 +434,7 @@ t.test('--format json and -q on ps, images, volume ls', opts, async (t) => {
   const c2 = ok(t, d.cli(['container', 'create', '--name', 'idle', 'other:2']), 'create idle');
   const mnt = ok(t, d.cli(['container', 'mount', 'm1']), 'mount');
 
-  const ps = jsonOf<ContainerSummary[]>(t, d.cli(['ps', '--format', 'json']), 'ps json');
+  const ps = jsonLines<ContainerSummary>(ok(t, d.cli(['ps', '--format', 'json']), 'ps json'));
   t.same(ps.map((c) => ({ id: c.id, name: c.name, image: c.image, imageId: c.imageId, state: c.state, mountpoint: c.mountpoint })), [
     { id: c1, name: 'm1', image: 'base:1', imageId, state: 'mounted', mountpoint: mnt },
   ]);
@@ -445,7 +445,7 @@ t.test('--format json and -q on ps, images, volume ls', opts, async (t) => {
   t.match(table[0], /^CONTAINER ID\s+IMAGE\s+CREATED\s+STATUS\s+MOUNTPOINT\s+NAMES$/);
   t.equal(table.length, 3);
 
-  const imgs = jsonOf<ImageSummary[]>(t, d.cli(['images', '--format', 'json']), 'images json');
+  const imgs = jsonLines<ImageSummary>(ok(t, d.cli(['images', '--format', 'json']), 'images json'));
   t.same(imgs.map((i) => [i.id, [...i.repoTags].sort()]), [[imageId, ['base:1', 'other:2']]]);
   t.equal(ok(t, d.cli(['images', '-q']), 'images -q'), hex(imageId).slice(0, 12), 'images -q: one id for two tags');
   t.equal(ok(t, d.cli(['image', 'ls', '-q', '--no-trunc']), 'image ls -q --no-trunc'), imageId);
@@ -454,7 +454,7 @@ t.test('--format json and -q on ps, images, volume ls', opts, async (t) => {
   t.equal(itable.length, 3, 'one row per tag');
 
   ok(t, d.cli(['volume', 'create', 'second']), 'volume create');
-  const vols = jsonOf<Volume[]>(t, d.cli(['volume', 'ls', '--format', 'json']), 'volume ls json');
+  const vols = jsonLines<Volume>(ok(t, d.cli(['volume', 'ls', '--format', 'json']), 'volume ls json'));
   t.same(vols.map((v) => [v.Name, v.Driver, v.UsedBy.length]).sort(), [['fv', 'local', 1], ['second', 'local', 0]]);
   t.same(ok(t, d.cli(['volume', 'ls', '-q']), 'volume ls -q').split('\n').sort(), ['fv', 'second']);
   const vtable = ok(t, d.cli(['volume', 'ls']), 'volume ls table').split('\n');

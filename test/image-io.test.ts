@@ -2,6 +2,7 @@
 // round trips between fresh daemon roots (OCI layout and docker-archive), corrupt and unsafe
 // archives, and interop with the real tools (skopeo, podman, umoci).
 import t, { type Test } from 'tap';
+import { jsonLines } from './lib/expect';
 import { repoRoot } from './lib/mount';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -109,7 +110,7 @@ function layerDir(d: Daemon, layerId: string): string {
 
 /** No image, no layer dir, nothing in tmp, no stray side files. */
 function assertEmpty(t: Test, d: Daemon, what: string): void {
-  const imgs = JSON.parse(ok(t, d.cli(['image', 'ls', '--format', 'json']), 'image ls')) as ImageSummary[];
+  const imgs = jsonLines<ImageSummary>(ok(t, d.cli(['image', 'ls', '--format', 'json']), 'image ls'));
   t.same(imgs, [], `${what}: no image`);
   t.same(fs.readdirSync(path.join(d.root, 'layers')), [], `${what}: no layer dirs`);
   t.same(fs.readdirSync(path.join(d.root, 'tmp')), [], `${what}: temp dir empty`);

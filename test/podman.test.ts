@@ -10,6 +10,7 @@
 
 import t from 'tap';
 import { execFile } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TEST_ROOT } from './lib/workspace';
@@ -172,7 +173,10 @@ t.test('podman run + commit through overlay.mount_program', { skip: reason ?? fa
 
   // Under TEST_ROOT so test/run.ts clears our mounts if this process is killed mid-run.
   fs.mkdirSync(TEST_ROOT, { recursive: true });
-  const base = fs.mkdtempSync(path.join(TEST_ROOT, 'podman-'));
+  // Named <label>-<pid>-<hex> as makeWorkspace names them, so a test run starting meanwhile
+  // (another checkout's) sees this one is alive and leaves it alone.
+  const base = path.join(TEST_ROOT, `podman-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
+  fs.mkdirSync(base);
   const root = path.join(base, 'root');
   const runroot = path.join(base, 'runroot');
   const ptmp = path.join(base, 'libpod-tmp');

@@ -7,6 +7,7 @@ import { createHash, randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ImageInspect, ImageSummary } from '../daemon/api/types';
+import { jsonLines } from './lib/expect';
 import { findStaticBusybox, importBusyboxImage, runtimeSkipReason } from './lib/base-image';
 import { spawn } from 'node:child_process';
 import { STRATA, startDaemon, type Daemon } from './lib/daemon';
@@ -44,7 +45,7 @@ function rootfs(ws: string, name: string, files: Record<string, string | Buffer>
 }
 
 function images(d: Daemon): ImageSummary[] {
-  return JSON.parse(d.cli(['images', '--format', 'json']).stdout) as ImageSummary[];
+  return jsonLines<ImageSummary>(d.cli(['images', '--format', 'json']).stdout);
 }
 
 function inspect(d: Daemon, ref: string): ImageInspect {

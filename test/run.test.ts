@@ -40,7 +40,12 @@ t.test('run and exec', { skip }, async (t) => {
     t.equal(r.status, 0, r.stderr);
     const ps = d.cli(['ps', '-a']);
     t.match(ps.stdout, /keeper/);
-    t.match(ps.stdout, /Created/);
+    t.match(ps.stdout, /Exited \(0\) (Less than a second|\d+ seconds?) ago/, 'ps: exited, with its code');
+    t.match(d.cli(['ps', '--no-trunc', '-a']).stdout, /Exited \(0\)/);
+    const three = d.cli(['run', '--name', 'three', 'base', 'sh', '-c', 'exit 3']);
+    t.equal(three.status, 3);
+    t.match(d.cli(['ps', '-a', '--format', '{{.Names}}: {{.Status}}']).stdout, /^three: Exited \(3\) .* ago$/m);
+    t.equal(d.cli(['rm', 'three']).status, 0);
     t.match(d.cli(['diff', 'keeper']).stdout, /A \/kept.txt/, 'the write is in its layer');
     t.equal(d.cli(['rm', 'keeper']).status, 0);
   });
@@ -91,12 +96,17 @@ t.test('run and exec', { skip }, async (t) => {
       if (!up) await delay(100);
     }
     t.ok(up, 'the container is running');
+    t.match(d.cli(['ps', '--format', '{{.Names}}: {{.Status}}']).stdout, /^sleeper: Up (Less than a second|\d+ seconds?)$/m, 'ps: Up while it runs');
     const r = d.cli(['exec', 'sleeper', 'echo', 'ok']);
     t.equal(r.status, 0, r.stderr);
     t.equal(r.stdout, 'ok\n');
     const env = d.cli(['exec', '-e', 'Y=2', '-w', '/tmp', 'sleeper', 'sh', '-c', 'echo $Y; pwd; exit 4']);
     t.equal(env.stdout, '2\n/tmp\n');
     t.equal(env.status, 4, "exec returns the command's exit code");
+    const missing = d.cli(['exec', 'sleeper', 'no-such-command']);
+    t.equal(missing.status, 127, 'exec: a command not found exits 127, as docker');
+    t.match(missing.stderr, /no-such-command.*not found/);
+    t.equal(d.cli(['exec', 'sleeper', '/tmp']).status, 126, 'exec: a command that cannot be executed exits 126');
     t.equal(d.cli(['exec', 'sleeper', 'touch', '/tmp/stop']).status, 0);
     const done = await bg;
     t.equal(done.stdout, 'started\n');
@@ -114,7 +124,12 @@ t.test('run and exec', { skip }, async (t) => {
     t.not(nocmd.status, 0);
     t.match(nocmd.stderr, /no command specified/);
     const nf = d.cli(['run', '--rm', 'base', '/no/such/binary']);
-    t.not(nf.status, 0, 'a missing executable fails');
+    t.equal(nf.status, 127, 'a missing executable exits 127, as docker');
+    t.equal(d.cli(['run', '--rm', 'base', 'no-such-command']).status, 127, 'a command not in PATH: 127');
+    const nx = d.cli(['run', '--rm', 'base', '/tmp']);
+    t.equal(nx.status, 126, 'a command that cannot be executed (a directory) exits 126');
+    t.match(nx.stderr, /permission denied/);
+    t.equal(d.cli(['run', '--rm', 'base', 'sh', '-c', 'exit 1']).status, 1, "the command's own failure keeps its code");
     const notRunning = d.cli(['exec', 'nope', 'true']);
     t.not(notRunning.status, 0);
     t.equal(d.cli(['ps', '-a', '-q']).stdout.trim(), '', 'nothing left behind');

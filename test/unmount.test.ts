@@ -10,7 +10,7 @@ import { type RunResult, run, runOk } from './lib/exec';
 import { startDaemon, type Daemon } from './lib/daemon';
 import { missingCapability } from './lib/mount';
 import { listMounts } from './lib/mounts';
-import { ok } from './lib/expect';
+import { jsonLines, ok } from './lib/expect';
 
 const skip = missingCapability({ fuse: true });
 const opts = { skip: skip ?? false };
@@ -55,7 +55,7 @@ function probeIn(pid: number, dir: string): string {
 const LIVE = /No such file or directory/;
 const ENDED = /Transport endpoint is not connected/;
 
-const ps = (d: Daemon) => JSON.parse(ok(t, d.cli(['ps', '-a', '--format', 'json']), 'ps')) as ContainerSummary[];
+const ps = (d: Daemon) => jsonLines<ContainerSummary>(ok(t, d.cli(['ps', '-a', '--format', 'json']), 'ps'));
 
 t.test('unmount while another namespace holds a copy: prompt, the copy gets ENOTCONN, state as it is', opts, async (t) => {
   const d = await daemonWithBase(t, 'u-copy');

@@ -1,12 +1,10 @@
 // strata build | run | exec
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { startFailureCode } from '../../daemon/runtime/exit-codes';
 import type { BuildResult, ExecInfo, RunPrepareRequest, RunPrepareResponse } from '../../daemon/api/types-build-run';
 import { resolveSocket, seg, withQuery } from '../client';
-import { contextKeeper } from '../../daemon/build/context';
 import { packDirectory } from '../files';
 import { runStreamed, StreamError } from '../progress';
 import { parseMount, UsageError } from '../format';
@@ -23,7 +21,7 @@ interface ArgSpec {
 }
 
 const RUN_SPEC: ArgSpec = {
-  bools: { '--rm': 'rm', '-i': 'interactive', '--interactive': 'interactive', '-t': 'tty', '--tty': 'tty' },
+  bools: { '-h': 'help', '--help': 'help', '--rm': 'rm', '-i': 'interactive', '--interactive': 'interactive', '-t': 'tty', '--tty': 'tty' },
   values: {
     '--name': 'name',
     '-v': 'volume',
@@ -44,7 +42,7 @@ const RUN_SPEC: ArgSpec = {
 };
 
 const EXEC_SPEC: ArgSpec = {
-  bools: { '-i': 'interactive', '--interactive': 'interactive', '-t': 'tty', '--tty': 'tty' },
+  bools: { '-h': 'help', '--help': 'help', '-i': 'interactive', '--interactive': 'interactive', '-t': 'tty', '--tty': 'tty' },
   values: { '-e': 'env', '--env': 'env', '-w': 'workdir', '--workdir': 'workdir', '-u': 'user', '--user': 'user', '--socket': 'socket' },
 };
 
@@ -142,9 +140,32 @@ function runInherited(cmd: string, args: string[], stdin: boolean): Promise<numb
     child.once('close', (code, signal) => {
       done();
       if (code !== null) resolve(code);
-      else resolve(128 + (signal ? (os.constants.signals[signal] ?? 1) : 1));
+      else resolve(128 + (signal ? ((require('node:os') as typeof import('node:os')).constants.signals[signal] ?? 1) : 1));
     });
   });
+}
+
+/**
+ * runc (args after its global options) with this terminal, its log in a file of ours: a command that
+ * could not start exits 127 (not found) or 126 (not executable), as with Docker.
+ */
+async function runRunc(args: string[], stdin: boolean): Promise<number> {
+  const os = require('node:os') as typeof import('node:os');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-runc-'));
+  const log = path.join(dir, 'runc.log');
+  try {
+    const code = await runInherited(process.env.STRATA_RUNC || 'runc', ['--log', log, '--log-format', 'json', ...args], stdin);
+    if (code === 0) return 0;
+    let text = '';
+    try {
+      text = fs.readFileSync(log, 'utf8');
+    } catch {
+      // runc wrote no log
+    }
+    return startFailureCode(text) ?? code;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const buildCmd: Cmd = {
@@ -176,10 +197,11 @@ const buildCmd: Cmd = {
     let extra: { name: string; data: Buffer; mode: number }[] = [];
     if (dockerfileRel.startsWith('../') || path.isAbsolute(dockerfileRel)) {
       // A Dockerfile from outside the context travels in the tar under a name of its own (as docker does).
-      dockerfileRel = `.dockerfile.${randomBytes(10).toString('hex')}`;
+      dockerfileRel = `.dockerfile.${(require('node:crypto') as typeof import('node:crypto')).randomBytes(10).toString('hex')}`;
       extra = [{ name: dockerfileRel, data: fs.readFileSync(dockerfile), mode: 0o644 }];
     }
     // The context goes to the daemon as a tar, read with the user's permissions, less what .dockerignore excludes.
+    const { contextKeeper } = require('../../daemon/build/context') as typeof import('../../daemon/build/context');
     const body = packDirectory(context, contextKeeper(context, dockerfileRel), extra);
     const url = withQuery('/build', {
       t: list(argv.tag),
@@ -228,12 +250,20 @@ function optionHelp<T>(y: import('yargs').Argv<T>, run: boolean) {
 const str1 = (v: string[] | boolean | undefined): string | undefined => (Array.isArray(v) ? v[v.length - 1] : undefined);
 const strs = (v: string[] | boolean | undefined): string[] => (Array.isArray(v) ? v : []);
 
+/** The help of the command being run (yargs prints it; run and exec parse their own arguments). */
+let showHelp: () => void = () => undefined;
+
 const runCmd: Cmd = {
   command: 'run [image] [command..]',
   describe: 'Run a command in a new container',
-  builder: (y) => optionHelp(y, true),
+  builder: (y) => {
+    const z = optionHelp(y, true);
+    showHelp = () => z.showHelp('log');
+    return z;
+  },
   handler: action(async (argv) => {
     const { opts, positionals } = parseCommandArgs(rawAfter(argv, 'run'), RUN_SPEC);
+    if (opts.help === true) return showHelp();
     if (positionals.length === 0) throw new UsageError('"strata run" requires at least 1 argument: strata run [OPTIONS] IMAGE [COMMAND] [ARG...]');
     const client = clientFor({ ...argv, socket: str1(opts.socket) ?? argv.socket });
     const req: RunPrepareRequest = {
@@ -257,9 +287,9 @@ const runCmd: Cmd = {
     const p = await client.post<RunPrepareResponse>('/run/prepare', req);
     let code = 125;
     try {
-      code = await runInherited(process.env.STRATA_RUNC || 'runc', ['--root', p.runcRoot, 'run', '--bundle', p.bundle, p.runcId], opts.interactive === true || req.tty === true);
+      code = await runRunc(['--root', p.runcRoot, 'run', '--bundle', p.bundle, p.runcId], opts.interactive === true || req.tty === true);
     } finally {
-      await client.post(`/run/${seg(p.id)}/finish`, { remove: opts.rm === true });
+      await client.post(`/run/${seg(p.id)}/finish`, { remove: opts.rm === true, exitCode: code });
     }
     process.exitCode = code;
   }),
@@ -268,9 +298,14 @@ const runCmd: Cmd = {
 const execCmd: Cmd = {
   command: 'exec [container] [command..]',
   describe: 'Run a command in a running container',
-  builder: (y) => optionHelp(y, false),
+  builder: (y) => {
+    const z = optionHelp(y, false);
+    showHelp = () => z.showHelp('log');
+    return z;
+  },
   handler: action(async (argv) => {
     const { opts, positionals } = parseCommandArgs(rawAfter(argv, 'exec'), EXEC_SPEC);
+    if (opts.help === true) return showHelp();
     if (positionals.length < 2) throw new UsageError('"strata exec" requires at least 2 arguments: strata exec [OPTIONS] CONTAINER COMMAND [ARG...]');
     const client = clientFor({ ...argv, socket: str1(opts.socket) ?? argv.socket });
     const info = await client.get<ExecInfo>(`/containers/${seg(positionals[0])}/exec`);
@@ -288,7 +323,7 @@ const execCmd: Cmd = {
       args.push('--user', u);
     }
     args.push(info.runcId, ...positionals.slice(1));
-    process.exitCode = await runInherited(process.env.STRATA_RUNC || 'runc', args, opts.interactive === true || opts.tty === true);
+    process.exitCode = await runRunc(args, opts.interactive === true || opts.tty === true);
   }),
 };
 

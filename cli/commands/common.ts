@@ -2,6 +2,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { Client, ConnectError, resolveSocket } from '../client';
 import { UsageError } from '../format';
+import { renderAll } from '../template';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Cmd = CommandModule<any, any>;
@@ -55,16 +56,69 @@ export async function eachTarget(targets: string[], fn: (t: string) => Promise<v
 /** Options every listing takes. */
 export function listingOptions<T>(y: Argv<T>): Argv<T> {
   return y
-    .option('format', { type: 'string', choices: ['table', 'json'], default: 'table', describe: 'Output format' })
+    .option('format', { type: 'string', default: 'table', describe: "table, json (one object per line), or a Go template: '{{.ID}}', 'table {{.ID}}\\t{{.Names}}'" })
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Only show ids (or names)' });
 }
 
-/** Fetch several objects for `inspect`, print the found ones as a JSON array, report the rest. */
-export async function inspectMany(targets: string[], get: (t: string) => Promise<unknown>): Promise<void> {
+/**
+ * A listing's output for its --format, or undefined for its default table: `json` prints the API's
+ * objects one per line, a template renders each row's fields (docker's names: {{.ID}}, {{.Names}}).
+ */
+export function formatted(argv: Args, items: unknown[], rows: () => Record<string, unknown>[], headers: Record<string, string>): string | undefined {
+  const f = argv.format === undefined ? 'table' : String(argv.format);
+  if (f === 'table') return undefined;
+  if (f === 'json') return items.map((i) => JSON.stringify(i)).join('\n');
+  return renderAll(f, rows(), headers);
+}
+
+/** inspect's -f/--format: a Go template over each object (default: all of them as a JSON array). */
+export function inspectOptions<T>(y: Argv<T>): Argv<T> {
+  return y.option('format', { alias: 'f', type: 'string', describe: "Format the output using a Go template ('{{.Id}}', '{{json .Config}}')" });
+}
+
+/** Fetch several objects for `inspect`, print the found ones as a JSON array (or through -f), report the rest. */
+export async function inspectMany(targets: string[], get: (t: string) => Promise<unknown>, format?: unknown): Promise<void> {
   const found: unknown[] = [];
   await eachTarget(targets, async (t) => {
     found.push(await get(t));
   });
-  out(JSON.stringify(found, null, 2));
+  if (format === undefined || format === 'json') return out(JSON.stringify(found, null, 2));
+  out(renderAll(String(format), found, {}));
 }
 
+
+/** What each positional argument name means, for the "Positionals:" section of --help. */
+const POSITIONALS: Record<string, string> = {
+  image: 'Image (NAME[:TAG] or id)',
+  images: 'Images (NAME[:TAG] or id)',
+  container: 'Container (name or id)',
+  containers: 'Containers (names or ids)',
+  command: 'Command and its arguments',
+  name: 'Volume name',
+  names: 'Volume names',
+  source: 'Source',
+  target: 'Target',
+  ref: 'Reference',
+  registry: 'Registry HOST[:PORT]',
+  context: 'Build context directory',
+};
+
+/**
+ * The command with every positional of its command string described in its --help (a command's own
+ * description wins), and the same for its subcommands, whatever depth.
+ */
+export function withPositionals(c: Cmd): Cmd {
+  if (typeof c.command !== 'string') return c;
+  const names = [...c.command.matchAll(/[<[]([\w-]+)(?:\.\.)?[>\]]/g)].map((m) => m[1]);
+  const own = c.builder;
+  return {
+    ...c,
+    builder: ((y: Argv) => {
+      const register = y.command.bind(y) as (m: Cmd) => Argv;
+      (y as unknown as { command: (m: Cmd) => Argv }).command = (m: Cmd) => register(withPositionals(m));
+      for (const n of names) y = y.positional(n, { type: 'string', describe: POSITIONALS[n] ?? n.toUpperCase() });
+      if (typeof own === 'function') return own(y) ?? y;
+      return own ? y.options(own) : y;
+    }) as Cmd['builder'],
+  };
+}

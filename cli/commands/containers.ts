@@ -9,8 +9,8 @@ import type {
 } from '../../daemon/api/types';
 import { seg } from '../client';
 import { AtomicOutput } from '../files';
-import { ago, humanSize, json, parseMount, shortId, table, UsageError } from '../format';
-import { action, clientFor, Cmd, eachTarget, inspectMany, listingOptions, out } from './common';
+import { ago, humanDuration, humanSize, json, parseMount, shortId, shortPath, table, UsageError } from '../format';
+import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, inspectOptions, listingOptions, out } from './common';
 
 function list(v: unknown): string[] {
   if (v === undefined || v === null) return [];
@@ -67,11 +67,35 @@ export function containerRows(cs: ContainerSummary[], noTrunc = false, now = Dat
     noTrunc ? c.id : shortId(c.id),
     noTrunc ? c.image : shortId(c.image),
     ago(c.created, now),
-    c.state === 'mounted' ? 'Mounted' : 'Created',
-    c.mountpoint ?? '',
+    containerStatus(c, now),
+    noTrunc ? (c.mountpoint ?? '') : shortPath(c.mountpoint ?? ''),
     c.name,
   ]);
 }
+
+/** docker's STATUS: "Up 3 minutes" while a process runs in it, "Exited (0) 2 minutes ago" after, else Mounted or Created. */
+export function containerStatus(c: ContainerSummary, now = Date.now()): string {
+  if (c.startedAt && !c.finishedAt) return `Up ${humanDuration(now - Date.parse(c.startedAt))}`;
+  if (c.state === 'mounted') return 'Mounted';
+  if (c.finishedAt) return `Exited (${c.exitCode ?? 'unknown'}) ${ago(c.finishedAt, now)}`;
+  return 'Created';
+}
+
+/** A ps row's fields for --format templates, by docker's names. */
+export function containerFields(c: ContainerSummary, noTrunc = false, now = Date.now()): Record<string, unknown> {
+  return {
+    ID: noTrunc ? c.id : shortId(c.id),
+    Image: noTrunc ? c.image : shortId(c.image),
+    CreatedAt: c.created,
+    RunningFor: ago(c.created, now),
+    State: c.state,
+    Status: containerStatus(c, now),
+    Mountpoint: c.mountpoint ?? '',
+    Names: c.name,
+    Size: humanSize(c.size),
+  };
+}
+const CONTAINER_HEADERS = { ID: 'CONTAINER ID', Image: 'IMAGE', CreatedAt: 'CREATED AT', RunningFor: 'CREATED', Status: 'STATUS', Mountpoint: 'MOUNTPOINT', Names: 'NAMES', Size: 'SIZE', State: 'STATE' };
 
 const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
   command,
@@ -83,7 +107,8 @@ const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
       .option('no-trunc', { type: 'boolean', default: false, describe: "Don't truncate output" }),
   handler: action(async (argv) => {
     const cs = await clientFor(argv).get<ContainerSummary[]>('/containers/json', { all: argv.all });
-    if (argv.format === 'json') return out(json(cs));
+    const f = formatted(argv, cs, () => cs.map((c) => containerFields(c, argv.noTrunc)), CONTAINER_HEADERS);
+    if (f !== undefined) return out(f);
     if (argv.quiet) return out(cs.map((c) => (argv.noTrunc ? c.id : shortId(c.id))).join('\n'));
     out(table(['CONTAINER ID', 'IMAGE', 'CREATED', 'STATUS', 'MOUNTPOINT', 'NAMES'], containerRows(cs, argv.noTrunc)));
   }),
@@ -92,9 +117,10 @@ const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
 const inspectCmd: Cmd = {
   command: 'inspect <containers..>',
   describe: 'Display detailed information on one or more containers',
+  builder: inspectOptions,
   handler: action(async (argv) => {
     const c = clientFor(argv);
-    await inspectMany(argv.containers, (id) => c.get<ContainerInspect>(`/containers/${seg(id)}/json`));
+    await inspectMany(argv.containers, (id) => c.get<ContainerInspect>(`/containers/${seg(id)}/json`), argv.format);
   }),
 };
 

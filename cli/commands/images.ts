@@ -12,7 +12,7 @@ import { resolveSocket, seg, withQuery } from '../client';
 import { AtomicOutput, openInput, packDirectory } from '../files';
 import { runStreamed } from '../progress';
 import { ago, ellipsis, humanSize, json, shortId, splitRef, table, UsageError } from '../format';
-import { action, clientFor, Cmd, eachTarget, inspectMany, listingOptions, out } from './common';
+import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, inspectOptions, listingOptions, out } from './common';
 
 const importCmd: Cmd = {
   command: 'import <source> <ref>',
@@ -108,6 +108,22 @@ export function imageRows(images: ImageSummary[], noTrunc = false, now = Date.no
   return rows;
 }
 
+/** images rows' fields for --format templates (one per tag), by docker's names. */
+function imageFields(images: ImageSummary[], noTrunc = false, now = Date.now()): Record<string, unknown>[] {
+  return images.flatMap((img) =>
+    (img.repoTags.length ? img.repoTags.map(splitRef) : [['<none>', '<none>']]).map(([repo, tag]) => ({
+      ID: noTrunc ? img.id : shortId(img.id),
+      Repository: repo,
+      Tag: tag,
+      CreatedAt: img.created,
+      CreatedSince: ago(img.created, now),
+      Size: humanSize(img.size),
+    })),
+  );
+}
+const IMAGE_HEADERS = { ID: 'IMAGE ID', Repository: 'REPOSITORY', Tag: 'TAG', CreatedAt: 'CREATED AT', CreatedSince: 'CREATED', Size: 'SIZE' };
+const HISTORY_HEADERS = { ID: 'IMAGE', CreatedAt: 'CREATED AT', CreatedSince: 'CREATED', CreatedBy: 'CREATED BY', Size: 'SIZE', Comment: 'COMMENT' };
+
 const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
   command,
   aliases,
@@ -115,7 +131,8 @@ const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
   builder: (y) => listingOptions(y).option('no-trunc', { type: 'boolean', default: false, describe: "Don't truncate ids" }),
   handler: action(async (argv) => {
     const images = await clientFor(argv).get<ImageSummary[]>('/images/json');
-    if (argv.format === 'json') return out(json(images));
+    const f = formatted(argv, images, () => imageFields(images, argv.noTrunc), IMAGE_HEADERS);
+    if (f !== undefined) return out(f);
     if (argv.quiet) {
       const ids = images.map((i) => (argv.noTrunc ? i.id : shortId(i.id)));
       return out([...new Set(ids)].join('\n'));
@@ -143,7 +160,8 @@ const historyCmd = (command: string): Cmd => ({
       .option('no-trunc', { type: 'boolean', default: false, describe: "Don't truncate output" }),
   handler: action(async (argv) => {
     const entries = await clientFor(argv).get<HistoryEntry[]>(`/images/${seg(argv.image)}/history`);
-    if (argv.format === 'json') return out(json(entries));
+    const f = formatted(argv, entries, () => entries.map((h) => ({ ID: argv.noTrunc ? h.id : shortId(h.id), CreatedAt: h.created, CreatedSince: ago(h.created), CreatedBy: h.createdBy, Size: humanSize(h.size), Comment: h.comment })), HISTORY_HEADERS);
+    if (f !== undefined) return out(f);
     if (argv.quiet) return out(entries.map((h) => (argv.noTrunc ? h.id : shortId(h.id))).join('\n'));
     out(table(['IMAGE', 'CREATED', 'CREATED BY', 'SIZE', 'COMMENT'], historyRows(entries, argv.noTrunc)));
   }),
@@ -152,9 +170,10 @@ const historyCmd = (command: string): Cmd => ({
 const inspectCmd: Cmd = {
   command: 'inspect <images..>',
   describe: 'Display detailed information on one or more images',
+  builder: inspectOptions,
   handler: action(async (argv) => {
     const c = clientFor(argv);
-    await inspectMany(argv.images, (ref) => c.get<ImageInspect>(`/images/${seg(ref)}/json`));
+    await inspectMany(argv.images, (ref) => c.get<ImageInspect>(`/images/${seg(ref)}/json`), argv.format);
   }),
 };
 

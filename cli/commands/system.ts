@@ -50,7 +50,8 @@ export function dfSummary(df: SystemDf): string {
       ['Images', String(df.images.length), String(activeImages.length), humanSize(df.layersSize), withPct(imgReclaim, df.layersSize)],
       ['Containers', String(df.containers.length), String(df.containers.filter(isActive).length), humanSize(cSize), withPct(cReclaim, cSize)],
       ['Local Volumes', String(df.volumes.length), String(df.volumes.filter((v) => v.links > 0).length), humanSize(vSize), withPct(vReclaim, vSize)],
-      ['Build Cache', '0', '0', humanSize(df.buildCacheSize), humanSize(df.buildCacheSize)],
+      // Nothing is in use between builds: every cache layer is reclaimable.
+      ['Build Cache', String(df.buildCacheCount ?? 0), '0', humanSize(df.buildCacheSize), humanSize(df.buildCacheSize)],
     ],
   );
 }

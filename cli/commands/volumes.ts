@@ -1,9 +1,8 @@
 // strata volume create|ls|inspect|rm|prune
-import * as readline from 'node:readline';
 import type { Volume, VolumeCreateRequest } from '../../daemon/api/types';
 import { seg } from '../client';
 import { humanSize, json, parseKeyValues, table } from '../format';
-import { action, clientFor, Cmd, eachTarget, inspectMany, listingOptions, out } from './common';
+import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, inspectOptions, listingOptions, out } from './common';
 
 function list(v: unknown): string[] {
   if (v === undefined || v === null) return [];
@@ -37,7 +36,8 @@ const lsCmd: Cmd = {
   handler: action(async (argv) => {
     const r = await clientFor(argv).get<{ volumes: Volume[] }>('/volumes');
     const vols = r.volumes ?? [];
-    if (argv.format === 'json') return out(json(vols));
+    const f = formatted(argv, vols, () => vols.map((v) => ({ Driver: v.Driver, Name: v.Name, Mountpoint: v.Mountpoint, Labels: v.Labels })), { Name: 'VOLUME NAME' });
+    if (f !== undefined) return out(f);
     if (argv.quiet) return out(vols.map((v) => v.Name).join('\n'));
     out(table(['DRIVER', 'VOLUME NAME'], vols.map((v) => [v.Driver, v.Name])));
   }),
@@ -46,9 +46,10 @@ const lsCmd: Cmd = {
 const inspectCmd: Cmd = {
   command: 'inspect <names..>',
   describe: 'Display detailed information on one or more volumes',
+  builder: inspectOptions,
   handler: action(async (argv) => {
     const c = clientFor(argv);
-    await inspectMany(argv.names, (n) => c.get<Volume>(`/volumes/${seg(n)}`));
+    await inspectMany(argv.names, (n) => c.get<Volume>(`/volumes/${seg(n)}`), argv.format);
   }),
 };
 
@@ -68,6 +69,7 @@ const rmCmd: Cmd = {
 
 function confirm(question: string): Promise<boolean> {
   return new Promise((resolve) => {
+    const readline = require('node:readline') as typeof import('node:readline');
     const rl = readline.createInterface({ input: process.stdin, output: process.stdout });
     let answered = false;
     rl.question(question, (a) => {
@@ -96,6 +98,12 @@ const pruneCmd: Cmd = {
       .option('all', { alias: 'a', type: 'boolean', default: false, describe: 'Remove all unused volumes, not just anonymous ones' })
       .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'Do not prompt for confirmation' }),
   handler: action(async (argv) => {
+    if (!argv.force && !process.stdin.isTTY) {
+      // No one to ask: say so rather than read a "no" from a pipe or /dev/null and print nothing.
+      process.stderr.write('Nothing removed: volume prune asks for confirmation and stdin is not a terminal; use -f to prune without asking.\n');
+      process.exitCode = 1;
+      return;
+    }
     if (!argv.force) {
       const what = argv.all ? 'all local volumes' : 'anonymous local volumes';
       const ok = await confirm(

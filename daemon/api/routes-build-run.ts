@@ -128,7 +128,7 @@ export function registerBuildRunRoutes(r: Router, s: Services): void {
     { upload: true },
   );
 
-  r.add('POST', '/run/prepare', (req) => {
+  r.add('POST', '/run/prepare', async (req) => {
     const body: RunPrepareRequest = {
       image: str(req, 'image', true),
       name: str(req, 'name'),
@@ -146,12 +146,17 @@ export function registerBuildRunRoutes(r: Router, s: Services): void {
     if (body.network !== undefined && body.network !== 'host' && body.network !== 'none' && body.network !== 'default') {
       throw badRequest(`unsupported network "${body.network}": use host or none`);
     }
-    return prepareRun(s, body);
+    const prepared = await prepareRun(s, body);
+    s.containers.runStarted(prepared.id);
+    return prepared;
   });
 
   r.add('POST', '/run/:id/finish', async (req) => {
     const c = s.containers.resolve(req.params.id);
+    const code: unknown = req.body.exitCode;
+    if (code !== undefined && code !== null && !Number.isInteger(code)) throw badRequest('"exitCode" must be an integer');
     runcDelete(c.id);
+    s.containers.runFinished(c.id, (code as number | null | undefined) ?? null);
     fs.rmSync(bundleDir(s, c.id), { recursive: true, force: true });
     if (bool(req, 'remove') || flag(req, 'remove')) {
       const anon = c.mounts.filter((m) => m.type === 'volume').map((m) => m.source);

@@ -116,6 +116,7 @@ export function buildRouter(s: Services): Router {
       containers: s.containers.list(true).map((c) => ({ id: c.id, name: c.name, image: c.image, size: c.size, state: c.state, created: c.created })),
       volumes: s.volumes.sizes(),
       buildCacheSize: s.store.buildCache.size(),
+      buildCacheCount: s.store.buildCache.count(),
     };
   });
 

@@ -111,6 +111,10 @@ export interface ContainerSummary {
   mountpoint: string | null;
   created: string;
   size: number; // bytes in the writable layer
+  /** its last `run`: start and end times (null: never ran / still running) and exit code */
+  startedAt: string | null;
+  finishedAt: string | null;
+  exitCode: number | null;
 }
 
 export interface ContainerInspect extends ContainerSummary {
@@ -166,4 +170,6 @@ export interface SystemDf {
   containers: { id: string; name: string; image: string; size: number; state: string; created: string }[];
   volumes: { name: string; links: number; size: number }[];
   buildCacheSize: number;
+  /** layers kept only by the build cache: the ones buildCacheSize counts */
+  buildCacheCount: number;
 }

@@ -15,6 +15,7 @@ import { mountsAtOrBelow, mountTable } from '../mounts/mount-table';
 import type { Store } from '../store';
 import type { ContainerMount, ContainerRow } from '../store/types';
 import type { StorageRoot } from '../stratad/root';
+import { nowIso } from '../store/util';
 import { diskUsage } from '../util/disk-usage';
 import { mkdirsWithMode } from '../util/mkdirs';
 import type { VolumeService } from '../volumes/volumes';
@@ -285,7 +286,21 @@ export class ContainerService {
       mountpoint: c.mountpoint,
       created: c.created,
       size: diskUsage(this.dirs(c.id).upper),
+      startedAt: c.started ?? null,
+      finishedAt: c.finished ?? null,
+      exitCode: c.exitCode ?? null,
     };
+  }
+
+  /** A process started in the container (`run`). */
+  runStarted(id: string): void {
+    this.store.containers.setRun(id, nowIso(), null, null);
+  }
+
+  /** Its process ended with `exitCode`. */
+  runFinished(id: string, exitCode: number | null): void {
+    const c = this.resolve(id);
+    this.store.containers.setRun(c.id, c.started ?? nowIso(), nowIso(), exitCode);
   }
 
   list(all: boolean): ContainerSummary[] {

@@ -98,6 +98,8 @@ export interface FuseFilesystem {
   tmpfile(ctx: RequestContext, parent: number, mode: number, flags: number, umask: number): [EntryOut, OpenOut];
   /** Reads into `out` at `outOffset`; returns the byte count. */
   read(ctx: RequestContext, nodeid: number, fh: number, offset: number, size: number, out: Buffer, outOffset: number): number;
+  /** The fd holding an open file's data, when reads of it may be spliced straight from it to the kernel. */
+  readSource?(fh: number): number | undefined;
   write(ctx: RequestContext, nodeid: number, fh: number, offset: number, data: Buffer, writeFlags: number): number;
   release(ctx: RequestContext, nodeid: number, fh: number): void;
   fsync(ctx: RequestContext, nodeid: number, fh: number, datasync: boolean): void;

@@ -1,6 +1,7 @@
 // One FUSE connection: a request read from /dev/fuse (non-blocking, when the engine
 // thread's epoll says the fd is readable), decoded in place, handed to the filesystem,
 // and answered with one write. Engine threads (engine-thread.ts) serve many sessions.
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as native from '../../native-shims';
 import {
@@ -37,6 +38,9 @@ import { FuseError, type EntryOut, type FuseChannel, type FuseFilesystem, type O
 
 const E = os.constants.errno;
 const TWO32 = 4294967296;
+const PAGE = 4096;
+/** The splice pipe's capacity: a 1 MiB READ fits (pipe-max-size allows 1 MiB to anyone). */
+const PIPE_SIZE = MAX_WRITE + 2 * PAGE;
 
 export interface SessionOptions {
   /** Ask for passthrough when the kernel offers it (needs CAP_SYS_ADMIN). */
@@ -109,6 +113,11 @@ export class FuseSession implements FuseChannel {
   private stopped = false;
   /** Requests served, by opcode (logged at debug level when the session ends). */
   private readonly counts = new Float64Array(64);
+  /** READ replies go through this pipe by splice (null: not available, data is copied). */
+  private pipe: [number, number] | null = null;
+  private pipeSize = 0;
+  private devNull = -1;
+  private readonly spliceSt = native.newStatArray();
 
   constructor(
     private readonly fd: number,
@@ -118,6 +127,29 @@ export class FuseSession implements FuseChannel {
   ) {
     this.inBuf = buffers.inBuf;
     this.outBuf = buffers.outBuf;
+    this.openPipe();
+  }
+
+  private openPipe(): void {
+    try {
+      const p = native.pipe2();
+      // Unprivileged, pipe-max-size (1 MiB by default) caps it: smaller reads still splice.
+      let size = -1;
+      for (const want of [PIPE_SIZE, 1 << 20, 256 * 1024]) if (size < 0) size = native.setPipeSize(p[1], want);
+      this.devNull = fs.openSync('/dev/null', 'w');
+      this.pipe = p;
+      this.pipeSize = Math.max(size, 64 * 1024);
+    } catch (err) {
+      this.log('warn', 'no splice pipe; READ data is copied', { err: String(err) });
+    }
+  }
+
+  private closePipe(): void {
+    for (const fd of [...(this.pipe ?? []), this.devNull]) {
+      if (fd >= 0) fs.closeSync(fd);
+    }
+    this.pipe = null;
+    this.devNull = -1;
   }
 
   get deviceFd(): number {
@@ -170,6 +202,7 @@ export class FuseSession implements FuseChannel {
       if (c > 0) byOp[op] = c;
     });
     this.log('debug', 'requests served by opcode', { requests: byOp });
+    this.closePipe();
     try {
       this.fs.destroy();
     } catch (err) {
@@ -349,6 +382,7 @@ export class FuseSession implements FuseChannel {
         const fh = readU64(b, p);
         const offset = readU64(b, p + 8);
         const size = Math.min(b.readUInt32LE(p + 16), MAX_WRITE);
+        if (this.spliceRead(fh, offset, size)) return;
         const n = fsys.read(ctx, nodeid, fh, offset, size, this.outBuf, OUT_HEADER_SIZE);
         return this.send(OUT_HEADER_SIZE + n, 0);
       }
@@ -475,6 +509,57 @@ export class FuseSession implements FuseChannel {
       default:
         return this.replyError(E.ENOSYS);
     }
+  }
+
+  // --- READ by splice ----------------------------------------------------------------
+
+  /**
+   * Answers a READ by splicing the data from the file to the kernel through a pipe: the page
+   * cache pages of the file are handed over, never copied through this process. False (nothing
+   * sent) when the data has to take the copying path: no source fd, a request larger than the
+   * pipe, or the file changed size under us.
+   */
+  private spliceRead(fh: number, offset: number, size: number): boolean {
+    // A pipe holds whole pages: room for the header's page and an unaligned range's extra one.
+    if (this.pipe === null || size + 2 * PAGE > this.pipeSize) return false;
+    const fd = this.fs.readSource?.(fh);
+    if (fd === undefined) return false;
+    const st = this.spliceSt;
+    if (native.fstatInto(fd, st) !== 0) return false;
+    const n = Math.max(0, Math.min(size, st[native.ST.SIZE] - offset));
+    if (n === 0) return false;
+    const [r, w] = this.pipe;
+    const o = this.outBuf;
+    o.writeUInt32LE(OUT_HEADER_SIZE + n, 0);
+    o.writeInt32LE(0, 4);
+    o.writeUInt32LE(this.uniqueLo, 8);
+    o.writeUInt32LE(this.uniqueHi, 12);
+    if (native.writeFrom(w, o, OUT_HEADER_SIZE) !== OUT_HEADER_SIZE) return this.spliceFailed();
+    let moved = 0;
+    while (moved < n) {
+      const m = native.splice(fd, offset + moved, w, -1, n - moved, native.SPLICE_F_MOVE);
+      if (m <= 0) return this.spliceFailed();
+      moved += m;
+    }
+    const sent = native.splice(r, -1, this.fd, -1, OUT_HEADER_SIZE + n, native.SPLICE_F_MOVE);
+    // ENOENT: the request was interrupted and is gone. Anything else left in the pipe is dropped.
+    if (sent !== OUT_HEADER_SIZE + n) {
+      if (sent !== -E.ENOENT) this.log('warn', 'spliced reply failed', { errno: sent < 0 ? -sent : 0, len: OUT_HEADER_SIZE + n });
+      this.drainPipe();
+    }
+    return true;
+  }
+
+  /** A short splice into the pipe: empty it and let the copying path answer. */
+  private spliceFailed(): false {
+    this.drainPipe();
+    return false;
+  }
+
+  private drainPipe(): void {
+    if (this.pipe === null) return;
+    // Non-blocking: nothing else writes to the pipe, so an empty pipe ends it.
+    while (native.splice(this.pipe[0], -1, this.devNull, -1, this.pipeSize, native.SPLICE_F_NONBLOCK) > 0);
   }
 
   // --- INIT ------------------------------------------------------------------------

@@ -4,12 +4,15 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { resolveConfig } from '../union/config';
-import { configureEngine, startUnionMount } from '../mounts/union-mount';
+import { configureEngine, startUnionMount, type RunningMount } from '../mounts/union-mount';
+import { hasSysAdmin, privilegedHost } from '../fuse/mount';
+import { createLogger } from '../log';
 import { parseMountArgs, UsageError, type MountCommand } from './options';
 
 const USAGE = `usage: strata-mount -o lowerdir=L1[:L2...][,upperdir=U,workdir=W][,opts] MOUNTPOINT
 options: lowerdir= upperdir= workdir= ro noatime nosuid nodev noexec fsname= volatile fsync=0
-         squash_to_root squash_to_uid= squash_to_gid= passthrough=0
+         squash_to_root squash_to_uid= squash_to_gid= uidmapping= gidmapping= xattr_permissions=
+         redirect_dir= xino= userxattr passthrough=0
 flags:   -f (stay in the foreground)  --version  --help`;
 
 const STATUS_FD = 3;
@@ -19,12 +22,28 @@ function version(): string {
   return pkg.version;
 }
 
+const SERVED = 'served (READ/WRITE answered by strata-mount: 1 MiB requests, page cache kept for unchanged files, reads spliced from the file)';
+
+/** What --version says about this environment: the data path and how mounts are made. */
+function environment(): string {
+  const passthrough = privilegedHost();
+  const dataPath = passthrough ? 'passthrough (the kernel reads and writes large and written files itself)' : SERVED;
+  const why = passthrough ? '' : ' - passthrough needs CAP_SYS_ADMIN in the initial user namespace';
+  const via = hasSysAdmin() ? 'mount(2), fusermount3 where that is refused' : 'fusermount3';
+  return `data path: ${dataPath}${why}\nmounts with: ${via}\n`;
+}
+
+function describe(m: RunningMount): Record<string, unknown> {
+  return { mountpoint: m.mountpoint, dataPath: m.dataPath === 'passthrough' ? 'passthrough' : SERVED, via: m.via };
+}
+
 /** Serves the mount in this process; reports readiness to `report`. */
 async function serve(cmd: MountCommand, report: (msg: string) => void): Promise<never> {
   const cfg = resolveConfig({ lowers: cmd.lowers, upper: cmd.upper, work: cmd.work, ...cmd.union });
   // The daemon's engine, with one thread: this process serves one mount.
   configureEngine({ threads: 1, logLevel: cmd.mount.logLevel, logFile: cmd.mount.logFile });
   const mount = await startUnionMount(cfg, cmd.mountpoint, cmd.mount);
+  createLogger('strata-mount').info(describe(mount), 'mounted');
   const stop = () => {
     mount.unmount().catch(() => process.exit(1));
   };
@@ -61,7 +80,7 @@ function detach(argv: string[]): Promise<number> {
 async function main(): Promise<void> {
   let argv = process.argv.slice(2);
   if (argv.includes('--version') || argv.includes('-V')) {
-    process.stdout.write(`strata-mount version ${version()}\nFUSE protocol 7.40 (passthrough)\n`);
+    process.stdout.write(`strata-mount version ${version()}\nFUSE protocol 7.40\n${environment()}`);
     return;
   }
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -93,6 +112,8 @@ async function main(): Promise<void> {
     return;
   }
   for (const w of cmd.warnings) process.stderr.write(`strata-mount: warning: ${w}\n`);
+  // -d: debug logs (the data path, the mount method, requests per opcode at the end) on stderr.
+  if (cmd.debug) process.env.STRATA_LOG_LEVEL ??= 'debug';
   if (cmd.foreground) {
     await serve(cmd, () => undefined).catch((err: Error) => {
       process.stderr.write(`strata-mount: ${err.message}\n`);

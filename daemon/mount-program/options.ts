@@ -2,6 +2,7 @@
 // fuse-overlayfs: `-o opt[,opt...] MOUNTPOINT`.
 import type { UnionConfig } from '../union/config';
 import { splitLowerdir } from '../union/config';
+import { IdMappingError, parseIdMapping } from '../union/idmap';
 import type { UnionMountOptions } from '../mounts/union-mount';
 
 export interface MountCommand {
@@ -12,6 +13,8 @@ export interface MountCommand {
   union: Omit<UnionConfig, 'lowers' | 'upper' | 'work'>;
   mount: UnionMountOptions;
   foreground: boolean;
+  /** -d: log at debug level (implies -f). */
+  debug: boolean;
   warnings: string[];
 }
 
@@ -66,6 +69,7 @@ export function parseMountArgs(argv: string[]): MountCommand {
   const opts: string[] = [];
   const positional: string[] = [];
   let foreground = false;
+  let debug = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '-o') {
@@ -77,6 +81,7 @@ export function parseMountArgs(argv: string[]): MountCommand {
       foreground = true;
     } else if (a === '-d' || a === '--debug') {
       foreground = true;
+      debug = true;
     } else if (a.startsWith('-') && a !== '-') {
       throw new UsageError(`unknown flag ${a}`);
     } else {
@@ -92,6 +97,7 @@ export function parseMountArgs(argv: string[]): MountCommand {
     union: {},
     mount: {},
     foreground,
+    debug,
     warnings: [],
   };
   if (positional.length === 2) cmd.mount.fsname = positional[0];
@@ -131,6 +137,19 @@ export function parseMountArgs(argv: string[]): MountCommand {
       case 'squash_to_gid':
         cmd.union.squashGid = parseId(key, val);
         break;
+      case 'uidmapping':
+      case 'gidmapping':
+        try {
+          cmd.union[key === 'uidmapping' ? 'uidMapping' : 'gidMapping'] = parseIdMapping(val);
+        } catch (err) {
+          if (err instanceof IdMappingError) throw new UsageError(`${key}: ${err.message}`);
+          throw err;
+        }
+        break;
+      case 'xattr_permissions':
+        if (!['0', '1', '2'].includes(val)) throw new UsageError(`xattr_permissions takes 0, 1 or 2, got '${val}'`);
+        cmd.union.xattrPermissions = Number(val);
+        break;
       case 'fsname':
         cmd.mount.fsname = val;
         break;
@@ -150,12 +169,16 @@ export function parseMountArgs(argv: string[]): MountCommand {
         if (!['on', 'off', 'auto'].includes(val)) throw new UsageError(`xino takes on, off or auto, got '${val}'`);
         cmd.union.xino = val === 'on';
         break;
+      case 'userxattr':
+        // Overlay markers as user.overlay.* (the default without the privilege for trusted.*).
+        cmd.union.userxattr = true;
+        break;
       case 'passthrough':
         cmd.mount.passthrough = val !== '0' && val !== 'off';
         break;
       default:
         if (ALWAYS.has(key)) break;
-        // uidmapping=, gidmapping=, xattr_permissions=, context=, ... : not honoured.
+        // context=, ... : not honoured.
         cmd.warnings.push(`option '${key}' is not supported and is ignored`);
     }
   }

@@ -2,7 +2,7 @@
 // process's FUSE engine (a shared pool of threads). Used by strata-mount and stratad.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { MountError, isMounted, mountFuse, openFuseDevice, unmount } from '../fuse/mount';
+import { MountError, isMounted, mountFuse, privilegedHost, unmount, type FuseConnection } from '../fuse/mount';
 import { FuseEngine, type ConnectionSpec, type EngineOptions } from '../fuse/engine';
 import type { UnionConfig } from '../union/config';
 import * as native from '../../native-shims';
@@ -23,9 +23,15 @@ export interface UnionMountOptions {
   logFile?: string;
 }
 
+/** How file data moves: the kernel's passthrough, or READ/WRITE served by the filesystem. */
+export type DataPath = 'passthrough' | 'served';
+
 export interface RunningMount {
   mountpoint: string;
   passthrough: boolean;
+  dataPath: DataPath;
+  /** mount(2) by us, or fusermount3 for an unprivileged caller. */
+  via: FuseConnection['via'];
   /** Resolves when the FUSE connection ends (unmounted). */
   done: Promise<void>;
   /**
@@ -90,29 +96,26 @@ export async function startUnionMount(cfg: UnionConfig, mountpoint: string, opts
     throw new MountError(`mountpoint ${mountpoint} does not exist`);
   }
   if (!st.isDirectory()) throw new MountError(`mountpoint ${mountpoint} is not a directory`);
-  const devFd = openFuseDevice();
+  // Mounted before it is served: the kernel queues INIT until someone reads it.
+  const conn = mountFuse(target, {
+    fsname: opts.fsname ?? 'strata',
+    subtype: 'strata',
+    readOnly: opts.readOnly || cfg.upper === undefined,
+    noatime: opts.noatime,
+    nosuid: opts.nosuid,
+    nodev: opts.nodev,
+    noexec: opts.noexec,
+  });
+  const devFd = conn.fd;
   const spec: ConnectionSpec = {
     devFd,
     module: UNION_MODULE,
-    config: cfg,
-    passthrough: opts.passthrough ?? process.geteuid?.() === 0,
+    // Without the privilege for trusted.* xattrs, overlay markers go to user.overlay.*.
+    config: { ...cfg, userxattr: cfg.userxattr ?? !privilegedHost() },
+    // Passthrough needs CAP_SYS_ADMIN in the initial user namespace: detected, never a failure.
+    passthrough: (opts.passthrough ?? true) && privilegedHost(),
     posixAcl: opts.posixAcl,
   };
-  try {
-    mountFuse(devFd, target, {
-      fsname: opts.fsname ?? 'strata',
-      subtype: 'strata',
-      readOnly: opts.readOnly || cfg.upper === undefined,
-      noatime: opts.noatime,
-      nosuid: opts.nosuid,
-      nodev: opts.nodev,
-      noexec: opts.noexec,
-    });
-  } catch (err) {
-    fs.closeSync(devFd);
-    throw err;
-  }
-  // Only after mount(2): until then the fd has no connection and polls as an error.
   const served = fuseEngine({ logLevel: opts.logLevel, logFile: opts.logFile }).serve(spec);
   const done = served.ended;
   const info = await served.ready.catch(async (err: Error) => {
@@ -121,16 +124,18 @@ export async function startUnionMount(cfg: UnionConfig, mountpoint: string, opts
     await done;
     throw new MountError(err.message);
   });
-  const conn = mountTable().filter((m) => m.mountPoint === target && isStrataMount(m)).pop()?.dev;
+  const connDev = mountTable().filter((m) => m.mountPoint === target && isStrataMount(m)).pop()?.dev;
   return {
     mountpoint: target,
     passthrough: info.passthrough,
+    dataPath: info.passthrough ? 'passthrough' : 'served',
+    via: conn.via,
     done,
     async unmount() {
       if (isMounted(target)) await detach(target);
       if (await within(done, END_GRACE_MS)) return;
       // Still served: a copy of the mount lives in another mount namespace (or a lazy detach left users).
-      if (conn !== undefined) abortFuseConnection(conn);
+      if (connDev !== undefined) abortFuseConnection(connDev);
       if (await within(done, END_GRACE_MS)) return;
       served.detach();
       await within(done, END_GRACE_MS);

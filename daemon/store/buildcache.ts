@@ -21,7 +21,7 @@ export class BuildCacheRepo {
   private readonly sDelete: Statement<[string]>;
   private readonly sClear: Statement<[]>;
   private readonly sAll: Statement<[], RawEntry>;
-  private readonly sSize: Statement<[], { size: number | null }>;
+  private readonly sSize: Statement<[], { n: number; size: number | null }>;
 
   constructor(db: Database) {
     this.sGet = db.prepare(`SELECT key, layer_id, image_id, created FROM build_cache WHERE key = ?`);
@@ -34,7 +34,7 @@ export class BuildCacheRepo {
     this.sAll = db.prepare(`SELECT key, layer_id, image_id, created FROM build_cache ORDER BY created, key`);
     // Size of layers kept alive only by the build cache (no image chain uses them).
     this.sSize = db.prepare(
-      `SELECT sum(size) AS size FROM layers WHERE id IN (SELECT layer_id FROM build_cache)
+      `SELECT count(*) AS n, sum(size) AS size FROM layers WHERE id IN (SELECT layer_id FROM build_cache)
          AND id NOT IN (SELECT layer_id FROM image_layers)`,
     );
   }
@@ -72,5 +72,10 @@ export class BuildCacheRepo {
   /** Bytes of layers referenced only by build-cache entries (df's buildCacheSize). */
   size(): number {
     return this.sSize.get()!.size ?? 0;
+  }
+
+  /** How many layers make up size(): df's Build Cache TOTAL. */
+  count(): number {
+    return this.sSize.get()!.n ?? 0;
   }
 }

@@ -13,9 +13,13 @@ interface RawContainer {
   mountpoint: string | null;
   mounts: string;
   created: string;
+  started?: string | null;
+  finished?: string | null;
+  exit_code?: number | null;
 }
 
-const COLS = 'id, name, image_id, image_ref, state, mountpoint, mounts, created';
+const INSERT_COLS = 'id, name, image_id, image_ref, state, mountpoint, mounts, created';
+const COLS = `${INSERT_COLS}, started, finished, exit_code`;
 
 /** Minimum length of an id prefix accepted by resolve() (docker accepts any non-empty prefix). */
 export const MIN_CONTAINER_PREFIX = 1;
@@ -30,6 +34,9 @@ function containerFromRaw(r: RawContainer): ContainerRow {
     mountpoint: r.mountpoint,
     mounts: parseJson<ContainerMount[]>(r.mounts, []),
     created: r.created,
+    started: r.started ?? null,
+    finished: r.finished ?? null,
+    exitCode: r.exit_code ?? null,
   };
 }
 
@@ -42,6 +49,7 @@ export class ContainerRepo {
   private readonly sListAll: Statement<[], RawContainer>;
   private readonly sListMounted: Statement<[], RawContainer>;
   private readonly sSetState: Statement<[ContainerState, string | null, string]>;
+  private readonly sSetRun: Statement<[string | null, string | null, number | null, string]>;
   private readonly sVolumesOf: Statement<[string], { volume_name: string }>;
   private readonly sDelete: Statement<[string]>;
   private readonly sCountByImage: Statement<[string], { n: number }>;
@@ -51,7 +59,7 @@ export class ContainerRepo {
 
   constructor(private readonly db: Database) {
     this.sInsert = db.prepare(
-      `INSERT INTO containers (${COLS}) VALUES (@id, @name, @image_id, @image_ref, @state, @mountpoint, @mounts, @created)`,
+      `INSERT INTO containers (${INSERT_COLS}) VALUES (@id, @name, @image_id, @image_ref, @state, @mountpoint, @mounts, @created)`,
     );
     this.sAttach = db.prepare(`INSERT OR IGNORE INTO container_volumes (container_id, volume_name) VALUES (?, ?)`);
     this.sGet = db.prepare(`SELECT ${COLS} FROM containers WHERE id = ?`);
@@ -60,6 +68,7 @@ export class ContainerRepo {
     this.sListAll = db.prepare(`SELECT ${COLS} FROM containers ORDER BY created DESC, rowid DESC`);
     this.sListMounted = db.prepare(`SELECT ${COLS} FROM containers WHERE state = 'mounted' ORDER BY created DESC, rowid DESC`);
     this.sSetState = db.prepare(`UPDATE containers SET state = ?, mountpoint = ? WHERE id = ?`);
+    this.sSetRun = db.prepare(`UPDATE containers SET started = ?, finished = ?, exit_code = ? WHERE id = ?`);
     this.sVolumesOf = db.prepare(`SELECT volume_name FROM container_volumes WHERE container_id = ? ORDER BY volume_name`);
     this.sDelete = db.prepare(`DELETE FROM containers WHERE id = ?`);
     this.sCountByImage = db.prepare(`SELECT count(*) AS n FROM containers WHERE image_id = ?`);
@@ -82,6 +91,9 @@ export class ContainerRepo {
       mountpoint: c.mountpoint ?? null,
       mounts: c.mounts ?? [],
       created: c.created ?? nowIso(),
+      started: null,
+      finished: null,
+      exitCode: null,
     };
     this.db.transaction(() => {
       if (!this.sImageExists.get(row.imageId)) throw new NotFoundError(`no such image: ${row.imageId}`);
@@ -148,6 +160,11 @@ export class ContainerRepo {
   setState(id: string, state: ContainerState, mountpoint: string | null = null): void {
     const info = this.sSetState.run(state, state === 'created' ? null : mountpoint, id);
     if (info.changes === 0) throw new NotFoundError(`no such container: ${id}`);
+  }
+
+  /** Record the container's last run: started (finished and code null while it runs). Throws NotFoundError. */
+  setRun(id: string, started: string | null, finished: string | null, exitCode: number | null): void {
+    if (this.sSetRun.run(started, finished, exitCode, id).changes === 0) throw new NotFoundError(`no such container: ${id}`);
   }
 
   /** Names of the volumes attached to the container. */

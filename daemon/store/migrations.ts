@@ -87,6 +87,15 @@ CREATE INDEX build_cache_layer ON build_cache(layer_id);
 CREATE INDEX build_cache_image ON build_cache(image_id);
 `,
   },
+  {
+    version: 2,
+    name: 'containers: last run (started, finished, exit code) for ps',
+    sql: `
+ALTER TABLE containers ADD COLUMN started TEXT NULL;
+ALTER TABLE containers ADD COLUMN finished TEXT NULL;
+ALTER TABLE containers ADD COLUMN exit_code INTEGER NULL;
+`,
+  },
 ];
 
 /** Schema version this code writes. */

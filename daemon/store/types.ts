@@ -81,6 +81,10 @@ export interface ContainerRow {
   mountpoint: string | null;
   mounts: ContainerMount[];
   created: string;
+  /** The last `run` in it: when it started, when it ended and with which exit code (null: not yet). */
+  started?: string | null;
+  finished?: string | null;
+  exitCode?: number | null;
 }
 
 export interface NewContainer {

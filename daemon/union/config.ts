@@ -1,6 +1,7 @@
 // The description of one union mount: its layers and its behaviour switches.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { IdRange } from './idmap';
 
 export interface UnionConfig {
   /** Lower layer directories, topmost first (already resolved to real paths). */
@@ -12,6 +13,11 @@ export interface UnionConfig {
   /** Report every owner as this uid/gid (fuse-overlayfs' squash_to_uid/gid). */
   squashUid?: number;
   squashGid?: number;
+  /** uidmapping= / gidmapping= (see idmap.ts); the overflow ids default to the kernel's. */
+  uidMapping?: IdRange[];
+  gidMapping?: IdRange[];
+  overflowUid?: number;
+  overflowGid?: number;
   /** fsync=0 / volatile: skip fsync on the upper. */
   noFsync?: boolean;
   /** redirect_dir=on: directories with lower parts move by redirect. Off by
@@ -24,6 +30,11 @@ export interface UnionConfig {
   /** xino=on. With it or redirect_dir=on, as overlayfs, a new directory in a merged one is made
    *  opaque (faster lookups; offline changes to the lowers are then no longer supported). */
   xino?: boolean;
+  /** Write overlay markers as user.overlay.* (overlayfs' `userxattr`), for a union without the
+   *  privilege for trusted.* xattrs (a user namespace, a plain user). Both are always read. */
+  userxattr?: boolean;
+  /** xattr_permissions=1|2: keep the upper's owners and modes in an override xattr (override-stat.ts). */
+  xattrPermissions?: number;
 }
 
 export class UnionConfigError extends Error {}

@@ -26,6 +26,8 @@ export class CopyUp {
     private readonly layers: LayerStack,
     private readonly nodes: NodeTable,
     private readonly log?: Logger,
+    /** Unprivileged: an owner we may not give (EPERM, or EINVAL for an id our namespace lacks) is left as ours, as fuse-overlayfs does. */
+    private readonly lenientOwner = false,
   ) {
     this.tmpPrefix = `${layers.workTmp}/#${process.pid.toString(16)}_`;
   }
@@ -72,6 +74,14 @@ export class CopyUp {
     this.nodes.rekey(node, this.layers.realKey(up));
   }
 
+  private chown(give: () => void): void {
+    try {
+      give();
+    } catch (err) {
+      if (!this.lenientOwner || !['EPERM', 'EINVAL'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+    }
+  }
+
   private build(src: string, tmp: string, st: Float64Array, withData: boolean): void {
     const type = st[ST.MODE] & S_IFMT;
     const perm = st[ST.MODE] & 0o7777;
@@ -91,7 +101,7 @@ export class CopyUp {
           const v = native.lgetxattr(src, name);
           if (v !== null) native.fsetxattr(out, name, v, 0);
         }
-        fs.fchownSync(out, st[ST.UID], st[ST.GID]);
+        this.chown(() => fs.fchownSync(out, st[ST.UID], st[ST.GID]));
         fs.fchmodSync(out, perm); // after chown, which clears set-id bits
         native.futimens(out, st[ST.ATIME], st[ST.ATIME_NS], st[ST.MTIME], st[ST.MTIME_NS]);
       } finally {
@@ -103,7 +113,7 @@ export class CopyUp {
     else if (type === S_IFLNK) fs.symlinkSync(fs.readlinkSync(src, 'buffer') as unknown as string, tmp);
     else native.mknod(tmp, st[ST.MODE], st[ST.RDEV_MAJOR], st[ST.RDEV_MINOR]);
     copyXattrs(src, tmp);
-    fs.lchownSync(tmp, st[ST.UID], st[ST.GID]);
+    this.chown(() => fs.lchownSync(tmp, st[ST.UID], st[ST.GID]));
     if (type !== S_IFLNK) fs.chmodSync(tmp, perm);
     native.utimensat(tmp, st[ST.ATIME], st[ST.ATIME_NS], st[ST.MTIME], st[ST.MTIME_NS], native.AT_SYMLINK_NOFOLLOW);
   }

@@ -7,7 +7,7 @@ import type { DirEntry } from '../fuse/filesystem';
 import { FuseError } from '../fuse/filesystem';
 import { UPPER, type LayerStack } from './layers';
 import type { Node } from './nodes';
-import { WH_OPAQUE, WH_PREFIX, XATTR_WHITEOUT, isCharWhiteout, opaqueValue } from './whiteouts';
+import { WH_OPAQUE, WH_PREFIX, isCharWhiteout, opaqueValue, overlayXattr } from './whiteouts';
 
 const E = os.constants.errno;
 const { ST, DT_CHR, DT_REG, DT_DIR } = native;
@@ -53,7 +53,7 @@ export function mergedListing(layers: LayerStack, dir: Node, opts: { xattrWhiteo
           seen.add(name);
           continue;
         }
-        if (xattrWhiteouts && st[ST.SIZE] === 0 && native.lgetxattr(p, XATTR_WHITEOUT) !== null) {
+        if (xattrWhiteouts && st[ST.SIZE] === 0 && overlayXattr(p, 'whiteout') !== null) {
           seen.add(name);
           continue;
         }

@@ -6,7 +6,7 @@ import * as native from '../../native-shims';
 import { FuseError } from '../fuse/filesystem';
 import { UPPER, type LayerStack } from './layers';
 import type { LowerRef, Node } from './nodes';
-import { XATTR_REDIRECT, hasMarkerWhiteout, isMarkerName, isOpaqueDir, isWhiteout } from './whiteouts';
+import { hasMarkerWhiteout, overlayXattr, isMarkerName, isOpaqueDir, isWhiteout } from './whiteouts';
 
 const E = os.constants.errno;
 const { ST } = native;
@@ -147,7 +147,7 @@ export class Resolver {
       return { st, path: p, rel };
     }
     if (lastLayer) return { st, path: p, rel };
-    const r = native.lgetxattr(p, XATTR_REDIRECT);
+    const r = overlayXattr(p, 'redirect');
     // As overlayfs with redirect_dir=nofollow: a redirect is refused, not silently ignored.
     if (r !== null && !this.followRedirects) throw new FuseError(E.EPERM);
     if (r !== null) {

@@ -21,11 +21,13 @@ import { Fattr, WRITE_KILL_SUIDGID } from '../fuse/protocol';
 import type { Logger } from '../log';
 import type { UnionConfig } from './config';
 import { CopyUp } from './copyup';
+import { IdMap, overflowIds } from './idmap';
+import { applyOverride, formatOverride, overrideXattrFor } from './override-stat';
 import { LayerStack, UPPER } from './layers';
 import { Node, NodeTable, type LowerRef } from './nodes';
 import { mergedListing } from './readdir';
 import { Resolver, type Resolved } from './resolve';
-import { WH_PREFIX, WhiteoutMaker, XATTR_OPAQUE, XATTR_REDIRECT, isOpaqueDir, isPrivateXattr, isWhiteout } from './whiteouts';
+import { TRUSTED_MARKERS, USER_MARKERS, WH_PREFIX, WhiteoutMaker, isCharWhiteout, isOpaqueDir, isPrivateXattr, isWhiteout, overlayXattr, type MarkerXattrs } from './whiteouts';
 
 const E = os.constants.errno;
 const { ST } = native;
@@ -97,20 +99,33 @@ export class UnionFs implements FuseFilesystem {
   /** Small files' data on its way into the page cache (see storePages). */
   private readonly storeBuf = Buffer.allocUnsafe(PASSTHROUGH_MIN_SIZE);
   private readonly whiteouts: WhiteoutMaker;
+  /** The overlay xattrs this union writes: trusted.overlay.*, or user.overlay.* without the privilege (userxattr). */
+  private readonly markers: MarkerXattrs;
 
   private readonly opaqueNewDirs: boolean;
+  /** uidmapping= / gidmapping=: stored ids <-> shown ids. */
+  private readonly uids: IdMap;
+  private readonly gids: IdMap;
+  /** Per layer, the xattr holding owner and mode overrides (override-stat.ts), or null; null when no layer has one. */
+  private readonly overrides: (string | null)[] | null;
 
   constructor(
     private readonly cfg: UnionConfig,
     private readonly log?: Logger,
   ) {
     this.layers = new LayerStack(cfg);
+    const overflow = overflowIds();
+    this.uids = new IdMap(cfg.uidMapping ?? [], cfg.overflowUid ?? overflow.uid);
+    this.gids = new IdMap(cfg.gidMapping ?? [], cfg.overflowGid ?? overflow.gid);
+    const overrides = this.layers.roots.map((root, i) => (root === '' ? null : overrideXattrFor(root, i === UPPER ? cfg.xattrPermissions : undefined)));
+    this.overrides = overrides.some((o) => o !== null) ? overrides : null;
     this.resolver = new Resolver(this.layers, cfg.followRedirects !== false);
     this.opaqueNewDirs = cfg.redirectDir === true || cfg.xino === true;
     const rootInfo = this.rootInfo();
     this.nodes = new NodeTable(this.layers, rootInfo);
-    this.copy = new CopyUp(this.layers, this.nodes, this.log);
-    this.whiteouts = new WhiteoutMaker(this.layers.workTmp);
+    this.copy = new CopyUp(this.layers, this.nodes, this.log, cfg.userxattr === true);
+    this.markers = cfg.userxattr ? USER_MARKERS : TRUSTED_MARKERS;
+    this.whiteouts = new WhiteoutMaker(this.layers.workTmp, this.markers);
     if (this.layers.writable) this.prepareWorkdir();
   }
 
@@ -132,7 +147,10 @@ export class UnionFs implements FuseFilesystem {
   /** The work dir holds our temporaries (`work/work`, as overlayfs names it); leftovers of a crash go. */
   private prepareWorkdir(): void {
     const tmp = this.layers.workTmp;
-    fs.mkdirSync(tmp, { recursive: true, mode: 0 });
+    // Mode 0 as overlayfs makes it; a caller without CAP_DAC_OVERRIDE keeps access for itself.
+    const privileged = process.geteuid?.() === 0;
+    fs.mkdirSync(tmp, { recursive: true, mode: privileged ? 0 : 0o700 });
+    if (!privileged) fs.chmodSync(tmp, 0o700);
     for (const name of fs.readdirSync(tmp)) fs.rmSync(`${tmp}/${name}`, { recursive: true, force: true });
   }
 
@@ -145,7 +163,7 @@ export class UnionFs implements FuseFilesystem {
     // other mounts) keeps its umask.
     native.unshare(native.CLONE_FS);
     native.umask(0);
-    this.log?.info({ passthrough: this.passthrough, layers: this.layers.roots }, 'union mounted');
+    this.log?.info({ passthrough: this.passthrough, markers: this.markers.prefix, layers: this.layers.roots }, 'union mounted');
   }
 
   destroy(): void {
@@ -206,8 +224,14 @@ export class UnionFs implements FuseFilesystem {
   /** Adjusts real attributes to what the union reports. */
   private present(node: Node, st: Float64Array): Float64Array {
     if (node.isMergedDir) st[ST.NLINK] = 1;
-    if (this.cfg.squashUid !== undefined) st[ST.UID] = this.cfg.squashUid;
-    if (this.cfg.squashGid !== undefined) st[ST.GID] = this.cfg.squashGid;
+    if (this.overrides !== null && !node.unlinked) {
+      const layer = node.upper ? UPPER : node.lowers[0]?.layer;
+      const name = layer === undefined ? null : this.overrides[layer];
+      if (name) applyOverride(this.realPath(node), name, st);
+    }
+    // As fuse-overlayfs: squash_to_* wins over the mappings.
+    st[ST.UID] = this.cfg.squashUid ?? this.uids.toShown(st[ST.UID]);
+    st[ST.GID] = this.cfg.squashGid ?? this.gids.toShown(st[ST.GID]);
     return st;
   }
 
@@ -333,20 +357,22 @@ export class UnionFs implements FuseFilesystem {
     }
     native.lstatInto(dirPath, st);
     const setgidDir = (st[ST.MODE] & S_ISGID) !== 0;
-    const gid = setgidDir ? st[ST.GID] : ctx.gid;
+    // The caller's ids as stored (fuse-overlayfs stores an unmapped caller as the overflow id).
+    const uid = this.uids.toDisk(ctx.uid) ?? this.uids.overflow;
+    const gid = setgidDir ? st[ST.GID] : (this.gids.toDisk(ctx.gid) ?? this.gids.overflow);
     if (!overWhiteout) {
       make(target);
-      this.setOwner(target, ctx.uid, gid, mode);
+      this.setOwner(target, uid, gid, mode);
       // As overlayfs when offline changes to the lowers are not allowed (redirect_dir=on or
       // xino=on): a new directory in a merged one is opaque, so its lookups skip the lowers.
-      if (isDir && parent.lowers.length > 0 && this.opaqueNewDirs) native.lsetxattr(target, XATTR_OPAQUE, Buffer.from('y'), 0);
+      if (isDir && parent.lowers.length > 0 && this.opaqueNewDirs) native.lsetxattr(target, this.markers.opaque, Buffer.from('y'), 0);
     } else {
       const tmp = this.copy.tmpName();
       make(tmp);
       if (isDir && setgidDir) fs.chmodSync(tmp, (mode & 0o7777) | S_ISGID);
-      this.setOwner(tmp, ctx.uid, gid, mode);
+      this.setOwner(tmp, uid, gid, mode);
       if (isDir) {
-        native.lsetxattr(tmp, XATTR_OPAQUE, Buffer.from('y'), 0);
+        native.lsetxattr(tmp, this.markers.opaque, Buffer.from('y'), 0);
         native.renameat2(tmp, target, native.RENAME_EXCHANGE);
         fs.rmSync(tmp, { force: true });
       } else {
@@ -363,7 +389,13 @@ export class UnionFs implements FuseFilesystem {
     const st = this.st;
     native.lstatInto(path, st);
     if (st[ST.UID] === uid && st[ST.GID] === gid) return;
-    fs.lchownSync(path, uid, gid);
+    try {
+      fs.lchownSync(path, uid, gid);
+    } catch (err) {
+      // Unprivileged (a plain user, or an id our user namespace lacks): the entry stays ours, as with fuse-overlayfs.
+      if (!this.cfg.userxattr || !['EPERM', 'EINVAL'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      return;
+    }
     const type = st[ST.MODE] & S_IFMT;
     if (type !== S_IFLNK && mode & 0o6000) fs.chmodSync(path, st[ST.MODE] & 0o7777);
   }
@@ -404,13 +436,25 @@ export class UnionFs implements FuseFilesystem {
     const cur = this.stat(node, h ? a.fh : undefined);
     const isLink = (cur[ST.MODE] & S_IFMT) === S_IFLNK;
     const [curUid, curGid] = [cur[ST.UID], cur[ST.GID]];
+    const override = this.overrides?.[UPPER] ?? null;
+    if (override !== null && a.valid & (Fattr.MODE | Fattr.UID | Fattr.GID) && path !== undefined && (node.isDir || (cur[ST.MODE] & S_IFMT) === S_IFREG)) {
+      // Owner and mode go to the override xattr, as fuse-overlayfs does where it cannot set them.
+      applyOverride(path, override, cur);
+      native.lsetxattr(path, override, Buffer.from(formatOverride({
+        uid: a.valid & Fattr.UID ? (this.uids.toDisk(a.uid) ?? fail(E.EINVAL)) : cur[ST.UID],
+        gid: a.valid & Fattr.GID ? (this.gids.toDisk(a.gid) ?? fail(E.EINVAL)) : cur[ST.GID],
+        mode: a.valid & Fattr.MODE ? a.mode & 0o7777 : cur[ST.MODE] & 0o7777,
+      })), 0);
+      a = { ...a, valid: a.valid & ~(Fattr.MODE | Fattr.UID | Fattr.GID) };
+    }
     if (a.valid & Fattr.MODE && !isLink) {
       if (h) fs.fchmodSync(h.fd, a.mode & 0o7777);
       else fs.chmodSync(path!, a.mode & 0o7777);
     }
     if (a.valid & (Fattr.UID | Fattr.GID)) {
-      const uid = a.valid & Fattr.UID ? a.uid : curUid;
-      const gid = a.valid & Fattr.GID ? a.gid : curGid;
+      // Shown ids to stored ones; one outside the mapping is refused as the kernel refuses an unmapped id.
+      const uid = a.valid & Fattr.UID ? (this.uids.toDisk(a.uid) ?? fail(E.EINVAL)) : curUid;
+      const gid = a.valid & Fattr.GID ? (this.gids.toDisk(a.gid) ?? fail(E.EINVAL)) : curGid;
       if (h) fs.fchownSync(h.fd, uid, gid);
       else fs.lchownSync(path!, uid, gid);
     }
@@ -477,7 +521,15 @@ export class UnionFs implements FuseFilesystem {
     const fd = fs.openSync(this.upperPath(parent), native.O_TMPFILE | O_RDWR, perm);
     const st = native.newStatArray();
     native.fstatInto(fd, st);
-    if (st[ST.UID] !== ctx.uid || (st[ST.GID] !== ctx.gid && !(st[ST.MODE] & S_ISGID))) fs.fchownSync(fd, ctx.uid, ctx.gid);
+    const uid = this.uids.toDisk(ctx.uid) ?? this.uids.overflow;
+    const gid = this.gids.toDisk(ctx.gid) ?? this.gids.overflow;
+    if (st[ST.UID] !== uid || (st[ST.GID] !== gid && !(st[ST.MODE] & S_ISGID))) {
+      try {
+        fs.fchownSync(fd, uid, gid);
+      } catch (err) {
+        if (!this.cfg.userxattr || !['EPERM', 'EINVAL'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      }
+    }
     const node = this.nodes.intern(parent, '', false, true, [], this.layers.realKey(st));
     node.unlinked = true;
     const fh = this.addHandle(fd, node);
@@ -518,9 +570,10 @@ export class UnionFs implements FuseFilesystem {
     if (r.upper) {
       const tmp = this.copy.tmpName();
       if (needWhiteout) {
-        this.whiteouts.make(tmp);
+        const xattrWhiteout = this.whiteouts.make(tmp);
         // Swap the whiteout in, so the name never shows what lies below.
         native.renameat2(tmp, target, r.isDir ? native.RENAME_EXCHANGE : 0);
+        if (xattrWhiteout) this.whiteouts.markParent(target);
         if (r.isDir) fs.rmSync(tmp, { recursive: true, force: true });
       } else if (r.isDir) {
         // The upper dir may still hold whiteouts: move it out, then clear it.
@@ -600,12 +653,12 @@ export class UnionFs implements FuseFilesystem {
     if (!node.isDir) return;
     const path = this.upperPath(node);
     if (r.lowers.length > 0) {
-      const existing = native.lgetxattr(path, XATTR_REDIRECT)?.toString('utf8');
+      const existing = overlayXattr(path, 'redirect')?.toString('utf8');
       if (existing !== undefined && (samedir || existing.startsWith('/'))) return;
       const value = samedir ? node.name : this.absoluteRedirect(node);
-      native.lsetxattr(path, XATTR_REDIRECT, Buffer.from(value), 0);
+      native.lsetxattr(path, this.markers.redirect, Buffer.from(value), 0);
     } else if (newParent.lowers.length > 0 && !isOpaqueDir(path)) {
-      native.lsetxattr(path, XATTR_OPAQUE, Buffer.from('y'), 0);
+      native.lsetxattr(path, this.markers.opaque, Buffer.from('y'), 0);
     }
   }
 
@@ -618,7 +671,7 @@ export class UnionFs implements FuseFilesystem {
   private absoluteRedirect(node: Node): string {
     const parts: string[] = [];
     for (let d: Node | null = node; d !== null && d.parent !== null; d = d.parent) {
-      const own = d.upper ? native.lgetxattr(this.upperPath(d), XATTR_REDIRECT)?.toString('utf8') : undefined;
+      const own = d.upper ? overlayXattr(this.upperPath(d), 'redirect')?.toString('utf8') : undefined;
       parts.unshift(own ?? d.name);
       if (own?.startsWith('/')) return parts.join('/');
     }
@@ -642,8 +695,11 @@ export class UnionFs implements FuseFilesystem {
       // Swap with the whiteout: it lands on the old name, which may need one.
       native.renameat2(srcPath, dstPath, native.RENAME_EXCHANGE);
       if (!needWhiteout) fs.unlinkSync(srcPath);
+      else if (native.lstatInto(srcPath, st) === 0 && !isCharWhiteout(st)) this.whiteouts.markParent(srcPath);
+    } else if (needWhiteout) {
+      this.renameLeavingWhiteout(srcPath, dstPath);
     } else {
-      native.renameat2(srcPath, dstPath, needWhiteout ? native.RENAME_WHITEOUT : 0);
+      native.renameat2(srcPath, dstPath, 0);
     }
     if (dst !== null) {
       const over = this.liveChild(to, n2, dst);
@@ -651,6 +707,25 @@ export class UnionFs implements FuseFilesystem {
       if (dst.upper && (dst.isDir || dst.st[ST.NLINK] <= 1)) this.layers.forgetOrigin(this.layers.realKey(dst.st));
     }
     this.renameNode(node, from, n1, to, n2);
+  }
+
+  /** rename(2) that leaves a whiteout behind: RENAME_WHITEOUT, or, where that needs a CAP_MKNOD we lack, a whiteout made in the work dir and moved in. */
+  private renameLeavingWhiteout(srcPath: string, dstPath: string): void {
+    try {
+      return native.renameat2(srcPath, dstPath, native.RENAME_WHITEOUT);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+    }
+    const tmp = this.copy.tmpName();
+    const xattrWhiteout = this.whiteouts.make(tmp);
+    try {
+      native.renameat2(srcPath, dstPath, 0);
+    } catch (err) {
+      fs.rmSync(tmp, { force: true });
+      throw err;
+    }
+    native.renameat2(tmp, srcPath, 0);
+    if (xattrWhiteout) this.whiteouts.markParent(srcPath);
   }
 
   private renameNode(node: Node, from: Node, n1: string, to: Node, n2: string): void {
@@ -719,6 +794,8 @@ export class UnionFs implements FuseFilesystem {
       node.passthroughUsed = false;
       if (!keepCache) node.pagesStored = false;
       else if (!write && !node.pagesStored && size > 0) this.storePages(node, fd, size);
+      // Served reads of a large file: a wider readahead on the backing file keeps the disk ahead of them.
+      if (!write && size >= PASSTHROUGH_MIN_SIZE) native.fadvise(fd, 0, 0, native.POSIX_FADV_SEQUENTIAL);
       return { fh, keepCache };
     }
     if (node.backingRefs === 0) {
@@ -783,7 +860,7 @@ export class UnionFs implements FuseFilesystem {
     const mode = st[ST.MODE];
     if (!hasSetIds(mode)) return;
     let kill = mode & S_ISUID;
-    if (mode & S_ISGID && (mode & S_IXGRP || !callerInGroup(ctx, st[ST.GID]))) kill |= S_ISGID;
+    if (mode & S_ISGID && (mode & S_IXGRP || !callerInGroup(ctx, this.gids.toShown(st[ST.GID])))) kill |= S_ISGID;
     if (kill === 0) return;
     if (fh !== undefined) fs.fchmodSync(this.handle(fh).fd, mode & 0o7777 & ~kill);
     else fs.chmodSync(this.upperPath(node), mode & 0o7777 & ~kill);
@@ -804,6 +881,10 @@ export class UnionFs implements FuseFilesystem {
 
   read(_ctx: RequestContext, _nodeid: number, fh: number, offset: number, size: number, out: Buffer, outOffset: number): number {
     return fs.readSync(this.handle(fh).fd, out, outOffset, size, offset);
+  }
+
+  readSource(fh: number): number | undefined {
+    return this.handles.get(fh)?.fd;
   }
 
   write(ctx: RequestContext, _nodeid: number, fh: number, offset: number, data: Buffer, writeFlags: number): number {

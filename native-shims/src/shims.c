@@ -23,6 +23,7 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -919,6 +920,107 @@ static napi_value js_fcntl(napi_env env, napi_callback_info info) {
   return ret_int32(env, r >= 0 ? r : -errno);
 }
 
+/* ---------- Unix sockets (fusermount3's _FUSE_COMMFD hands the /dev/fuse fd over one) ---------- */
+
+/* socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC): the two fds as an array. */
+static napi_value js_socketpair(napi_env env, napi_callback_info info) {
+  (void)info;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return throw_errno(env, errno, "socketpair", NULL, NULL);
+  napi_value arr, a, b;
+  if (napi_create_array_with_length(env, 2, &arr) != napi_ok || napi_create_int32(env, sv[0], &a) != napi_ok ||
+      napi_create_int32(env, sv[1], &b) != napi_ok || napi_set_element(env, arr, 0, a) != napi_ok ||
+      napi_set_element(env, arr, 1, b) != napi_ok) {
+    close(sv[0]);
+    close(sv[1]);
+    throw_napi(env, "socketpair");
+    return NULL;
+  }
+  return arr;
+}
+
+/* recvmsg(2) of one byte with one SCM_RIGHTS fd (made close-on-exec): the fd, or -1 when the peer
+ * closed without sending one. Throws on a failed recvmsg. */
+static napi_value js_recv_fd(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int32_t sock;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  if (!arg_i32(env, argv[0], 1, &sock)) return NULL;
+  char byte;
+  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } ctl;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+  ssize_t n;
+  do n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return throw_errno(env, errno, "recvmsg", NULL, NULL);
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  if (n == 0 || c == NULL || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) return ret_int32(env, -1);
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return ret_int32(env, fd);
+}
+
+/* ---------- pipes and splice (READ replies without a copy through user space) ---------- */
+
+/* pipe2(O_CLOEXEC): [read end, write end]. */
+static napi_value js_pipe2(napi_env env, napi_callback_info info) {
+  (void)info;
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return throw_errno(env, errno, "pipe2", NULL, NULL);
+  napi_value arr, a, b;
+  if (napi_create_array_with_length(env, 2, &arr) != napi_ok || napi_create_int32(env, p[0], &a) != napi_ok ||
+      napi_create_int32(env, p[1], &b) != napi_ok || napi_set_element(env, arr, 0, a) != napi_ok ||
+      napi_set_element(env, arr, 1, b) != napi_ok) {
+    close(p[0]);
+    close(p[1]);
+    throw_napi(env, "pipe2");
+    return NULL;
+  }
+  return arr;
+}
+
+/* fcntl(fd, F_SETPIPE_SZ, size): the pipe's new capacity, or -errno. */
+static napi_value js_set_pipe_size(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t fd, size;
+  if (!get_args(env, info, 2, argv)) return NULL;
+  if (!arg_i32(env, argv[0], 1, &fd) || !arg_i32(env, argv[1], 2, &size)) return NULL;
+  int r = fcntl(fd, F_SETPIPE_SZ, size);
+  return ret_int32(env, r >= 0 ? r : -errno);
+}
+
+/* splice(2) without throwing (hot path): offsets < 0 mean NULL (the fd's own position, required
+ * for pipes); bytes moved, or -errno. */
+static napi_value js_splice(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  int32_t fd_in, fd_out;
+  int64_t off_in, off_out;
+  uint32_t len, flags;
+  if (!get_args(env, info, 6, argv)) return NULL;
+  if (!arg_i32(env, argv[0], 1, &fd_in) || !arg_i64(env, argv[1], 2, &off_in) || !arg_i32(env, argv[2], 3, &fd_out) ||
+      !arg_i64(env, argv[3], 4, &off_out) || !arg_u32(env, argv[4], 5, &len) || !arg_u32(env, argv[5], 6, &flags))
+    return NULL;
+  loff_t oi = off_in, oo = off_out;
+  ssize_t n = splice(fd_in, off_in < 0 ? NULL : &oi, fd_out, off_out < 0 ? NULL : &oo, len, flags);
+  return ret_int32(env, n >= 0 ? (int32_t)n : -errno);
+}
+
+/* posix_fadvise(2): 0, or the errno (it returns one rather than setting errno). */
+static napi_value js_fadvise(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  int32_t fd, advice;
+  int64_t off, len;
+  if (!get_args(env, info, 4, argv)) return NULL;
+  if (!arg_i32(env, argv[0], 1, &fd) || !arg_i64(env, argv[1], 2, &off) || !arg_i64(env, argv[2], 3, &len) ||
+      !arg_i32(env, argv[3], 4, &advice))
+    return NULL;
+  return ret_int32(env, posix_fadvise(fd, off, len, advice));
+}
+
 /* ---------- module ---------- */
 
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_default, NULL}
@@ -959,6 +1061,12 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("epollWait", js_epoll_wait),
       FN("eventfd", js_eventfd),
       FN("fcntl", js_fcntl),
+      FN("socketpair", js_socketpair),
+      FN("recvFd", js_recv_fd),
+      FN("pipe2", js_pipe2),
+      FN("setPipeSize", js_set_pipe_size),
+      FN("splice", js_splice),
+      FN("fadvise", js_fadvise),
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -18,8 +18,8 @@ export function findStaticBusybox(): string | null {
   return null;
 }
 
-/** Builds the rootfs under `dir` and imports it into the daemon as `ref`. Returns the image id. */
-export function importBusyboxImage(d: Daemon, dir: string, ref = 'base'): string {
+/** Builds the busybox rootfs under `dir` and tars it; returns the tar's path. */
+export function buildBusyboxRootfs(dir: string): string {
   const busybox = findStaticBusybox();
   if (busybox === null) throw new Error('no statically linked busybox (install busybox-static)');
   const rootfs = path.join(dir, 'rootfs');
@@ -35,6 +35,12 @@ export function importBusyboxImage(d: Daemon, dir: string, ref = 'base'): string
   fs.chownSync(path.join(rootfs, 'home/user'), 1000, 1000);
   const tar = path.join(dir, 'base.tar');
   runOk('tar', ['-C', rootfs, '-cf', tar, '.']);
+  return tar;
+}
+
+/** Builds the rootfs under `dir` and imports it into the daemon as `ref`. Returns the image id. */
+export function importBusyboxImage(d: Daemon, dir: string, ref = 'base'): string {
+  const tar = buildBusyboxRootfs(dir);
   const r = d.cli(['image', 'import', tar, ref]);
   if (r.status !== 0) throw new Error(`image import failed: ${r.stderr}`);
   return r.stdout.trim();

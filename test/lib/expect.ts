@@ -14,3 +14,11 @@ export function fails(t: Test, r: RunResult, re: RegExp, what: string): void {
   t.match(r.stderr, re, `${what}: message`);
   t.notMatch(r.stderr, /\n\s+at /, `${what}: no stack trace`);
 }
+
+/** A listing's `--format json` output: one JSON object per line, as docker prints lists. */
+export function jsonLines<T>(text: string): T[] {
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as T);
+}
