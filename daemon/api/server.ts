@@ -236,7 +236,12 @@ export function createApiServer(router: Router, log: Logger): http.Server {
           res.flushHeaders();
           return out.write(res).then(
             () => {
-              if (!res.writableEnded) res.end();
+              if (res.writableEnded) return;
+              // An upload its reader stopped short of (a bad archive): a client still sending would
+              // be reset by the close and miss the answer, so the rest of its body is read first.
+              if (req.complete || req.destroyed) return void res.end();
+              req.unpipe();
+              drainThen(req, res, () => res.end());
             },
             (err: unknown) => {
               if (res.destroyed || req.socket.destroyed) log.info({ req: id, method, path }, 'the client went away during a streamed answer');
