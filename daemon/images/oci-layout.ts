@@ -656,13 +656,7 @@ export async function loadImages(d: ImageIoDeps, input: Readable, progress: Prog
     d.log.info({ format, images: results.map((r) => r.id) }, 'images loaded');
     return { format, images: results, warnings };
   } catch (err) {
-    for (const id of [...createdLayers].reverse()) {
-      try {
-        d.layers.removeIfUnused(id);
-      } catch (e) {
-        d.log.warn({ layer: id, err: String(e) }, 'cannot remove layer of a failed load');
-      }
-    }
+    for (const f of d.layers.removeCreated(createdLayers)) d.log.warn({ layer: f.id, err: f.err }, 'cannot remove layer of a failed load');
     for (const f of writtenFiles) fs.rmSync(f, { force: true });
     if (err instanceof ArchiveError) throw badRequest(`cannot load the archive: ${err.message}`);
     throw err;

@@ -478,13 +478,7 @@ export async function pullImage(d: RegistryDeps, req: PullRequest, progress: Pro
     };
   } catch (err) {
     for (const s of staged) d.layers.discard(s);
-    for (const id of [...createdLayers].reverse()) {
-      try {
-        d.layers.removeIfUnused(id);
-      } catch (e) {
-        d.log.warn({ layer: id, err: String(e) }, 'cannot remove a layer of a failed pull');
-      }
-    }
+    for (const f of d.layers.removeCreated(createdLayers)) d.log.warn({ layer: f.id, err: f.err }, 'cannot remove a layer of a failed pull');
     for (const f of written) fs.rmSync(f, { force: true });
     if (err instanceof ArchiveError) throw new RegistryError(`cannot pull ${req.ref}: ${err.message}`, 502);
     if (err instanceof Error && !(err instanceof ApiError) && !('status' in err)) {

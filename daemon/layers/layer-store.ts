@@ -135,6 +135,22 @@ export class LayerStore {
     return true;
   }
 
+  /**
+   * Undoes the layers a failed import made, newest first (a layer may be the parent of the next);
+   * returns those that could not be removed, with why, for the caller to log.
+   */
+  removeCreated(ids: string[]): Array<{ id: string; err: string }> {
+    const failed: Array<{ id: string; err: string }> = [];
+    for (const id of [...ids].reverse()) {
+      try {
+        this.removeIfUnused(id);
+      } catch (e) {
+        failed.push({ id, err: String(e) });
+      }
+    }
+    return failed;
+  }
+
   /** Start-up: drop layers that were being written when the daemon died. */
   sweepIncomplete(): string[] {
     const gone: string[] = [];

@@ -70,7 +70,7 @@ export class Pair {
     }
     if (!this.spec.strataOnly) {
       const mnt = (name: string) => path.join(this.ws, `cross${this.level}`, name);
-      const extraOpts = this.kernelLayoutOpts();
+      const extraOpts = kernelOptsFor(this.roots.layout);
       mountKernelOverlay(this.t, { lowers: this.k.lowers, mnt: mnt('kk'), extraOpts });
       mountKernelOverlay(this.t, { lowers: this.s.lowers, mnt: mnt('ks'), extraOpts });
       mountStrata(this.t, { lowers: this.k.lowers, mnt: mnt('sk') });
@@ -91,7 +91,7 @@ export class Pair {
         upper: ro ? undefined : this.k.upper,
         work: ro ? undefined : this.k.work,
         mnt: this.k.mnt,
-        extraOpts: [...this.kernelLayoutOpts(), ...(this.spec.kernelOpts ?? [])],
+        extraOpts: [...kernelOptsFor(this.roots.layout), ...(this.spec.kernelOpts ?? [])],
         programDefaults: this.spec.programDefaults,
       });
     }
@@ -103,10 +103,6 @@ export class Pair {
       extraOpts: this.spec.strataOpts,
       programDefaults: this.spec.programDefaults,
     });
-  }
-
-  private kernelLayoutOpts(): string[] {
-    return kernelOptsFor(this.roots.layout);
   }
 
   unmount(): void {
