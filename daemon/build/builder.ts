@@ -501,7 +501,7 @@ export class Builder {
     const mountId = 'build-' + path.basename(tmp);
     const lowers = stage.layers.length ? this.d.layers.lowerDirs(stage.layers) : [dirs.empty];
     try {
-      await this.d.mounts.mount(mountId, { lowers, upper: dirs.upper, work: dirs.work }, dirs.merged, [], () => undefined);
+      await this.d.mounts.mount(mountId, { lowers, upper: dirs.upper, work: dirs.work, indexes: this.d.layers.indexes(lowers) }, dirs.merged, [], () => undefined);
       try {
         await fn(dirs.merged, path.join(tmp, 'bundle'));
       } finally {

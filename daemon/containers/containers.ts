@@ -157,7 +157,7 @@ export class ContainerService {
     const d = this.dirs(c.id);
     const lowers = this.layers.lowerDirs(this.images.chain(c.imageId).map((l) => l.id));
     const binds: BindSpec[] = c.mounts.map((m) => ({ source: m.resolvedSource, target: m.target, readonly: m.readonly }));
-    await this.mounts.mount(c.id, { lowers, upper: d.upper, work: d.work }, target, binds, (merged) => {
+    await this.mounts.mount(c.id, { lowers, upper: d.upper, work: d.work, indexes: this.layers.indexes(lowers) }, target, binds, (merged) => {
       for (const m of c.mounts) {
         try {
           prepareMountpoint(merged, m);

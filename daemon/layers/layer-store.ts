@@ -3,11 +3,13 @@
 // A layer is identified by its OCI chain id, so identical stacks are stored once.
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { PassThrough, Transform, type Readable } from 'node:stream';
 import { extractLayer, importDirectory, notUnder, packLayer } from '../archive';
 import type { Store } from '../store';
 import type { LayerRow } from '../store/types';
 import type { StorageRoot } from '../stratad/root';
+import { ensureIndex, indexBeside, writeIndex } from '../layer-index/files';
 
 /** OCI chain id: the diff id for a base layer, else sha256(parentChain + " " + diffId). */
 export function chainId(parent: string | null, diffId: string): string {
@@ -83,6 +85,8 @@ export class LayerStore {
         this.store.layers.insert({ id, parent, diffId, size, createdBy, state: 'incomplete' });
       });
       fs.renameSync(tmp, dir);
+      // The layer is immutable from here on: its metadata index is made once, now.
+      writeIndex(dir, indexBeside(dir));
       this.store.layers.markReady(id, size);
       return this.store.layers.get(id)!;
     } catch (err) {
@@ -127,12 +131,29 @@ export class LayerStore {
     return chain.map((id) => this.path(id)).reverse();
   }
 
+  /**
+   * The metadata index of each store layer among `dirs` (checked; rebuilt when missing,
+   * damaged or stale, e.g. a layer made before indexes existed); null for other dirs.
+   */
+  indexes(dirs: string[]): (string | null)[] {
+    return dirs.map((d) => {
+      if (path.dirname(d) !== this.root.layers) return null;
+      const file = indexBeside(d);
+      return ensureIndex(d, file, true).index !== null ? file : null;
+    });
+  }
+
   /** Removes a layer no image, child layer or cache entry still needs. */
   removeIfUnused(id: string): boolean {
     if (this.store.layers.isReferenced(id)) return false;
     this.store.layers.delete(id);
-    fs.rmSync(this.path(id), { recursive: true, force: true });
+    this.removeFiles(id);
     return true;
+  }
+
+  private removeFiles(id: string): void {
+    fs.rmSync(this.path(id), { recursive: true, force: true });
+    fs.rmSync(indexBeside(this.path(id)), { force: true });
   }
 
   /**
@@ -155,7 +176,7 @@ export class LayerStore {
   sweepIncomplete(): string[] {
     const gone: string[] = [];
     for (const l of this.store.layers.listIncomplete()) {
-      fs.rmSync(this.path(l.id), { recursive: true, force: true });
+      this.removeFiles(l.id);
       try {
         this.store.layers.delete(l.id);
         gone.push(l.id);

@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { resolveConfig } from '../union/config';
+import { mountIndexes } from '../layer-index/files';
 import { configureEngine, startUnionMount, type RunningMount } from '../mounts/union-mount';
 import { hasSysAdmin, privilegedHost } from '../fuse/mount';
 import { createLogger } from '../log';
@@ -40,6 +41,7 @@ function describe(m: RunningMount): Record<string, unknown> {
 /** Serves the mount in this process; reports readiness to `report`. */
 async function serve(cmd: MountCommand, report: (msg: string) => void): Promise<never> {
   const cfg = resolveConfig({ lowers: cmd.lowers, upper: cmd.upper, work: cmd.work, ...cmd.union });
+  cfg.indexes = mountIndexes(cfg.lowers, cmd.indexDir);
   // The daemon's engine, with one thread: this process serves one mount.
   configureEngine({ threads: 1, logLevel: cmd.mount.logLevel, logFile: cmd.mount.logFile });
   const mount = await startUnionMount(cfg, cmd.mountpoint, cmd.mount);

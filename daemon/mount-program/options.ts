@@ -15,6 +15,8 @@ export interface MountCommand {
   foreground: boolean;
   /** -d: log at debug level (implies -f). */
   debug: boolean;
+  /** index_dir=: where lower layers' metadata indexes are kept (built there when missing). */
+  indexDir?: string;
   warnings: string[];
 }
 
@@ -172,6 +174,10 @@ export function parseMountArgs(argv: string[]): MountCommand {
       case 'userxattr':
         // Overlay markers as user.overlay.* (the default without the privilege for trusted.*).
         cmd.union.userxattr = true;
+        break;
+      case 'index_dir':
+        if (val === '') throw new UsageError('index_dir needs a directory');
+        cmd.indexDir = val;
         break;
       case 'passthrough':
         cmd.mount.passthrough = val !== '0' && val !== 'off';

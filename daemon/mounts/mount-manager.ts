@@ -52,13 +52,13 @@ export class MountManager {
    *  (to create mountpoints and fill empty volumes from the image). */
   async mount(
     id: string,
-    layers: { lowers: string[]; upper: string; work: string },
+    layers: { lowers: string[]; upper: string; work: string; indexes?: (string | null)[] },
     target: string,
     binds: BindSpec[],
     prepare: (merged: string) => void,
   ): Promise<void> {
     // No redirects: a container's upper dir must hold every change by itself, as a layer (commit) needs.
-    const cfg = resolveConfig({ lowers: layers.lowers, upper: layers.upper, work: layers.work, redirectDir: false });
+    const cfg = resolveConfig({ lowers: layers.lowers, upper: layers.upper, work: layers.work, indexes: layers.indexes, redirectDir: false });
     const union = await startUnionMount(cfg, target, { fsname: `strata-${id.slice(0, 12)}`, logLevel: this.workerLog.level, logFile: this.workerLog.file });
     this.passthroughSeen ||= union.passthrough;
     const entry: Active = { union, binds: [] };

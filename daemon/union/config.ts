@@ -33,6 +33,9 @@ export interface UnionConfig {
   /** Write overlay markers as user.overlay.* (overlayfs' `userxattr`), for a union without the
    *  privilege for trusted.* xattrs (a user namespace, a plain user). Both are always read. */
   userxattr?: boolean;
+  /** Per lower layer (same order), the path of its metadata index (daemon/layer-index), or null:
+   *  its metadata is then read live. The mounter checks or builds them (ensureIndex). */
+  indexes?: (string | null)[];
   /** xattr_permissions=1|2: keep the upper's owners and modes in an override xattr (override-stat.ts). */
   xattrPermissions?: number;
 }

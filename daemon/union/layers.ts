@@ -2,7 +2,9 @@
 // then the lowers top-down. Also the mapping from real inodes to stable st_ino.
 import * as fs from 'node:fs';
 import * as native from '../../native-shims';
+import { LayerIndex } from '../layer-index/reader';
 import type { UnionConfig } from './config';
+import { IndexedView, LiveView, type LayerView } from './layer-view';
 
 export const UPPER = 0;
 
@@ -52,6 +54,8 @@ export class LayerStack {
   private readonly originIno = new Map<number, number>();
   private readonly fsIndexOfLayer: number[] = [];
   private readonly deep = new DeepPaths();
+  /** How each layer's metadata is read (views[0] is the upper, always live). */
+  private readonly views: LayerView[];
 
   constructor(cfg: UnionConfig) {
     this.writable = cfg.upper !== undefined;
@@ -68,6 +72,26 @@ export class LayerStack {
       if (!this.fsIndexByDev.has(dev)) this.fsIndexByDev.set(dev, this.fsIndexByDev.size);
       this.fsIndexOfLayer.push(this.fsIndexByDev.get(dev)!);
     }
+    this.views = this.roots.map((root, layer) => {
+      const live = new LiveView((rel) => this.realPath(layer, rel));
+      const file = layer === UPPER ? undefined : cfg.indexes?.[layer - 1];
+      if (!file) return live;
+      try {
+        return new IndexedView(LayerIndex.open(file, root), live);
+      } catch {
+        return live; // the mounter checked it; one that went bad since is not trusted
+      }
+    });
+  }
+
+  /** Metadata of layer `layer`: from its index when it has a valid one, else live. */
+  view(layer: number): LayerView {
+    return this.views[layer];
+  }
+
+  /** How many lower layers are served from a metadata index. */
+  get indexedLowers(): number {
+    return this.views.filter((v) => v instanceof IndexedView).length;
   }
 
   get lowerCount(): number {

@@ -6,8 +6,8 @@ import * as native from '../../native-shims';
 import type { DirEntry } from '../fuse/filesystem';
 import { FuseError } from '../fuse/filesystem';
 import { UPPER, type LayerStack } from './layers';
-import type { Node } from './nodes';
-import { WH_OPAQUE, WH_PREFIX, isCharWhiteout, opaqueValue, overlayXattr } from './whiteouts';
+import type { LowerRef, Node } from './nodes';
+import { WH_OPAQUE, WH_PREFIX, isCharWhiteout } from './whiteouts';
 
 const E = os.constants.errno;
 const { ST, DT_CHR, DT_REG, DT_DIR } = native;
@@ -20,21 +20,22 @@ export function mergedListing(layers: LayerStack, dir: Node, opts: { xattrWhiteo
   // Names decided by an upper layer: shown, or hidden by a whiteout.
   const seen = new Set<string>(['.', '..']);
   const st = native.newStatArray();
-  const sources: { layer: number; path: string }[] = [];
-  if (dir.upper) sources.push({ layer: UPPER, path: layers.realPath(UPPER, dir.path) });
-  for (const ref of dir.lowers) sources.push({ layer: ref.layer, path: layers.realPath(ref.layer, ref.rel) });
+  const sources: LowerRef[] = [];
+  if (dir.upper) sources.push({ layer: UPPER, rel: dir.path });
+  sources.push(...dir.lowers);
 
   for (const src of sources) {
+    const view = layers.view(src.layer);
     let list;
     try {
-      list = native.readdirIno(src.path);
+      list = view.readdir(src.rel);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') continue;
-      throw new FuseError(E.EIO, `readdir ${src.path}: ${(err as Error).message}`);
+      throw new FuseError(E.EIO, `readdir ${layers.realPath(src.layer, src.rel)}: ${(err as Error).message}`);
     }
     // Zero-size files are whiteouts only in directories marked opaque=x.
-    const xattrWhiteouts = opts.xattrWhiteouts !== false && opaqueValue(src.path) === 'x';
+    const xattrWhiteouts = opts.xattrWhiteouts !== false && view.overlayXattr(src.rel, 'opaque')?.toString('latin1') === 'x';
     const { names, types, inos } = list;
     for (let i = 0; i < names.length; i++) {
       const name = names[i];
@@ -44,16 +45,16 @@ export function mergedListing(layers: LayerStack, dir: Node, opts: { xattrWhiteo
         continue;
       }
       let type = types[i];
-      const p = src.path + '/' + name;
+      const rel = src.rel === '' ? name : src.rel + '/' + name;
       // Only a char device, a zero-size file in an opaque=x directory, or an unknown
       // type can be a whiteout: the rest need no stat (a cold listing then reads no inodes).
       if (type === DT_CHR || type === 0 || (type === DT_REG && xattrWhiteouts)) {
-        if (native.lstatInto(p, st) !== 0) continue;
+        if (view.lstat(rel, st) !== 0) continue;
         if (isCharWhiteout(st)) {
           seen.add(name);
           continue;
         }
-        if (xattrWhiteouts && st[ST.SIZE] === 0 && overlayXattr(p, 'whiteout') !== null) {
+        if (xattrWhiteouts && st[ST.SIZE] === 0 && view.overlayXattr(rel, 'whiteout') !== null) {
           seen.add(name);
           continue;
         }

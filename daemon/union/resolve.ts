@@ -6,7 +6,7 @@ import * as native from '../../native-shims';
 import { FuseError } from '../fuse/filesystem';
 import { UPPER, type LayerStack } from './layers';
 import type { LowerRef, Node } from './nodes';
-import { hasMarkerWhiteout, overlayXattr, isMarkerName, isOpaqueDir, isWhiteout } from './whiteouts';
+import { isMarkerName } from './whiteouts';
 
 const E = os.constants.errno;
 const { ST } = native;
@@ -123,15 +123,16 @@ export class Resolver {
     last: boolean,
     lastLayer: boolean,
   ): { st: Float64Array; path: string; rel: string } | null {
-    const p = this.layers.realPath(layer, rel);
-    const err = native.lstatInto(p, this.probe);
+    const view = this.layers.view(layer);
+    const err = view.lstat(rel, this.probe);
     if (err !== 0) {
       if (!absent(err)) throw new FuseError(err);
       const slash = rel.lastIndexOf('/');
-      if (hasMarkerWhiteout(this.layers.realPath(layer, slash < 0 ? '' : rel.slice(0, slash)), rel.slice(slash + 1))) d.stop = true;
+      if (view.hasMarkerWhiteout(slash < 0 ? '' : rel.slice(0, slash), rel.slice(slash + 1))) d.stop = true;
       return null;
     }
-    if (isWhiteout(p, this.probe)) {
+    const p = this.layers.realPath(layer, rel);
+    if (view.isWhiteout(rel, this.probe)) {
       d.stop = true;
       return null;
     }
@@ -142,12 +143,12 @@ export class Resolver {
     }
     const st = new Float64Array(this.probe);
     if (last) d.isDir = true;
-    if (isOpaqueDir(p)) {
+    if (view.isOpaqueDir(rel)) {
       d.stop = true;
       return { st, path: p, rel };
     }
     if (lastLayer) return { st, path: p, rel };
-    const r = overlayXattr(p, 'redirect');
+    const r = view.overlayXattr(rel, 'redirect');
     // As overlayfs with redirect_dir=nofollow: a redirect is refused, not silently ignored.
     if (r !== null && !this.followRedirects) throw new FuseError(E.EPERM);
     if (r !== null) {
@@ -175,11 +176,11 @@ export class Resolver {
   lowerPositive(parent: Node, name: string): boolean {
     for (const ref of parent.lowers) {
       const rel = joinRel(ref.rel, name);
-      const p = this.layers.realPath(ref.layer, rel);
-      const err = native.lstatInto(p, this.probe);
-      if (err === 0) return !isWhiteout(p, this.probe);
+      const view = this.layers.view(ref.layer);
+      const err = view.lstat(rel, this.probe);
+      if (err === 0) return !view.isWhiteout(rel, this.probe);
       if (!absent(err)) throw new FuseError(err);
-      if (hasMarkerWhiteout(this.layers.realPath(ref.layer, ref.rel), name)) return false;
+      if (view.hasMarkerWhiteout(ref.rel, name)) return false;
     }
     return false;
   }

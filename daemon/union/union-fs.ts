@@ -24,6 +24,7 @@ import { CopyUp } from './copyup';
 import { IdMap, overflowIds } from './idmap';
 import { applyOverride, formatOverride, overrideXattrFor } from './override-stat';
 import { LayerStack, UPPER } from './layers';
+import type { LayerView } from './layer-view';
 import { Node, NodeTable, type LowerRef } from './nodes';
 import { mergedListing } from './readdir';
 import { Resolver, type Resolved } from './resolve';
@@ -207,6 +208,15 @@ export class UnionFs implements FuseFilesystem {
     return this.layers.realPath(ref.layer, ref.rel);
   }
 
+  /** Where `node`'s metadata lives now, and that layer's view of it (an index for an indexed lower). */
+  private metaOf(node: Node): { view: LayerView; rel: string } {
+    if (node.unlinked) fail(E.ENOENT);
+    if (node.upper) return { view: this.layers.view(UPPER), rel: node.path };
+    const ref = node.lowers[0];
+    if (ref === undefined) fail(E.ESTALE);
+    return { view: this.layers.view(ref.layer), rel: ref.rel };
+  }
+
   private stat(node: Node, fh?: number): Float64Array {
     const st = this.st;
     let h = fh !== undefined ? this.handles.get(fh) : undefined;
@@ -216,7 +226,12 @@ export class UnionFs implements FuseFilesystem {
         break;
       }
     }
-    const err = h !== undefined ? native.fstatInto(h.fd, st) : native.lstatInto(this.realPath(node), st);
+    let err: number;
+    if (h !== undefined) err = native.fstatInto(h.fd, st);
+    else {
+      const m = this.metaOf(node);
+      err = m.view.lstat(m.rel, st);
+    }
     if (err !== 0) fail(err === E.ENOENT ? E.ESTALE : err);
     return st;
   }
@@ -476,7 +491,8 @@ export class UnionFs implements FuseFilesystem {
   }
 
   readlink(_ctx: RequestContext, nodeid: number): Buffer {
-    return fs.readlinkSync(this.realPath(this.nodes.get(nodeid)), 'buffer') as Buffer;
+    const m = this.metaOf(this.nodes.get(nodeid));
+    return m.view.readlink(m.rel);
   }
 
   symlink(ctx: RequestContext, parentId: number, name: string, target: string): EntryOut {
@@ -964,13 +980,15 @@ export class UnionFs implements FuseFilesystem {
 
   getxattr(_ctx: RequestContext, nodeid: number, name: string): Buffer | null {
     if (isPrivateXattr(name)) return null;
-    const value = native.lgetxattr(this.realPath(this.nodes.get(nodeid)), name);
+    const m = this.metaOf(this.nodes.get(nodeid));
+    const value = m.view.getxattr(m.rel, name);
     if (value === null && name === SELINUX_LABEL && !HOST_HAS_SELINUX) fail(E.EOPNOTSUPP);
     return value;
   }
 
   listxattr(_ctx: RequestContext, nodeid: number): string[] {
-    return native.llistxattr(this.realPath(this.nodes.get(nodeid))).filter((n) => !isPrivateXattr(n));
+    const m = this.metaOf(this.nodes.get(nodeid));
+    return m.view.listxattr(m.rel).filter((n) => !isPrivateXattr(n));
   }
 
   setxattr(_ctx: RequestContext, nodeid: number, name: string, value: Buffer, flags: number): void {

@@ -1,0 +1,225 @@
+// A layer's metadata index, read whole into one Buffer and probed in place:
+// path lookups walk sorted child ranges by binary search; nothing is parsed up front.
+import * as fs from 'node:fs';
+import * as zlib from 'node:zlib';
+import * as native from '../../native-shims';
+import { H, HEADER_SIZE, MAGIC, R, RECORD_SIZE, VERSION } from './format';
+
+const { ST } = native;
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
+/** Directory paths whose record is remembered (a cold walk touches every directory once). */
+const DIR_CACHE_MAX = 65536;
+
+/** Why an index file cannot be used. */
+export class IndexInvalid extends Error {}
+
+export class LayerIndex {
+  private readonly count: number;
+  private readonly dirs = new Map<string, number>();
+
+  private constructor(
+    private readonly buf: Buffer,
+    /** st_dev of the layer's filesystem now (it may differ from build time across boots). */
+    private readonly dev: number,
+  ) {
+    this.count = buf.readUInt32LE(H.COUNT);
+  }
+
+  /**
+   * Opens the index of `layerDir` from `file`, checking its format, checksum and
+   * that it describes the layer as it is now (same root inode and ctime).
+   * Throws IndexInvalid when it must not be trusted.
+   */
+  static open(file: string, layerDir: string): LayerIndex {
+    let buf: Buffer;
+    try {
+      buf = fs.readFileSync(file);
+    } catch (err) {
+      throw new IndexInvalid(`cannot read ${file}: ${(err as Error).message}`);
+    }
+    if (buf.length < HEADER_SIZE || buf.toString('latin1', 0, 8) !== MAGIC) throw new IndexInvalid(`${file} is not a layer index`);
+    if (buf.readUInt32LE(H.VERSION) !== VERSION || buf.readUInt32LE(H.RECORD_SIZE) !== RECORD_SIZE) {
+      throw new IndexInvalid(`${file}: index version ${buf.readUInt32LE(H.VERSION)}, want ${VERSION}`);
+    }
+    const count = buf.readUInt32LE(H.COUNT);
+    if (buf.readUInt32LE(H.LENGTH) !== buf.length || count < 1 || HEADER_SIZE + count * RECORD_SIZE > buf.length) {
+      throw new IndexInvalid(`${file} is truncated`);
+    }
+    if (zlib.crc32(buf.subarray(HEADER_SIZE)) !== buf.readUInt32LE(H.CHECKSUM)) throw new IndexInvalid(`${file}: checksum mismatch`);
+    const st = native.newStatArray();
+    const err = native.lstatInto(layerDir, st);
+    if (err !== 0) throw new IndexInvalid(`layer ${layerDir}: errno ${err}`);
+    if (
+      st[ST.INO] !== buf.readDoubleLE(H.ROOT_INO) ||
+      st[ST.CTIME] !== buf.readDoubleLE(H.ROOT_CTIME) ||
+      st[ST.CTIME_NS] !== buf.readUInt32LE(H.ROOT_CTIME_NS)
+    ) {
+      throw new IndexInvalid(`${file} is stale: layer ${layerDir} changed since it was indexed`);
+    }
+    return new LayerIndex(buf, st[ST.DEV]);
+  }
+
+  get entries(): number {
+    return this.count;
+  }
+
+  get bytes(): number {
+    return this.buf.length;
+  }
+
+  private off(rec: number): number {
+    return HEADER_SIZE + rec * RECORD_SIZE;
+  }
+
+  private isDirRec(rec: number): boolean {
+    return (this.buf.readUInt16LE(this.off(rec) + R.MODE) & S_IFMT) === S_IFDIR;
+  }
+
+  /** The record of `name` among directory `dir`'s children, or -1. */
+  child(dir: number, name: string): number {
+    const b = this.buf;
+    const o = this.off(dir);
+    let lo = b.readUInt32LE(o + R.AUX1);
+    let hi = lo + b.readUInt32LE(o + R.AUX2) - 1;
+    const key = Buffer.from(name);
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const mo = this.off(mid);
+      const at = b.readUInt32LE(mo + R.NAME);
+      const c = b.compare(key, 0, key.length, at, at + b.readUInt8(mo + R.NAME_LEN));
+      if (c === 0) return mid;
+      if (c < 0) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  /** The record at layer-relative path `rel` ('' is the root), or -1 (absent, or a non-directory on the way). */
+  find(rel: string): number {
+    if (rel === '') return 0;
+    const slash = rel.lastIndexOf('/');
+    const dir = slash < 0 ? 0 : this.dirRecord(rel.slice(0, slash));
+    return dir < 0 ? -1 : this.child(dir, slash < 0 ? rel : rel.slice(slash + 1));
+  }
+
+  private dirRecord(rel: string): number {
+    let rec = this.dirs.get(rel);
+    if (rec !== undefined) return rec;
+    rec = this.find(rel);
+    if (rec >= 0 && !this.isDirRec(rec)) rec = -1;
+    if (this.dirs.size >= DIR_CACHE_MAX) this.dirs.clear();
+    this.dirs.set(rel, rec);
+    return rec;
+  }
+
+  flags(rec: number): number {
+    return this.buf.readUInt8(this.off(rec) + R.FLAGS);
+  }
+
+  mode(rec: number): number {
+    return this.buf.readUInt16LE(this.off(rec) + R.MODE);
+  }
+
+  ino(rec: number): number {
+    return this.buf.readUIntLE(this.off(rec) + R.INO, 6);
+  }
+
+  name(rec: number): string {
+    const o = this.off(rec);
+    const at = this.buf.readUInt32LE(o + R.NAME);
+    return this.buf.toString('utf8', at, at + this.buf.readUInt8(o + R.NAME_LEN));
+  }
+
+  /** Fills a StatArray as lstat would. */
+  statInto(rec: number, st: Float64Array): void {
+    const b = this.buf;
+    const o = this.off(rec);
+    const mode = b.readUInt16LE(o + R.MODE);
+    st[ST.DEV] = this.dev;
+    st[ST.INO] = b.readUIntLE(o + R.INO, 6);
+    st[ST.MODE] = mode;
+    st[ST.NLINK] = b.readUInt32LE(o + R.NLINK);
+    st[ST.UID] = b.readUInt32LE(o + R.UID);
+    st[ST.GID] = b.readUInt32LE(o + R.GID);
+    st[ST.SIZE] = b.readUIntLE(o + R.SIZE, 6);
+    st[ST.BLKSIZE] = b.readUInt32LE(H.BLKSIZE);
+    st[ST.BLOCKS] = b.readUIntLE(o + R.BLOCKS, 6);
+    st[ST.ATIME] = b.readIntLE(o + R.ATIME, 6);
+    st[ST.ATIME_NS] = b.readUInt32LE(o + R.ATIME + 6);
+    st[ST.MTIME] = b.readIntLE(o + R.MTIME, 6);
+    st[ST.MTIME_NS] = b.readUInt32LE(o + R.MTIME + 6);
+    st[ST.CTIME] = b.readIntLE(o + R.CTIME, 6);
+    st[ST.CTIME_NS] = b.readUInt32LE(o + R.CTIME + 6);
+    const type = mode & S_IFMT;
+    const device = type === 0o020000 || type === 0o060000;
+    const major = device ? b.readUInt32LE(o + R.AUX1) : 0;
+    const minor = device ? b.readUInt32LE(o + R.AUX2) : 0;
+    st[ST.RDEV_MAJOR] = major;
+    st[ST.RDEV_MINOR] = minor;
+    // glibc's makedev
+    st[ST.RDEV] = (minor & 0xff) + (major & 0xfff) * 0x100 + (minor & ~0xff) * 0x1000 + Math.floor(major / 0x1000) * 2 ** 44;
+  }
+
+  /** The children of directory record `dir`: names, DT_* types and inode numbers (no `.`/`..`). */
+  list(dir: number): { names: string[]; types: Uint8Array; inos: Float64Array; recs: number[] } {
+    const o = this.off(dir);
+    const start = this.buf.readUInt32LE(o + R.AUX1);
+    const n = this.buf.readUInt32LE(o + R.AUX2);
+    const names: string[] = new Array(n);
+    const types = new Uint8Array(n);
+    const inos = new Float64Array(n);
+    const recs: number[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const rec = start + i;
+      names[i] = this.name(rec);
+      types[i] = this.mode(rec) >>> 12;
+      inos[i] = this.ino(rec);
+      recs[i] = rec;
+    }
+    return { names, types, inos, recs };
+  }
+
+  readlink(rec: number): Buffer {
+    const o = this.off(rec);
+    const at = this.buf.readUInt32LE(o + R.AUX1);
+    return Buffer.from(this.buf.subarray(at, at + this.buf.readUInt32LE(o + R.AUX2)));
+  }
+
+  /** Calls `fn` for each xattr of the record until it returns true. */
+  private eachXattr(rec: number, fn: (name: string, at: number, len: number) => boolean): void {
+    const b = this.buf;
+    let p = b.readUInt32LE(this.off(rec) + R.XATTR);
+    if (p === 0) return;
+    const n = b.readUInt16LE(p);
+    p += 2;
+    for (let i = 0; i < n; i++) {
+      const nl = b.readUInt8(p);
+      const name = b.toString('utf8', p + 1, p + 1 + nl);
+      p += 1 + nl;
+      const vl = b.readUInt32LE(p);
+      p += 4;
+      if (fn(name, p, vl)) return;
+      p += vl;
+    }
+  }
+
+  getxattr(rec: number, name: string): Buffer | null {
+    let value: Buffer | null = null;
+    this.eachXattr(rec, (n, at, len) => {
+      if (n !== name) return false;
+      value = Buffer.from(this.buf.subarray(at, at + len));
+      return true;
+    });
+    return value;
+  }
+
+  listxattr(rec: number): string[] {
+    const out: string[] = [];
+    this.eachXattr(rec, (n) => {
+      out.push(n);
+      return false;
+    });
+    return out;
+  }
+}
