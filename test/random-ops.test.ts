@@ -23,15 +23,15 @@ if (why) {
   const every = Number(process.env.STRATA_RANDOM_CHECK_EVERY || 200);
   const shrinkBudget = Number(process.env.STRATA_SHRINK_BUDGET_MS ?? 90_000);
 
-  const differential = (seed: number, nOps: number, layout: LayoutName = 'ext4', levels = 1): void => {
-  t.test(`random ops (seed ${seed}, ${nOps} ops, ${layout}, ${levels} level(s))`, async (t) => {
+  const differential = (seed: number, nOps: number, layout: LayoutName = 'ext4', levels = 1, index?: boolean): void => {
+  t.test(`random ops (seed ${seed}, ${nOps} ops, ${layout}, ${levels} level(s)${index ? ', indexed lowers' : ''})`, async (t) => {
     t.comment(`STRATA_SEED=${seed}`);
     const ws = makeWorkspace(t, 'rand');
     const layers = randomLayers(seed);
     const ops = randomOps(seed, nOps);
     let trialNo = 0;
     const trial = (ops: Op[], checkEvery: number, keep = false): Outcome =>
-      runTrial(path.join(ws, `trial${trialNo++}`), layers, ops, { layout, levels, checkEvery, keep });
+      runTrial(path.join(ws, `trial${trialNo++}`), layers, ops, { layout, levels, checkEvery, keep, index });
 
     const t0 = Date.now();
     const res = trial(ops, every);
@@ -82,7 +82,8 @@ if (why) {
   // Seeds that once exposed a bug (rename by hard-link name, rename marking order, a symlink
   // on an absolute redirect's path), replayed as regressions; then a fresh seed every run.
   for (const [s, n] of [[9191, 800], [1814357058, 800], [4242, 400], [466558424, 400]]) differential(s, n);
-  // The seed runs on ext4, then stacked four levels deep in every other layout.
+  // The seed runs on ext4, then stacked four levels deep in every other layout, there with strata
+  // reading the lowers through their metadata indexes (each level's upper is indexed as it becomes a lower).
   differential(seed, nOps);
-  OTHER_LAYOUTS.forEach((layout, i) => differential(seed + 1 + i, nOps, layout, 4));
+  OTHER_LAYOUTS.forEach((layout, i) => differential(seed + 1 + i, nOps, layout, 4, true));
 }

@@ -1,14 +1,14 @@
 // Builds a layer's metadata index: one walk of the layer directory, breadth first,
 // recording each entry's stat, symlink target, xattrs and overlay markers.
 import * as fs from 'node:fs';
-import * as zlib from 'node:zlib';
 import * as native from '../../native-shims';
-import { isCharWhiteout, isOpaqueDir, isXattrWhiteout } from '../union/whiteouts';
-import { F, H, HEADER_SIZE, MAGIC, R, RECORD_SIZE, VERSION } from './format';
+import { USER_XATTR_PREFIX, WH_OPAQUE, XATTR_PREFIX, isCharWhiteout, isXattrWhiteout, opaqueValue } from '../union/whiteouts';
+import { F, H, HEADER_SIZE, MAGIC, R, RECORD_SIZE, VERSION, checksum } from './format';
 
 const { ST } = native;
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
 const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
@@ -33,7 +33,10 @@ function entryOf(path: string, name: Buffer): Entry {
   if (err !== 0) throw new IndexBuildError(`lstat ${path}: errno ${err}`);
   const e: Entry = { name, path, st, flags: 0, target: null, xattrs: [], childStart: 0, childCount: 0 };
   const type = st[ST.MODE] & S_IFMT;
-  if (type === S_IFLNK) e.target = fs.readlinkSync(path, 'buffer') as Buffer;
+  if (type === S_IFLNK) {
+    e.target = fs.readlinkSync(path, 'buffer') as Buffer;
+    native.lstatInto(path, st); // readlink may have moved the link's atime
+  }
   if (isCharWhiteout(st)) e.flags |= F.WH_CHR;
   let names: string[] = [];
   try {
@@ -49,9 +52,21 @@ function entryOf(path: string, name: Buffer): Entry {
       e.flags |= F.XATTR_LIVE; // e.g. EACCES on a user.* xattr when unprivileged
     }
   }
-  if (e.xattrs.length > 0 && isXattrWhiteout(path, st)) e.flags |= F.WH_XATTR;
-  if (type === S_IFDIR && isOpaqueDir(path)) e.flags |= F.OPAQUE;
+  // The markers from what was just read, by the rules of whiteouts.ts (asked live where an xattr was unreadable).
+  const live = (e.flags & F.XATTR_LIVE) !== 0;
+  if (type === S_IFREG && st[ST.SIZE] === 0 && (live ? isXattrWhiteout(path, st) : overlayValue(e, 'whiteout') !== null)) e.flags |= F.WH_XATTR;
+  if (type === S_IFDIR && (live ? opaqueValue(path) : overlayValue(e, 'opaque')?.toString('latin1')) === 'y') e.flags |= F.OPAQUE;
   return e;
+}
+
+/** overlayXattr over the xattrs read: trusted.* first, then user.*. */
+function overlayValue(e: Entry, key: 'opaque' | 'whiteout'): Buffer | null {
+  for (const prefix of [XATTR_PREFIX, USER_XATTR_PREFIX]) {
+    const name = prefix + key;
+    const x = e.xattrs.find(([n]) => n.length === name.length && n.toString() === name);
+    if (x !== undefined) return x[1];
+  }
+  return null;
 }
 
 /** Walks `layerDir` and returns its index file's bytes. */
@@ -61,67 +76,83 @@ export function buildIndex(layerDir: string): Buffer {
     const e = entries[i];
     if ((e.st[ST.MODE] & S_IFMT) !== S_IFDIR) continue;
     const names = native.readdirIno(e.path).names.filter((n) => n !== '.' && n !== '..');
+    // Reading the directory may have moved its atime (relatime): record it as it is now.
+    native.lstatInto(e.path, e.st);
     const bufs = names.map((n) => Buffer.from(n));
     const order = bufs.map((_, k) => k).sort((a, b) => Buffer.compare(bufs[a], bufs[b]));
     e.childStart = entries.length;
     e.childCount = names.length;
+    if (names.includes(WH_OPAQUE)) e.flags |= F.OPAQUE;
     for (const k of order) entries.push(entryOf(e.path + '/' + names[k], bufs[k]));
   }
   return serialize(entries);
 }
 
+/** Bytes of an entry's extra area (R.EXTRA), 0 when it needs none. */
+function extraSize(e: Entry): number {
+  const type = e.st[ST.MODE] & S_IFMT;
+  let n = type === S_IFDIR || type === S_IFCHR || type === S_IFBLK ? 8 : e.target !== null ? 4 + e.target.length : 0;
+  if (e.xattrs.length > 0) n += 2 + e.xattrs.reduce((s, [k, v]) => s + 1 + k.length + 4 + v.length, 0);
+  return n;
+}
+
 function serialize(entries: Entry[]): Buffer {
-  let strBytes = 0;
-  let xattrBytes = 0;
+  const owners = new Map<string, number>();
+  let blobBytes = 0;
   for (const e of entries) {
-    strBytes += e.name.length + (e.target?.length ?? 0);
-    if (e.xattrs.length > 0) xattrBytes += 2 + e.xattrs.reduce((s, [n, v]) => s + 1 + n.length + 4 + v.length, 0);
+    const key = e.st[ST.UID] + ':' + e.st[ST.GID];
+    if (!owners.has(key)) owners.set(key, owners.size);
+    blobBytes += e.name.length + extraSize(e);
   }
-  const strings = HEADER_SIZE + entries.length * RECORD_SIZE;
-  const xattrs = strings + strBytes;
-  const length = xattrs + xattrBytes;
+  if (owners.size > 0xffff) throw new IndexBuildError('too many distinct owners for an index');
+  const ownerTable = HEADER_SIZE + entries.length * RECORD_SIZE;
+  const blob = ownerTable + owners.size * 8;
+  const length = blob + blobBytes;
   if (length > U32_MAX) throw new IndexBuildError('layer too large for an index');
   const b = Buffer.alloc(length);
-  let sp = strings;
-  let xp = xattrs;
+  for (const [key, i] of owners) {
+    const [uid, gid] = key.split(':').map(Number);
+    b.writeUInt32LE(uid, ownerTable + i * 8);
+    b.writeUInt32LE(gid, ownerTable + i * 8 + 4);
+  }
+  let p = blob;
   entries.forEach((e, i) => {
     const o = HEADER_SIZE + i * RECORD_SIZE;
     const st = e.st;
-    b.writeUInt32LE(sp, o + R.NAME);
+    b.writeUInt32LE(p, o + R.NAME);
     b.writeUInt8(e.name.length, o + R.NAME_LEN);
-    sp += e.name.copy(b, sp);
-    b.writeUInt8(e.flags, o + R.FLAGS);
+    p += e.name.copy(b, p);
+    b.writeUInt8(e.flags | (e.xattrs.length > 0 ? F.XATTRS : 0), o + R.FLAGS);
     b.writeUInt16LE(st[ST.MODE], o + R.MODE);
-    b.writeUInt32LE(st[ST.UID], o + R.UID);
-    b.writeUInt32LE(st[ST.GID], o + R.GID);
-    b.writeUInt32LE(st[ST.NLINK], o + R.NLINK);
+    b.writeUInt16LE(owners.get(st[ST.UID] + ':' + st[ST.GID])!, o + R.OWNER);
     b.writeUIntLE(st[ST.INO], o + R.INO, 6);
+    b.writeUInt32LE(st[ST.NLINK], o + R.NLINK);
     b.writeUIntLE(st[ST.SIZE], o + R.SIZE, 6);
     b.writeUIntLE(st[ST.BLOCKS], o + R.BLOCKS, 6);
     for (const [at, s] of [[R.ATIME, ST.ATIME], [R.MTIME, ST.MTIME], [R.CTIME, ST.CTIME]] as const) {
       b.writeIntLE(st[s], o + at, 6);
       b.writeUInt32LE(st[s + 1], o + at + 6);
     }
+    if (extraSize(e) === 0) return;
+    b.writeUInt32LE(p, o + R.EXTRA);
     const type = st[ST.MODE] & S_IFMT;
     if (type === S_IFDIR) {
-      b.writeUInt32LE(e.childStart, o + R.AUX1);
-      b.writeUInt32LE(e.childCount, o + R.AUX2);
-    } else if (e.target !== null) {
-      b.writeUInt32LE(sp, o + R.AUX1);
-      b.writeUInt32LE(e.target.length, o + R.AUX2);
-      sp += e.target.copy(b, sp);
+      p = b.writeUInt32LE(e.childStart, p);
+      p = b.writeUInt32LE(e.childCount, p);
     } else if (type === S_IFCHR || type === S_IFBLK) {
-      b.writeUInt32LE(st[ST.RDEV_MAJOR], o + R.AUX1);
-      b.writeUInt32LE(st[ST.RDEV_MINOR], o + R.AUX2);
+      p = b.writeUInt32LE(st[ST.RDEV_MAJOR], p);
+      p = b.writeUInt32LE(st[ST.RDEV_MINOR], p);
+    } else if (e.target !== null) {
+      p = b.writeUInt32LE(e.target.length, p);
+      p += e.target.copy(b, p);
     }
     if (e.xattrs.length > 0) {
-      b.writeUInt32LE(xp, o + R.XATTR);
-      xp = b.writeUInt16LE(e.xattrs.length, xp);
+      p = b.writeUInt16LE(e.xattrs.length, p);
       for (const [n, v] of e.xattrs) {
-        xp = b.writeUInt8(n.length, xp);
-        xp += n.copy(b, xp);
-        xp = b.writeUInt32LE(v.length, xp);
-        xp += v.copy(b, xp);
+        p = b.writeUInt8(n.length, p);
+        p += n.copy(b, p);
+        p = b.writeUInt32LE(v.length, p);
+        p += v.copy(b, p);
       }
     }
   });
@@ -130,13 +161,13 @@ function serialize(entries: Entry[]): Buffer {
   b.writeUInt32LE(VERSION, H.VERSION);
   b.writeUInt32LE(RECORD_SIZE, H.RECORD_SIZE);
   b.writeUInt32LE(entries.length, H.COUNT);
-  b.writeUInt32LE(strings, H.STRINGS);
-  b.writeUInt32LE(xattrs, H.XATTRS);
+  b.writeUInt32LE(ownerTable, H.OWNERS);
+  b.writeUInt32LE(owners.size, H.OWNER_COUNT);
   b.writeUInt32LE(length, H.LENGTH);
   b.writeDoubleLE(root[ST.INO], H.ROOT_INO);
   b.writeDoubleLE(root[ST.CTIME], H.ROOT_CTIME);
   b.writeUInt32LE(root[ST.CTIME_NS], H.ROOT_CTIME_NS);
   b.writeUInt32LE(root[ST.BLKSIZE], H.BLKSIZE);
-  b.writeUInt32LE(zlib.crc32(b.subarray(HEADER_SIZE)), H.CHECKSUM);
+  b.writeUInt32LE(checksum(b), H.CHECKSUM);
   return b;
 }

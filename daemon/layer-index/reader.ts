@@ -1,9 +1,8 @@
 // A layer's metadata index, read whole into one Buffer and probed in place:
 // path lookups walk sorted child ranges by binary search; nothing is parsed up front.
 import * as fs from 'node:fs';
-import * as zlib from 'node:zlib';
 import * as native from '../../native-shims';
-import { H, HEADER_SIZE, MAGIC, R, RECORD_SIZE, VERSION } from './format';
+import { F, H, HEADER_SIZE, MAGIC, R, RECORD_SIZE, VERSION, checksum } from './format';
 
 const { ST } = native;
 const S_IFMT = 0o170000;
@@ -46,7 +45,7 @@ export class LayerIndex {
     if (buf.readUInt32LE(H.LENGTH) !== buf.length || count < 1 || HEADER_SIZE + count * RECORD_SIZE > buf.length) {
       throw new IndexInvalid(`${file} is truncated`);
     }
-    if (zlib.crc32(buf.subarray(HEADER_SIZE)) !== buf.readUInt32LE(H.CHECKSUM)) throw new IndexInvalid(`${file}: checksum mismatch`);
+    if (checksum(buf) !== buf.readUInt32LE(H.CHECKSUM)) throw new IndexInvalid(`${file}: checksum mismatch`);
     const st = native.newStatArray();
     const err = native.lstatInto(layerDir, st);
     if (err !== 0) throw new IndexInvalid(`layer ${layerDir}: errno ${err}`);
@@ -76,12 +75,17 @@ export class LayerIndex {
     return (this.buf.readUInt16LE(this.off(rec) + R.MODE) & S_IFMT) === S_IFDIR;
   }
 
+  /** Offset of the record's extra area (see R.EXTRA), 0 when it has none. */
+  private extra(rec: number): number {
+    return this.buf.readUInt32LE(this.off(rec) + R.EXTRA);
+  }
+
   /** The record of `name` among directory `dir`'s children, or -1. */
   child(dir: number, name: string): number {
     const b = this.buf;
-    const o = this.off(dir);
-    let lo = b.readUInt32LE(o + R.AUX1);
-    let hi = lo + b.readUInt32LE(o + R.AUX2) - 1;
+    const x = this.extra(dir);
+    let lo = b.readUInt32LE(x);
+    let hi = lo + b.readUInt32LE(x + 4) - 1;
     const key = Buffer.from(name);
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
@@ -140,8 +144,9 @@ export class LayerIndex {
     st[ST.INO] = b.readUIntLE(o + R.INO, 6);
     st[ST.MODE] = mode;
     st[ST.NLINK] = b.readUInt32LE(o + R.NLINK);
-    st[ST.UID] = b.readUInt32LE(o + R.UID);
-    st[ST.GID] = b.readUInt32LE(o + R.GID);
+    const owner = b.readUInt32LE(H.OWNERS) + b.readUInt16LE(o + R.OWNER) * 8;
+    st[ST.UID] = b.readUInt32LE(owner);
+    st[ST.GID] = b.readUInt32LE(owner + 4);
     st[ST.SIZE] = b.readUIntLE(o + R.SIZE, 6);
     st[ST.BLKSIZE] = b.readUInt32LE(H.BLKSIZE);
     st[ST.BLOCKS] = b.readUIntLE(o + R.BLOCKS, 6);
@@ -153,8 +158,9 @@ export class LayerIndex {
     st[ST.CTIME_NS] = b.readUInt32LE(o + R.CTIME + 6);
     const type = mode & S_IFMT;
     const device = type === 0o020000 || type === 0o060000;
-    const major = device ? b.readUInt32LE(o + R.AUX1) : 0;
-    const minor = device ? b.readUInt32LE(o + R.AUX2) : 0;
+    const x = device ? this.extra(rec) : 0;
+    const major = device ? b.readUInt32LE(x) : 0;
+    const minor = device ? b.readUInt32LE(x + 4) : 0;
     st[ST.RDEV_MAJOR] = major;
     st[ST.RDEV_MINOR] = minor;
     // glibc's makedev
@@ -163,9 +169,9 @@ export class LayerIndex {
 
   /** The children of directory record `dir`: names, DT_* types and inode numbers (no `.`/`..`). */
   list(dir: number): { names: string[]; types: Uint8Array; inos: Float64Array; recs: number[] } {
-    const o = this.off(dir);
-    const start = this.buf.readUInt32LE(o + R.AUX1);
-    const n = this.buf.readUInt32LE(o + R.AUX2);
+    const x = this.extra(dir);
+    const start = this.buf.readUInt32LE(x);
+    const n = this.buf.readUInt32LE(x + 4);
     const names: string[] = new Array(n);
     const types = new Uint8Array(n);
     const inos = new Float64Array(n);
@@ -181,16 +187,19 @@ export class LayerIndex {
   }
 
   readlink(rec: number): Buffer {
-    const o = this.off(rec);
-    const at = this.buf.readUInt32LE(o + R.AUX1);
-    return Buffer.from(this.buf.subarray(at, at + this.buf.readUInt32LE(o + R.AUX2)));
+    const x = this.extra(rec);
+    return Buffer.from(this.buf.subarray(x + 4, x + 4 + this.buf.readUInt32LE(x)));
   }
 
   /** Calls `fn` for each xattr of the record until it returns true. */
   private eachXattr(rec: number, fn: (name: string, at: number, len: number) => boolean): void {
     const b = this.buf;
-    let p = b.readUInt32LE(this.off(rec) + R.XATTR);
-    if (p === 0) return;
+    if ((this.flags(rec) & F.XATTRS) === 0) return;
+    const mode = this.mode(rec) & S_IFMT;
+    let p = this.extra(rec);
+    // The xattrs follow the type's part of the extra area.
+    if (mode === S_IFDIR || mode === 0o020000 || mode === 0o060000) p += 8;
+    else if (mode === 0o120000) p += 4 + b.readUInt32LE(p);
     const n = b.readUInt16LE(p);
     p += 2;
     for (let i = 0; i < n; i++) {

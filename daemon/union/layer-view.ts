@@ -73,7 +73,7 @@ export class LiveView implements LayerView {
 export class IndexedView implements LayerView {
   constructor(
     private readonly index: LayerIndex,
-    private readonly live: LiveView,
+    readonly live: LiveView,
   ) {}
 
   lstat(rel: string, st: Float64Array): number {

@@ -89,6 +89,12 @@ export class LayerStack {
     return this.views[layer];
   }
 
+  /** Metadata of layer `layer` read from the layer directory itself. */
+  liveView(layer: number): LayerView {
+    const v = this.views[layer];
+    return v instanceof IndexedView ? v.live : v;
+  }
+
   /** How many lower layers are served from a metadata index. */
   get indexedLowers(): number {
     return this.views.filter((v) => v instanceof IndexedView).length;

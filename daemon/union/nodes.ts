@@ -22,6 +22,8 @@ export class Node {
   passthroughUsed = false;
   /** The file's data was stored in the kernel's page cache (kept until a cache drop). */
   pagesStored = false;
+  /** Opened during this mount: reading a lower file's data may move its atime past what an index recorded. */
+  opened = false;
   /** Open handles, for fstat of unlinked files. */
   readonly handles = new Set<number>();
   /** A hard-linked lower file: one node per name, as overlayfs without an index. */

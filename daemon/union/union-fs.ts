@@ -164,7 +164,7 @@ export class UnionFs implements FuseFilesystem {
     // other mounts) keeps its umask.
     native.unshare(native.CLONE_FS);
     native.umask(0);
-    this.log?.info({ passthrough: this.passthrough, markers: this.markers.prefix, layers: this.layers.roots }, 'union mounted');
+    this.log?.info({ passthrough: this.passthrough, markers: this.markers.prefix, layers: this.layers.roots, indexedLowers: this.layers.indexedLowers }, 'union mounted');
   }
 
   destroy(): void {
@@ -208,13 +208,13 @@ export class UnionFs implements FuseFilesystem {
     return this.layers.realPath(ref.layer, ref.rel);
   }
 
-  /** Where `node`'s metadata lives now, and that layer's view of it (an index for an indexed lower). */
+  /** Where `node`'s metadata lives now, and that layer's view of it (an index for an indexed lower, unless opened). */
   private metaOf(node: Node): { view: LayerView; rel: string } {
     if (node.unlinked) fail(E.ENOENT);
     if (node.upper) return { view: this.layers.view(UPPER), rel: node.path };
     const ref = node.lowers[0];
     if (ref === undefined) fail(E.ESTALE);
-    return { view: this.layers.view(ref.layer), rel: ref.rel };
+    return { view: node.opened ? this.layers.liveView(ref.layer) : this.layers.view(ref.layer), rel: ref.rel };
   }
 
   private stat(node: Node, fh?: number): Float64Array {
@@ -785,6 +785,7 @@ export class UnionFs implements FuseFilesystem {
     const fh = this.nextFh++;
     this.handles.set(fh, { fd, node, backing: false });
     node.handles.add(fh);
+    node.opened = true;
     return fh;
   }
 

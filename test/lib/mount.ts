@@ -19,7 +19,12 @@ export interface MountSpec {
   env?: Record<string, string>;
   /** mount with each program's own defaults instead of the oracle options below */
   programDefaults?: boolean;
+  /** strata only: serve the lowers' metadata from indexes kept (and built) in this dir */
+  indexDir?: string;
 }
+
+/** Whether differential tests index the lowers by default: STRATA_TEST_INDEX=1 runs them all with indexes. */
+export const INDEX_BY_DEFAULT = process.env.STRATA_TEST_INDEX === '1';
 
 /** Repository root (directory holding package.json + Makefile), found upwards from this file. */
 export function repoRoot(): string {
@@ -75,7 +80,8 @@ function registerUnmount(t: TestLike | undefined, mnt: string): void {
 export function mountStrata(t: TestLike | undefined, spec: MountSpec): void {
   const prog = strataProgram();
   fs.mkdirSync(spec.mnt, { recursive: true });
-  const opts = [...layerOpts(spec), ...(spec.programDefaults ? [] : STRATA_OPTS), ...(spec.extraOpts ?? [])].join(',');
+  const index = spec.indexDir ? [`index_dir=${spec.indexDir}`] : [];
+  const opts = [...layerOpts(spec), ...(spec.programDefaults ? [] : STRATA_OPTS), ...index, ...(spec.extraOpts ?? [])].join(',');
   registerUnmount(t, spec.mnt);
   const env = spec.env ? { ...process.env, ...spec.env } : undefined;
   const r = run(prog, ['-o', opts, spec.mnt], { timeout: 30_000, env });

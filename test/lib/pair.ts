@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import type { Test } from 'tap';
 import type { Entry, StackDirs } from './layers';
 import { LAYOUTS, LayoutName, LayoutRoots, kernelOptsFor } from './layouts';
-import { mountKernelOverlay, mountStrata, unmount } from './mount';
+import { INDEX_BY_DEFAULT, mountKernelOverlay, mountStrata, unmount } from './mount';
 import { RunResult, ShOptions, sh } from './exec';
 import { Snapshot, SnapshotOptions, diffSnapshots, ignoreKernelPrivate, snapshot } from './snapshot';
 import { TestLike, makeWorkspace } from './workspace';
@@ -23,6 +23,8 @@ export interface PairSpec {
   layout?: LayoutName;
   /** mount both with their own defaults, not the oracle options (redirect_dir=on, ...) */
   programDefaults?: boolean;
+  /** strata serves the lowers' metadata from layer indexes (default: INDEX_BY_DEFAULT) */
+  index?: boolean;
 }
 
 export type Assert = Test;
@@ -73,7 +75,7 @@ export class Pair {
       const extraOpts = kernelOptsFor(this.roots.layout);
       mountKernelOverlay(this.t, { lowers: this.k.lowers, mnt: mnt('kk'), extraOpts });
       mountKernelOverlay(this.t, { lowers: this.s.lowers, mnt: mnt('ks'), extraOpts });
-      mountStrata(this.t, { lowers: this.k.lowers, mnt: mnt('sk') });
+      mountStrata(this.t, { lowers: this.k.lowers, mnt: mnt('sk'), indexDir: this.indexDir });
       const o = { recentAfterNs: this.startNs };
       const base = snapshot(mnt('kk'), o);
       t.same(diffSnapshots(base, snapshot(mnt('ks'), o)), [], `level ${this.level}: the kernel reads strata's layers as it reads its own`);
@@ -102,7 +104,13 @@ export class Pair {
       mnt: this.s.mnt,
       extraOpts: this.spec.strataOpts,
       programDefaults: this.spec.programDefaults,
+      indexDir: this.indexDir,
     });
+  }
+
+  /** Where strata's layer indexes are kept, when this pair uses them. */
+  get indexDir(): string | undefined {
+    return (this.spec.index ?? INDEX_BY_DEFAULT) ? path.join(this.ws, 'indexes') : undefined;
   }
 
   unmount(): void {

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { run } from './exec';
 import type { Entry, StackDirs } from './layers';
 import { LAYOUTS, type LayoutName, LayoutRoots, kernelOptsFor } from './layouts';
-import { mountKernelOverlay, mountStrata, unmount } from './mount';
+import { INDEX_BY_DEFAULT, mountKernelOverlay, mountStrata, unmount } from './mount';
 import { rmTree, unmountUnder } from './mounts';
 import { type Op, applyOp, isDir } from './random-ops';
 import { diffSnapshots, ignoreKernelPrivate, snapshot } from './snapshot';
@@ -18,6 +18,8 @@ export interface TrialOptions {
   checkEvery: number;
   /** leave the stacks on disk (for a look after a failure) */
   keep?: boolean;
+  /** strata reads the lowers through metadata indexes (default INDEX_BY_DEFAULT) */
+  index?: boolean;
 }
 
 export interface Outcome {
@@ -35,12 +37,13 @@ export function runTrial(root: string, layers: Entry[][], ops: Op[], o: TrialOpt
   const out: Outcome = { firstBadOp: -1, detail: [], exdevFallbacks: 0 };
   const startNs = BigInt(Date.now() - 5000) * 1_000_000n;
   const snapOpts = { recentAfterNs: startNs };
+  const indexDir = (o.index ?? INDEX_BY_DEFAULT) ? path.join(root, 'indexes') : undefined;
   try {
     const k = roots.buildStack('k', layers);
     const s = roots.buildStack('s', layers);
     const mount = (x: StackDirs, strata: boolean) =>
       strata
-        ? mountStrata(undefined, { lowers: x.lowers, upper: x.upper, work: x.work, mnt: x.mnt })
+        ? mountStrata(undefined, { lowers: x.lowers, upper: x.upper, work: x.work, mnt: x.mnt, indexDir })
         : mountKernelOverlay(undefined, { lowers: x.lowers, upper: x.upper, work: x.work, mnt: x.mnt, extraOpts: kernelOpts });
     const fail = (i: number, detail: string[]): Outcome => {
       out.firstBadOp = i;
