@@ -12,6 +12,7 @@ import { ok, fails, jsonLines } from './lib/expect';
 import { missingCapability } from './lib/mount';
 import { listMounts } from './lib/mounts';
 import { diffSnapshots, snapshot } from './lib/snapshot';
+import { LayerIndex } from '../daemon/layer-index/reader';
 
 const skip = missingCapability({ fuse: true });
 const opts = { skip: skip ?? false };
@@ -67,12 +68,16 @@ t.test('storage story: import, mount, copy-up, diff, volume, rm', opts, async (t
   const layerDir = path.join(d.root, 'layers', hex(img.layers[0]!.id));
   t.ok(fs.existsSync(layerDir), 'the layer dir is named by the layer id');
   const before = snapshot(layerDir);
+  const indexFile = path.join(d.root, 'layer-index', hex(img.layers[0]!.id) + '.sidx');
+  t.ok(LayerIndex.open(indexFile, layerDir).entries > 5, 'the imported layer was indexed as it entered the store');
+  fs.writeFileSync(indexFile, 'damaged');
 
   const cid = ok(t, d.cli(['container', 'create', '--name', 'c1', '-v', 'vol1:/data', 'base:1']), 'create c1');
   t.match(cid, /^[0-9a-f]{64}$/);
   const mnt = ok(t, d.cli(['container', 'mount', 'c1']), 'mount c1');
   t.ok(path.isAbsolute(mnt) && mnt.startsWith(d.root), 'mountpoint under the root');
   t.equal(fs.readFileSync(path.join(mnt, 'etc/motd'), 'utf8'), MOTD, 'cat an image file through the mount');
+  t.ok(LayerIndex.open(indexFile, layerDir).entries > 5, 'a damaged index is rebuilt when a mount needs it');
   t.equal(fs.readFileSync(path.join(mnt, 'bin/app'), 'utf8'), APP);
   t.equal(fs.statSync(path.join(mnt, 'bin/app')).mode & 0o777, 0o755, 'mode kept');
 
@@ -156,6 +161,7 @@ t.test('commit, history, system df, image rm', opts, async (t) => {
   const rmDerived = ok(t, d.cli(['image', 'rm', 'derived:1']), 'rm derived').split('\n');
   t.same(rmDerived, ['Untagged: derived:1', `Deleted: ${derivedId}`, `Deleted: ${derived.layers[1]!.id}`], 'only the unshared layer goes');
   t.equal(layerCount(d), 1, 'base layer kept');
+  t.same(fs.readdirSync(path.join(d.root, 'layer-index')), [hex(baseLayer.id) + '.sidx'], "the removed layer's index went with it");
   t.ok(fs.existsSync(path.join(d.root, 'layers', hex(baseLayer.id))));
 
   const forced = ok(t, d.cli(['image', 'rm', '-f', 'base:1']), 'rm -f of an image in use');

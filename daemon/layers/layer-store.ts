@@ -9,7 +9,7 @@ import { extractLayer, importDirectory, notUnder, packLayer } from '../archive';
 import type { Store } from '../store';
 import type { LayerRow } from '../store/types';
 import type { StorageRoot } from '../stratad/root';
-import { ensureIndex, indexBeside, writeIndex } from '../layer-index/files';
+import { ensureIndex, writeIndex } from '../layer-index/files';
 
 /** OCI chain id: the diff id for a base layer, else sha256(parentChain + " " + diffId). */
 export function chainId(parent: string | null, diffId: string): string {
@@ -86,7 +86,7 @@ export class LayerStore {
       });
       fs.renameSync(tmp, dir);
       // The layer is immutable from here on: its metadata index is made once, now.
-      writeIndex(dir, indexBeside(dir));
+      writeIndex(dir, this.root.layerIndex(id));
       this.store.layers.markReady(id, size);
       return this.store.layers.get(id)!;
     } catch (err) {
@@ -138,7 +138,7 @@ export class LayerStore {
   indexes(dirs: string[]): (string | null)[] {
     return dirs.map((d) => {
       if (path.dirname(d) !== this.root.layers) return null;
-      const file = indexBeside(d);
+      const file = this.root.layerIndex(path.basename(d)); // a layer dir is named by its id's hex
       return ensureIndex(d, file, true).index !== null ? file : null;
     });
   }
@@ -153,7 +153,7 @@ export class LayerStore {
 
   private removeFiles(id: string): void {
     fs.rmSync(this.path(id), { recursive: true, force: true });
-    fs.rmSync(indexBeside(this.path(id)), { force: true });
+    fs.rmSync(this.root.layerIndex(id), { force: true });
   }
 
   /**

@@ -8,6 +8,8 @@ export class RootLockedError extends Error {}
 
 export class StorageRoot {
   readonly layers: string;
+  /** Layers' metadata indexes, one file per layer (daemon/layer-index). */
+  readonly layerIndexes: string;
   readonly containers: string;
   readonly volumes: string;
   readonly tmp: string;
@@ -16,6 +18,7 @@ export class StorageRoot {
 
   constructor(readonly dir: string) {
     this.layers = path.join(dir, 'layers');
+    this.layerIndexes = path.join(dir, 'layer-index');
     this.containers = path.join(dir, 'containers');
     this.volumes = path.join(dir, 'volumes');
     this.tmp = path.join(dir, 'tmp');
@@ -37,7 +40,7 @@ export class StorageRoot {
     fs.ftruncateSync(fd, 0);
     fs.writeSync(fd, `${process.pid}\n`, 0);
     this.lockFd = fd;
-    for (const d of [this.layers, this.containers, this.volumes, this.tmp]) {
+    for (const d of [this.layers, this.layerIndexes, this.containers, this.volumes, this.tmp]) {
       fs.mkdirSync(d, { recursive: true, mode: 0o700 });
       fs.chmodSync(d, 0o700);
     }
@@ -56,6 +59,11 @@ export class StorageRoot {
   /** Layer directories are named by the hex of the layer (chain) id. */
   layerDir(id: string): string {
     return path.join(this.layers, hex(id));
+  }
+
+  /** The metadata index of a layer: named as its directory, kept apart from the layers. */
+  layerIndex(id: string): string {
+    return path.join(this.layerIndexes, hex(id) + '.sidx');
   }
 
   containerDir(id: string): string {
