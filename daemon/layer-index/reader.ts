@@ -16,6 +16,8 @@ export class IndexInvalid extends Error {}
 export class LayerIndex {
   private readonly count: number;
   private readonly dirs = new Map<string, number>();
+  private lastRel = '';
+  private lastRec = 0;
 
   private constructor(
     private readonly buf: Buffer,
@@ -102,9 +104,14 @@ export class LayerIndex {
   /** The record at layer-relative path `rel` ('' is the root), or -1 (absent, or a non-directory on the way). */
   find(rel: string): number {
     if (rel === '') return 0;
+    // One lookup asks about the same entry several times (stat, whiteout, opaque, redirect).
+    if (rel === this.lastRel) return this.lastRec;
     const slash = rel.lastIndexOf('/');
     const dir = slash < 0 ? 0 : this.dirRecord(rel.slice(0, slash));
-    return dir < 0 ? -1 : this.child(dir, slash < 0 ? rel : rel.slice(slash + 1));
+    const rec = dir < 0 ? -1 : this.child(dir, slash < 0 ? rel : rel.slice(slash + 1));
+    this.lastRel = rel;
+    this.lastRec = rec;
+    return rec;
   }
 
   private dirRecord(rel: string): number {

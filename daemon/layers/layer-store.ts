@@ -85,8 +85,13 @@ export class LayerStore {
         this.store.layers.insert({ id, parent, diffId, size, createdBy, state: 'incomplete' });
       });
       fs.renameSync(tmp, dir);
-      // The layer is immutable from here on: its metadata index is made once, now.
-      writeIndex(dir, this.root.layerIndex(id));
+      // The layer is immutable from here on: its metadata index is made once, now (or, should
+      // that fail, by the first mount that needs it: indexes()).
+      try {
+        writeIndex(dir, this.root.layerIndex(id));
+      } catch {
+        fs.rmSync(this.root.layerIndex(id), { force: true });
+      }
       this.store.layers.markReady(id, size);
       return this.store.layers.get(id)!;
     } catch (err) {
