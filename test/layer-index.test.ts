@@ -143,8 +143,14 @@ t.test('a damaged, truncated, foreign-version or stale index is refused and rebu
     t.same(fs.readFileSync(file), good, `${what}: the rebuilt index is the original`);
   }
 
+  const shared = LayerIndex.openShared(file, dir);
+  t.equal(LayerIndex.openShared(file, dir), shared, 'mounts of one layer share one copy of its index');
+  writeIndex(dir, file);
+  t.not(LayerIndex.openShared(file, dir), shared, 'a rewritten index file is read afresh');
+
   fs.writeFileSync(path.join(dir, 'new'), 'n');
   t.throws(() => LayerIndex.open(file, dir), /stale/, 'a layer changed since indexing makes its index stale');
+  t.throws(() => LayerIndex.openShared(file, dir), /stale/, '...also for a copy already shared');
   const fresh = ensureIndex(dir, file, true);
   t.match(fresh.rejected, /stale/, 'stale index rejected');
   t.ok(fresh.index !== null && fresh.index.find('new') > 0, 'rebuilt index sees the new entry');

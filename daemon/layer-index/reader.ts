@@ -10,6 +10,13 @@ const S_IFDIR = 0o040000;
 /** Directory paths whose record is remembered (a cold walk touches every directory once). */
 const DIR_CACHE_MAX = 65536;
 
+const shared = new Map<string, { key: string; ref: WeakRef<LayerIndex> }>();
+
+/** The layer root (lstat'ed into `st`) is the one the index was built from. */
+function rootMatches(buf: Buffer, st: Float64Array): boolean {
+  return st[ST.INO] === buf.readDoubleLE(H.ROOT_INO) && st[ST.CTIME] === buf.readDoubleLE(H.ROOT_CTIME) && st[ST.CTIME_NS] === buf.readUInt32LE(H.ROOT_CTIME_NS);
+}
+
 /** Why an index file cannot be used. */
 export class IndexInvalid extends Error {}
 
@@ -51,14 +58,37 @@ export class LayerIndex {
     const st = native.newStatArray();
     const err = native.lstatInto(layerDir, st);
     if (err !== 0) throw new IndexInvalid(`layer ${layerDir}: errno ${err}`);
-    if (
-      st[ST.INO] !== buf.readDoubleLE(H.ROOT_INO) ||
-      st[ST.CTIME] !== buf.readDoubleLE(H.ROOT_CTIME) ||
-      st[ST.CTIME_NS] !== buf.readUInt32LE(H.ROOT_CTIME_NS)
-    ) {
+    if (!rootMatches(buf, st)) {
       throw new IndexInvalid(`${file} is stale: layer ${layerDir} changed since it was indexed`);
     }
     return new LayerIndex(buf, st[ST.DEV]);
+  }
+
+  /**
+   * open(), shared: the mounts of one thread over the same layer use one copy of its index
+   * (an image's containers all do). A copy is reused while the file is the same one
+   * (inode, size, mtime) and still checks out against the layer; it goes once no mount holds it.
+   */
+  static openShared(file: string, layerDir: string): LayerIndex {
+    const st = native.newStatArray();
+    const key = native.lstatInto(file, st) === 0 ? `${st[ST.INO]}:${st[ST.SIZE]}:${st[ST.MTIME]}.${st[ST.MTIME_NS]}` : '';
+    const known = shared.get(file);
+    const idx = known?.key === key ? known.ref.deref() : undefined;
+    if (idx !== undefined) {
+      idx.checkLayer(file, layerDir);
+      return idx;
+    }
+    const fresh = LayerIndex.open(file, layerDir);
+    if (key !== '') shared.set(file, { key, ref: new WeakRef(fresh) });
+    return fresh;
+  }
+
+  /** Throws IndexInvalid unless the layer root is still the one indexed. */
+  private checkLayer(file: string, layerDir: string): void {
+    const st = native.newStatArray();
+    if (native.lstatInto(layerDir, st) !== 0 || !rootMatches(this.buf, st)) {
+      throw new IndexInvalid(`${file} is stale: layer ${layerDir} changed since it was indexed`);
+    }
   }
 
   get entries(): number {

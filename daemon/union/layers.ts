@@ -77,7 +77,7 @@ export class LayerStack {
       const file = layer === UPPER ? undefined : cfg.indexes?.[layer - 1];
       if (!file) return live;
       try {
-        return new IndexedView(LayerIndex.open(file, root), live);
+        return new IndexedView(LayerIndex.openShared(file, root), live);
       } catch {
         return live; // the mounter checked it; one that went bad since is not trusted
       }
