@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as native from '../native-shims';
 import { buildIndex } from '../daemon/layer-index/build';
-import { ensureIndex, indexIn, writeIndex } from '../daemon/layer-index/files';
+import { ensureIndex, indexBeside, indexIn, writeIndex } from '../daemon/layer-index/files';
 import { H } from '../daemon/layer-index/format';
 import { LayerIndex } from '../daemon/layer-index/reader';
 import { IndexedView, LiveView, type LayerView } from '../daemon/union/layer-view';
@@ -188,4 +188,23 @@ t.test('a union of 100 indexed layers answers lookups, listings and stats as ker
   t.same(diffSnapshots(snapshot(kmnt), snapshot(smnt)), [], 'merged views equal');
   const script = 'cat shared own0 own99 deep/d7/f7 deep/d7/f97 deep/d3/f53 2>&1; stat -c "%n %s %h %F %i" own4 own14 own24 own5 deep deep/d7 2>&1 | sed "s/ [0-9]*$//"; ls deep/d7 | wc -l; true';
   t.same(sh(smnt, script), sh(kmnt, script), 'same answers to lookups of present, hidden and opaque-cut names');
+});
+
+t.test('strata-mount uses a valid index beside a lower directory, and reads live without one', { skip: why || false }, async (t) => {
+  const ws = makeWorkspace(t, 'lidxm');
+  const lower = path.join(ws, 'lower');
+  buildLayer(lower, [{ path: 'd/f', type: 'file', content: 'x', mode: 0o644 }]);
+  writeIndex(lower, indexBeside(lower));
+  // A change deep inside leaves the root alone: the index still answers with what it recorded,
+  // which shows it is the index that answers (store layers never change once indexed).
+  fs.chmodSync(path.join(lower, 'd/f'), 0o600);
+  const mode = (mnt: string) => (fs.statSync(path.join(mnt, 'd/f')).mode & 0o777).toString(8);
+  const mnt = path.join(ws, 'm1');
+  mountStrata(t, { lowers: [lower], mnt });
+  t.equal(mode(mnt), '644', 'the index beside the layer answered');
+  unmount(mnt);
+  fs.writeFileSync(indexBeside(lower), 'damaged');
+  mountStrata(t, { lowers: [lower], mnt });
+  t.equal(mode(mnt), '600', 'a damaged index beside the layer is not used: the layer is read live');
+  t.equal(fs.readFileSync(indexBeside(lower), 'utf8'), 'damaged', 'and without index_dir= it is left as it is');
 });

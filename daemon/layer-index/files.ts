@@ -36,10 +36,15 @@ export function writeIndex(layerDir: string, file: string): number {
  * damaged or stale); without, an index file beside the layer when a valid one is there.
  */
 export function mountIndexes(lowers: string[], indexDir: string | undefined): (string | null)[] {
-  if (indexDir !== undefined) fs.mkdirSync(indexDir, { recursive: true, mode: 0o700 });
+  let build = indexDir !== undefined;
+  try {
+    if (indexDir !== undefined) fs.mkdirSync(indexDir, { recursive: true, mode: 0o700 });
+  } catch {
+    build = false; // an index dir that cannot be made: the indexes already there, if any, or none
+  }
   return lowers.map((l) => {
     const file = indexDir !== undefined ? indexIn(indexDir, l) : indexBeside(l);
-    return ensureIndex(l, file, indexDir !== undefined).index !== null ? file : null;
+    return ensureIndex(l, file, build).index !== null ? file : null;
   });
 }
 
