@@ -1,4 +1,4 @@
-// HTTP/1.1 JSON client for stratad's API over a Unix socket (routes: daemon/api/types.ts).
+// HTTP/1.1 JSON client for stratad's API over a Unix socket (routes: daemon/model/types.ts).
 import * as http from 'node:http';
 import type { Readable } from 'node:stream';
 

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import type { Change, ContainerInspect, ImageInspect } from '../daemon/api/types';
+import type { Change, ContainerInspect, ImageInspect } from '../daemon/model/types';
 import { type RunResult, run, runOk, TEST_GID, TEST_UID } from './lib/exec';
 import { startDaemon, type Daemon } from './lib/daemon';
 import { jsonBody, rawRequest } from './lib/http';

@@ -11,7 +11,7 @@ import { imageRows, historyRows } from '../cli/commands/images';
 import { containerRows } from '../cli/commands/containers';
 import { pruneReport } from '../cli/commands/volumes';
 import { dfSummary, infoText } from '../cli/commands/system';
-import type { SystemDf } from '../daemon/api/types';
+import type { SystemDf } from '../daemon/model/types';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const MAIN = path.join(ROOT, 'dist', 'cli', 'main.js');

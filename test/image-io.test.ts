@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import type { ImageInspect, ImageSummary } from '../daemon/api/types';
+import type { ImageInspect, ImageSummary } from '../daemon/model/types';
 import { failsWith, ok } from './lib/assert';
 import { hasCommand, run, runOk, type RunResult } from './lib/exec';
 import { startDaemon, type Daemon } from './lib/daemon';

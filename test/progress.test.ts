@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import type * as http from 'node:http';
 import * as path from 'node:path';
 import { ProgressWriter } from '../daemon/api/progress';
-import type { ProgressDetail, ProgressMessage } from '../daemon/api/types-progress';
+import type { ProgressDetail, ProgressMessage } from '../daemon/model/progress';
 import { ProgressRenderer, progressLine } from '../cli/progress';
 import { STRATA, startDaemon, type Daemon } from './lib/daemon';
 import { hasCommand, run, type RunResult } from './lib/exec';

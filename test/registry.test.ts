@@ -6,7 +6,7 @@ import t, { type Test } from 'tap';
 import { createHash, randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { ImageInspect, ImageSummary } from '../daemon/api/types';
+import type { ImageInspect, ImageSummary } from '../daemon/model/types';
 import { jsonLines } from './lib/expect';
 import { findStaticBusybox, importBusyboxImage, runtimeSkipReason } from './lib/base-image';
 import { spawn } from 'node:child_process';

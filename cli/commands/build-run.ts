@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startFailureCode } from '../../daemon/runtime/exit-codes';
-import type { BuildResult, ExecInfo, RunPrepareRequest, RunPrepareResponse } from '../../daemon/api/types-build-run';
+import type { BuildResult, ExecInfo, RunPrepareRequest, RunPrepareResponse } from '../../daemon/model/types-build-run';
 import { resolveSocket, seg, withQuery } from '../client';
 import { packDirectory } from '../files';
 import { runStreamed, StreamError } from '../progress';

@@ -6,7 +6,7 @@ import type {
   ContainerInspect,
   ContainerSummary,
   CreateRequest,
-} from '../../daemon/api/types';
+} from '../../daemon/model/types';
 import { seg } from '../client';
 import { AtomicOutput } from '../files';
 import { ago, humanDuration, humanSize, json, parseMount, shortId, shortPath, table, UsageError } from '../format';

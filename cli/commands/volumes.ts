@@ -1,5 +1,5 @@
 // strata volume create|ls|inspect|rm|prune
-import type { Volume, VolumeCreateRequest } from '../../daemon/api/types';
+import type { Volume, VolumeCreateRequest } from '../../daemon/model/types';
 import { seg } from '../client';
 import { humanSize, json, parseKeyValues, table } from '../format';
 import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, inspectOptions, listingOptions, out } from './common';

@@ -7,19 +7,20 @@ import { mkdirInRoot } from '../build/context';
 import { DockerfileError } from '../build/dockerfile';
 import { runcDelete, runcRoot, runcState } from '../runtime/runc';
 import { mergeEnv, processEnv, resolveUser, UserError, writeBundle } from '../runtime/spec';
-import { badRequest, conflict, toApiError } from './errors';
-import { parseRef } from './validate';
+import { invalid, conflict } from '../model/errors';
+import { toApiError } from './errors';
+import { parseRef } from '../model/validate';
 import { jsonErrorWhere } from '../util/json-error';
 import { flag, mountSpecs, query, str, strings, type Services } from './routes';
 import { progressStream } from './progress';
 import type { ApiRequest, Router } from './server';
-import type { MountSpec } from './types';
-import type { BuildResult, ExecInfo, RunPrepareRequest, RunPrepareResponse } from './types-build-run';
+import type { MountSpec } from '../model/types';
+import type { BuildResult, ExecInfo, RunPrepareRequest, RunPrepareResponse } from '../model/types-build-run';
 
 function bool(req: ApiRequest, key: string): boolean {
   const v = req.body[key];
   if (v === undefined || v === null) return false;
-  if (typeof v !== 'boolean') throw badRequest(`"${key}" must be a boolean`);
+  if (typeof v !== 'boolean') throw invalid(`"${key}" must be a boolean`);
   return v;
 }
 
@@ -42,14 +43,14 @@ async function prepareRun(s: Services, req: RunPrepareRequest): Promise<RunPrepa
     try {
       user = resolveUser(merged, req.user ?? cfg.user);
     } catch (err) {
-      throw badRequest(err instanceof Error ? err.message : String(err));
+      throw invalid(err instanceof Error ? err.message : String(err));
     }
     const cwd = req.workdir ? path.posix.resolve(cfg.workingDir || '/', req.workdir) : cfg.workingDir || '/';
     mkdirInRoot(merged, cwd, null);
     const entrypoint = req.entrypoint !== undefined ? (req.entrypoint === '' ? [] : [req.entrypoint]) : (cfg.entrypoint ?? []);
     const cmd = req.cmd && req.cmd.length ? req.cmd : req.entrypoint !== undefined ? [] : (cfg.cmd ?? []);
     const args = [...entrypoint, ...cmd];
-    if (args.length === 0) throw badRequest('no command specified: the image has no CMD or ENTRYPOINT; give one after the image name');
+    if (args.length === 0) throw invalid('no command specified: the image has no CMD or ENTRYPOINT; give one after the image name');
     const env = processEnv(mergeEnv(cfg.env, req.tty ? ['TERM=xterm'] : [], (req.env ?? []).filter((e) => e.includes('='))), user);
     const bundle = bundleDir(s, id);
     writeBundle(bundle, {
@@ -81,10 +82,10 @@ export function registerBuildRunRoutes(r: Router, s: Services): void {
         try {
           buildArgs = JSON.parse(rawArgs) as Record<string, string>;
         } catch (err) {
-          throw badRequest(`query parameter "buildargs" is not valid JSON: syntax error${jsonErrorWhere(err)}`);
+          throw invalid(`query parameter "buildargs" is not valid JSON: syntax error${jsonErrorWhere(err)}`);
         }
         if (buildArgs === null || typeof buildArgs !== 'object' || Array.isArray(buildArgs) || Object.values(buildArgs).some((v) => typeof v !== 'string')) {
-          throw badRequest('query parameter "buildargs" must be a JSON object of strings');
+          throw invalid('query parameter "buildargs" must be a JSON object of strings');
         }
       }
       const spec: Omit<BuildSpec, 'context'> = {
@@ -97,7 +98,7 @@ export function registerBuildRunRoutes(r: Router, s: Services): void {
       };
       for (const t of spec.tags ?? []) parseRef(t);
       if (spec.network !== undefined && spec.network !== 'host' && spec.network !== 'none' && spec.network !== 'default') {
-        throw badRequest(`unsupported network "${spec.network}": use host or none`);
+        throw invalid(`unsupported network "${spec.network}": use host or none`);
       }
       return progressStream(
         async (p, signal) => {
@@ -144,7 +145,7 @@ export function registerBuildRunRoutes(r: Router, s: Services): void {
       hostname: str(req, 'hostname'),
     };
     if (body.network !== undefined && body.network !== 'host' && body.network !== 'none' && body.network !== 'default') {
-      throw badRequest(`unsupported network "${body.network}": use host or none`);
+      throw invalid(`unsupported network "${body.network}": use host or none`);
     }
     const prepared = await prepareRun(s, body);
     s.containers.runStarted(prepared.id);
@@ -154,7 +155,7 @@ export function registerBuildRunRoutes(r: Router, s: Services): void {
   r.add('POST', '/run/:id/finish', async (req) => {
     const c = s.containers.resolve(req.params.id);
     const code: unknown = req.body.exitCode;
-    if (code !== undefined && code !== null && !Number.isInteger(code)) throw badRequest('"exitCode" must be an integer');
+    if (code !== undefined && code !== null && !Number.isInteger(code)) throw invalid('"exitCode" must be an integer');
     runcDelete(c.id);
     s.containers.runFinished(c.id, (code as number | null | undefined) ?? null);
     fs.rmSync(bundleDir(s, c.id), { recursive: true, force: true });

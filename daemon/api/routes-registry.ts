@@ -1,28 +1,28 @@
-// Routes for registry pull, push and login (types: ./types-registry.ts). Pull and push answer with a
-// progress stream (types-progress.ts) ending in {result}. Request bodies carry credentials: they are
+// Routes for registry pull, push and login (types: daemon/model/types-registry.ts). Pull and push answer with a
+// progress stream (daemon/model/progress.ts) ending in {result}. Request bodies carry credentials: they are
 // never logged.
 import { DistributionStore } from '../images/dist-store';
 import { pullImage, registryClient, type RegistryDeps } from '../images/pull';
 import { pushImage } from '../images/push';
 import { parseReference, keyDomain, registryKey } from '../registry/reference';
-import { badRequest } from './errors';
+import { invalid } from '../model/errors';
 import { progressStream } from './progress';
 import { str, type Services } from './routes';
 import type { ApiRequest, Router } from './server';
-import type { LoginResponse, RegistryAuth } from './types-registry';
+import type { LoginResponse, RegistryAuth } from '../model/types-registry';
 
 function auth(req: ApiRequest): RegistryAuth | undefined {
   const a = req.body.auth as unknown;
   if (a === undefined || a === null) return undefined;
   const o = a as Record<string, unknown>;
-  if (typeof o !== 'object' || typeof o.username !== 'string' || typeof o.password !== 'string') throw badRequest('"auth" must be {username, password}');
+  if (typeof o !== 'object' || typeof o.username !== 'string' || typeof o.password !== 'string') throw invalid('"auth" must be {username, password}');
   return { username: o.username, password: o.password };
 }
 
 function tlsVerify(req: ApiRequest): boolean | undefined {
   const v = req.body.tlsVerify as unknown;
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'boolean') throw badRequest('"tlsVerify" must be a boolean');
+  if (typeof v !== 'boolean') throw invalid('"tlsVerify" must be a boolean');
   return v;
 }
 
@@ -41,7 +41,7 @@ export function registerRegistryRoutes(r: Router, s: Services): void {
   r.add('POST', '/registry/login', async (req): Promise<LoginResponse> => {
     const domain = keyDomain(registryKey(str(req, 'registry', true)));
     const credentials = auth(req);
-    if (credentials === undefined) throw badRequest('"auth" is required');
+    if (credentials === undefined) throw invalid('"auth" is required');
     const c = registryClient(deps(), { domain, path: '' }, tlsVerify(req), credentials);
     try {
       await c.checkLogin();

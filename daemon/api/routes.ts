@@ -10,9 +10,9 @@ import type { VolumeService } from '../volumes/volumes';
 import { registerBuildRunRoutes } from './routes-build-run';
 import { registerImageIoRoutes } from './routes-image-io';
 import { registerRegistryRoutes } from './routes-registry';
-import { badRequest } from './errors';
+import { invalid } from '../model/errors';
 import { Router, type ApiRequest } from './server';
-import type { CommitRequest, CreateRequest, Info, MountSpec, SystemDf } from './types';
+import type { CommitRequest, CreateRequest, Info, MountSpec, SystemDf } from '../model/types';
 
 export interface Services {
   root: StorageRoot;
@@ -36,10 +36,10 @@ export function str(req: ApiRequest, key: string, required?: false): string | un
 export function str(req: ApiRequest, key: string, required = false): string | undefined {
   const v = req.body[key];
   if (v === undefined || v === null) {
-    if (required) throw badRequest(`"${key}" is required`);
+    if (required) throw invalid(`"${key}" is required`);
     return undefined;
   }
-  if (typeof v !== 'string') throw badRequest(`"${key}" must be a string`);
+  if (typeof v !== 'string') throw invalid(`"${key}" must be a string`);
   return v;
 }
 
@@ -49,7 +49,7 @@ export function query(req: ApiRequest, key: string, required?: false): string | 
 export function query(req: ApiRequest, key: string, required = false): string | undefined {
   const v = req.query.get(key);
   if (v === null) {
-    if (required) throw badRequest(`query parameter "${key}" is required`);
+    if (required) throw invalid(`query parameter "${key}" is required`);
     return undefined;
   }
   return v;
@@ -58,7 +58,7 @@ export function query(req: ApiRequest, key: string, required = false): string | 
 export function strings(req: ApiRequest, key: string): string[] | undefined {
   const v = req.body[key];
   if (v === undefined) return undefined;
-  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw badRequest(`"${key}" must be an array of strings`);
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw invalid(`"${key}" must be an array of strings`);
   return v as string[];
 }
 
@@ -66,7 +66,7 @@ export function record(req: ApiRequest, key: string): Record<string, string> | u
   const v = req.body[key];
   if (v === undefined) return undefined;
   if (v === null || typeof v !== 'object' || Array.isArray(v) || Object.values(v).some((x) => typeof x !== 'string')) {
-    throw badRequest(`"${key}" must be an object of strings`);
+    throw invalid(`"${key}" must be an object of strings`);
   }
   return v as Record<string, string>;
 }
@@ -79,13 +79,13 @@ export function flag(req: ApiRequest, key: string): boolean {
 export function mountSpecs(req: ApiRequest): MountSpec[] | undefined {
   const v = req.body.mounts;
   if (v === undefined) return undefined;
-  if (!Array.isArray(v)) throw badRequest('"mounts" must be an array');
+  if (!Array.isArray(v)) throw invalid('"mounts" must be an array');
   return v.map((m: unknown, i) => {
     const o = m as Record<string, unknown>;
-    if (o === null || typeof o !== 'object') throw badRequest(`mounts[${i}] must be an object`);
-    if (o.type !== 'volume' && o.type !== 'bind') throw badRequest(`mounts[${i}].type must be "volume" or "bind"`);
-    if (typeof o.target !== 'string') throw badRequest(`mounts[${i}].target is required`);
-    if (typeof o.source !== 'string') throw badRequest(`mounts[${i}].source must be a string`);
+    if (o === null || typeof o !== 'object') throw invalid(`mounts[${i}] must be an object`);
+    if (o.type !== 'volume' && o.type !== 'bind') throw invalid(`mounts[${i}].type must be "volume" or "bind"`);
+    if (typeof o.target !== 'string') throw invalid(`mounts[${i}].target is required`);
+    if (typeof o.source !== 'string') throw invalid(`mounts[${i}].source must be a string`);
     return { type: o.type, source: o.source, target: o.target, readonly: o.readonly === true };
   });
 }

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import { extractLayer } from '../archive';
-import type { ImageConfig } from '../api/types';
+import type { ImageConfig } from '../model/types';
 
 /** What to build: `context` is the daemon's private copy of the context the client sent. */
 export interface BuildSpec {
@@ -29,9 +29,9 @@ export interface BuildSpec {
   buildArgs?: Record<string, string>;
   network?: string;
 }
-import type { ProgressReporter } from '../api/types-progress';
-import { noProgress } from '../api/progress';
-import { formatRef, parseRef } from '../api/validate';
+import type { ProgressReporter } from '../model/progress';
+import { noProgress } from '../model/progress';
+import { formatRef, parseRef } from '../model/validate';
 import type { ImageService } from '../images/images';
 import { emptyConfig } from '../images/oci-config';
 import type { LayerStore } from '../layers/layer-store';

@@ -1,8 +1,8 @@
 // Images: a config plus a chain of layers, named by references (name:tag).
 import type { Readable } from 'node:stream';
-import { conflict, notFound } from '../api/errors';
-import type { HistoryEntry, ImageConfig, ImageDeleteResponse, ImageInspect, ImageSummary, SystemDf } from '../api/types';
-import { formatRef, parseRef } from '../api/validate';
+import { conflict, notFound } from '../model/errors';
+import type { HistoryEntry, ImageConfig, ImageDeleteResponse, ImageInspect, ImageSummary, SystemDf } from '../model/types';
+import { formatRef, parseRef } from '../model/validate';
 import type { LayerStore } from '../layers/layer-store';
 import type { Logger } from '../log';
 import type { Store } from '../store';

@@ -1,6 +1,6 @@
 // The OCI image configuration of an image: its id is the sha256 of this JSON.
 import { createHash } from 'node:crypto';
-import type { ImageConfig } from '../api/types';
+import type { ImageConfig } from '../model/types';
 import type { HistoryRecord } from '../store/types';
 
 export const DEFAULT_ENV = ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];

@@ -19,12 +19,12 @@ import * as zlib from 'node:zlib';
 import { ArchiveError, CorruptArchiveError, UnsupportedArchiveError, packLayer } from '../archive';
 import { decompressor, type Codec } from '../archive/decompress';
 import { TarWriter } from '../archive/tar-writer';
-import { ApiError, badRequest, notFound } from '../api/errors';
-import type { ImageConfig } from '../api/types';
-import type { LoadResponse, LoadedImage, SaveFormat, SaveResponse, SavedLayer } from '../api/types-image-io';
-import type { ProgressReporter } from '../api/types-progress';
-import { countingStream, digestShort, noProgress, sizeText } from '../api/progress';
-import { formatRef, parseRef } from '../api/validate';
+import { DomainError, invalid, notFound } from '../model/errors';
+import type { ImageConfig } from '../model/types';
+import type { LoadResponse, LoadedImage, SaveFormat, SaveResponse, SavedLayer } from '../model/types-image-io';
+import type { ProgressReporter } from '../model/progress';
+import { countingStream, digestShort, noProgress, sizeText } from '../model/progress';
+import { formatRef, parseRef } from '../model/validate';
 import { chainId, type LayerStore } from '../layers/layer-store';
 import type { Logger } from '../log';
 import type { Store } from '../store';
@@ -171,7 +171,7 @@ class OuterWriter {
 
 /** Writes image `ref` to `out` (ended when complete) as an OCI layout or docker-archive tar. */
 export async function saveImage(d: ImageIoDeps, ref: string, out: Writable, format: SaveFormat, progress: ProgressReporter = noProgress): Promise<SaveResponse> {
-  if (format !== 'oci-archive' && format !== 'docker-archive') throw badRequest(`unknown format "${String(format)}": use oci-archive or docker-archive`);
+  if (format !== 'oci-archive' && format !== 'docker-archive') throw invalid(`unknown format "${String(format)}": use oci-archive or docker-archive`);
   sweepOrphans(d.root, d.store);
 
   const img = d.images.resolve(ref);
@@ -264,7 +264,7 @@ export async function saveImage(d: ImageIoDeps, ref: string, out: Writable, form
     }
     size = (await ow.w.finish(true)).bytes;
   } catch (err) {
-    if (err instanceof ArchiveError) throw new ApiError(500, `cannot save ${ref}: ${err.message}`);
+    if (err instanceof ArchiveError) throw new DomainError('internal', `cannot save ${ref}: ${err.message}`);
     throw err;
   }
   const layers: SavedLayer[] = plans.map((p) => ({ digest: p.diffId, diffId: p.diffId, size: p.size, original: p.source.kind !== 'pack' }));
@@ -658,7 +658,7 @@ export async function loadImages(d: ImageIoDeps, input: Readable, progress: Prog
   } catch (err) {
     for (const f of d.layers.removeCreated(createdLayers)) d.log.warn({ layer: f.id, err: f.err }, 'cannot remove layer of a failed load');
     for (const f of writtenFiles) fs.rmSync(f, { force: true });
-    if (err instanceof ArchiveError) throw badRequest(`cannot load the archive: ${err.message}`);
+    if (err instanceof ArchiveError) throw invalid(`cannot load the archive: ${err.message}`);
     throw err;
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });

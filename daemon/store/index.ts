@@ -8,5 +8,4 @@ export { ContainerRepo, MIN_CONTAINER_PREFIX } from './containers';
 export { VolumeRepo } from './volumes';
 export { BuildCacheRepo } from './buildcache';
 export { normalizeRef } from './util';
-export * from './errors';
 export * from './types';
