@@ -4,7 +4,8 @@ import { exportContainer } from '../containers/export';
 import { loadImages, saveImage } from '../images/oci-layout';
 import { invalid } from '../model/errors';
 import { progressStream, progressStreamWithData } from './progress';
-import { query, type Services } from './routes';
+import { query } from './request';
+import type { Services } from './services';
 import { Streamed, type Router } from './server';
 import type { SaveFormat } from '../model/types-image-io';
 

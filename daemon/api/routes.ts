@@ -1,94 +1,11 @@
 // The API's routes: each turns a request into one service call.
-import type { ContainerService } from '../containers/containers';
-import type { ImageService } from '../images/images';
-import type { MountManager } from '../mounts/mount-manager';
-import type { Store } from '../store';
-import type { StorageRoot } from '../stratad/root';
-import type { LayerStore } from '../layers/layer-store';
-import type { Logger } from '../log';
-import type { VolumeService } from '../volumes/volumes';
 import { registerBuildRunRoutes } from './routes-build-run';
 import { registerImageIoRoutes } from './routes-image-io';
 import { registerRegistryRoutes } from './routes-registry';
-import { invalid } from '../model/errors';
-import { Router, type ApiRequest } from './server';
-import type { CommitRequest, CreateRequest, Info, MountSpec, SystemDf } from '../model/types';
-
-export interface Services {
-  root: StorageRoot;
-  store: Store;
-  images: ImageService;
-  containers: ContainerService;
-  volumes: VolumeService;
-  mounts: MountManager;
-  layers: LayerStore;
-  log: Logger;
-  version: string;
-  backingFilesystem: string;
-  /** Per-registry CA files: <certsDir>/<host[:port]>/*.crt. */
-  certsDir?: string;
-  /** Registries (host[:port]) reached over plain HTTP or unverified TLS without --tls-verify=false. */
-  insecureRegistries?: string[];
-}
-
-export function str(req: ApiRequest, key: string, required: true): string;
-export function str(req: ApiRequest, key: string, required?: false): string | undefined;
-export function str(req: ApiRequest, key: string, required = false): string | undefined {
-  const v = req.body[key];
-  if (v === undefined || v === null) {
-    if (required) throw invalid(`"${key}" is required`);
-    return undefined;
-  }
-  if (typeof v !== 'string') throw invalid(`"${key}" must be a string`);
-  return v;
-}
-
-/** A query parameter (routes whose body is an upload take their options there). */
-export function query(req: ApiRequest, key: string, required: true): string;
-export function query(req: ApiRequest, key: string, required?: false): string | undefined;
-export function query(req: ApiRequest, key: string, required = false): string | undefined {
-  const v = req.query.get(key);
-  if (v === null) {
-    if (required) throw invalid(`query parameter "${key}" is required`);
-    return undefined;
-  }
-  return v;
-}
-
-export function strings(req: ApiRequest, key: string): string[] | undefined {
-  const v = req.body[key];
-  if (v === undefined) return undefined;
-  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw invalid(`"${key}" must be an array of strings`);
-  return v as string[];
-}
-
-export function record(req: ApiRequest, key: string): Record<string, string> | undefined {
-  const v = req.body[key];
-  if (v === undefined) return undefined;
-  if (v === null || typeof v !== 'object' || Array.isArray(v) || Object.values(v).some((x) => typeof x !== 'string')) {
-    throw invalid(`"${key}" must be an object of strings`);
-  }
-  return v as Record<string, string>;
-}
-
-export function flag(req: ApiRequest, key: string): boolean {
-  const v = req.query.get(key);
-  return v === '1' || v === 'true';
-}
-
-export function mountSpecs(req: ApiRequest): MountSpec[] | undefined {
-  const v = req.body.mounts;
-  if (v === undefined) return undefined;
-  if (!Array.isArray(v)) throw invalid('"mounts" must be an array');
-  return v.map((m: unknown, i) => {
-    const o = m as Record<string, unknown>;
-    if (o === null || typeof o !== 'object') throw invalid(`mounts[${i}] must be an object`);
-    if (o.type !== 'volume' && o.type !== 'bind') throw invalid(`mounts[${i}].type must be "volume" or "bind"`);
-    if (typeof o.target !== 'string') throw invalid(`mounts[${i}].target is required`);
-    if (typeof o.source !== 'string') throw invalid(`mounts[${i}].source must be a string`);
-    return { type: o.type, source: o.source, target: o.target, readonly: o.readonly === true };
-  });
-}
+import { flag, mountSpecs, query, record, str, strings } from './request';
+import { Router } from './server';
+import type { Services } from './services';
+import type { CommitRequest, CreateRequest, Info, SystemDf } from '../model/types';
 
 export function buildRouter(s: Services): Router {
   const r = new Router();

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import yargs from 'yargs';
 import { buildRouter } from '../api/routes';
 import { createApiServer } from '../api/server';
+import { RunService } from '../runtime/run-service';
 import { ContainerService } from '../containers/containers';
 import { ImageService } from '../images/images';
 import { LayerStore } from '../layers/layer-store';
@@ -136,7 +137,7 @@ async function main(): Promise<void> {
   if (recovered.remounted.length || recovered.failed.length) log.info(recovered, 'containers recovered after restart');
 
   const fsType = fs.statfsSync(root.dir).type;
-  const router = buildRouter({ root, store, images, containers, volumes, mounts, layers, log, version: version(), backingFilesystem: FS_NAMES[fsType] ?? `0x${fsType.toString(16)}`, certsDir: path.resolve(argv['certs-dir']), insecureRegistries: argv['insecure-registry'].map(String) });
+  const router = buildRouter({ root, store, images, containers, volumes, runs: new RunService({ root, images, containers, volumes }), mounts, layers, log, version: version(), backingFilesystem: FS_NAMES[fsType] ?? `0x${fsType.toString(16)}`, certsDir: path.resolve(argv['certs-dir']), insecureRegistries: argv['insecure-registry'].map(String) });
   const server = createApiServer(router, log);
   await listenPrivately(server, socket, log);
   log.info({ root: root.dir, socket }, 'stratad ready'); // pino adds pid itself
