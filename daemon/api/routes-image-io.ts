@@ -1,7 +1,8 @@
 // Routes for image save/load and container export (types: daemon/model/types-image-io.ts). Archives travel
 // through the socket; save answers with a multiplexed stream, load with a progress stream.
 import { exportContainer } from '../containers/export';
-import { loadImages, saveImage } from '../images/oci-layout';
+import { loadImages } from '../images/image-load';
+import { saveImage } from '../images/image-save';
 import { invalid } from '../model/errors';
 import { progressStream, progressStreamWithData } from './progress';
 import { query } from './request';

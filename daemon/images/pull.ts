@@ -40,8 +40,8 @@ import {
 import { familiarName, localTagOf, parseReference, type Reference } from '../registry/reference';
 import type { LayerRow } from '../store/types';
 import type { DistributionStore } from './dist-store';
-import type { ImageIoDeps, OciConfigDoc } from './oci-layout';
-import { toHistory, toImageConfig } from './oci-layout';
+import type { ImageIoDeps } from './oci-layout';
+import { toHistory, toImageConfig, type OciConfigDoc } from './oci-config';
 import { imageIdOf, ociConfigJson } from './oci-config';
 import { rawConfigPath, writeAtomic } from './oci-store';
 

@@ -23,7 +23,7 @@ import { MT, parseManifest, sha256Digest } from '../registry/manifest';
 import { familiarName, parseReference, type Reference } from '../registry/reference';
 import type { LayerRow } from '../store/types';
 import type { LayerBlob } from './dist-store';
-import { rewrittenConfigBlob, storedConfigBlob } from './oci-layout';
+import { rewrittenConfigBlob, storedConfigBlob } from './oci-config';
 import { originalTarPath } from './oci-store';
 import { pool, registryClient, shortBlob, type RegistryDeps } from './pull';
 
