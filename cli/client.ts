@@ -2,7 +2,7 @@
 import * as http from 'node:http';
 import type { Readable } from 'node:stream';
 
-export const DEFAULT_SOCKET = '/run/strata/strata.sock';
+import { DEFAULT_SOCKET } from '../daemon/model/types';
 
 /** The socket to talk to: --socket, then $STRATA_SOCKET, then the default. */
 export function resolveSocket(flag?: string): string {

@@ -10,8 +10,8 @@ import type { Change, ContainerInspect, ImageInspect } from '../daemon/model/typ
 import { type RunResult, run, runOk, TEST_GID, TEST_UID } from './lib/exec';
 import { startDaemon, type Daemon } from './lib/daemon';
 import { jsonBody, rawRequest } from './lib/http';
-import { missingCapability } from './lib/mount';
-import { isMounted, listMounts } from './lib/mounts';
+import { missingCapability } from './lib/mount-union';
+import { isMounted, listMounts } from './lib/mount-table';
 import { makeWorkspace } from './lib/workspace';
 import { ok, fails } from './lib/expect';
 

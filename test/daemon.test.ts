@@ -9,8 +9,8 @@ import type { ContainerInspect, ContainerSummary, HistoryEntry, ImageInspect, Im
 import { type RunResult, runOk } from './lib/exec';
 import { cleanEnv, ping, startDaemon, STRATAD, type Daemon } from './lib/daemon';
 import { ok, fails, jsonLines } from './lib/expect';
-import { missingCapability } from './lib/mount';
-import { listMounts } from './lib/mounts';
+import { missingCapability } from './lib/mount-union';
+import { listMounts } from './lib/mount-table';
 import { diffSnapshots, snapshot } from './lib/snapshot';
 
 const skip = missingCapability({ fuse: true });

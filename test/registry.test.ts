@@ -13,7 +13,7 @@ import { spawn } from 'node:child_process';
 import { STRATA, startDaemon, type Daemon } from './lib/daemon';
 import { failsWith, ok } from './lib/assert';
 import { hasCommand, run, runAsync } from './lib/exec';
-import { listMounts } from './lib/mounts';
+import { listMounts } from './lib/mount-table';
 import { ACCEPT_MANIFESTS } from '../daemon/registry/manifest';
 import { readBody, RegistryClient } from '../daemon/registry/client';
 import { makeTls, startRegistry, startTokenServer, writeLayout, type LayoutImage, type Registry, type WrittenImage } from './lib/registry';

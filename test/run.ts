@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { Parser, Result } from 'tap-parser';
-import { clearStaleMounts, repoRoot, strataProgram } from './lib/mount';
+import { clearStaleMounts, repoRoot, strataProgram } from './lib/mount-union';
 
 function findTests(dir: string): string[] {
   const out: string[] = [];

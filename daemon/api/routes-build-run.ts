@@ -1,7 +1,7 @@
 // Routes for build, run and exec (types: daemon/model/types-build-run.ts).
-import { BuildFailure } from '../build/builder';
-import { DockerfileError } from '../build/dockerfile';
-import { buildFromTar, checkBuildSpec, type UploadBuildSpec } from '../build/from-upload';
+import { BuildFailure } from '../builder/builder';
+import { DockerfileError } from '../builder/dockerfile';
+import { buildFromTar, checkBuildSpec, type UploadBuildSpec } from '../builder/from-upload';
 import { invalid } from '../model/errors';
 import type { ExecInfo, RunPrepareRequest } from '../model/types-build-run';
 import { UserError } from '../runtime/spec';

@@ -3,7 +3,7 @@ import type { ContainerService } from '../containers/containers';
 import type { ImageService } from '../images/images';
 import type { MountManager } from '../mounts/mount-manager';
 import type { Store } from '../store';
-import type { StorageRoot } from '../stratad/root';
+import type { StorageRoot } from '../root/storage-root';
 import type { LayerStore } from '../layers/layer-store';
 import type { Logger } from '../log';
 import type { RunService } from '../runtime/run-service';

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { layerChanges, mountpointLeftovers } from '../archive';
 import { invalid, conflict, notFound } from '../model/errors';
 import type { Change, CommitRequest, ContainerInspect, ContainerSummary, CreateRequest, MountSpec } from '../model/types';
-import { checkContainerPath, checkHostPath, checkName, formatRef, parseRef } from '../model/validate';
+import { canonicalRef, checkContainerPath, checkHostPath, checkName } from '../model/validate';
 import type { ImageService } from '../images/images';
 import type { LayerStore } from '../layers/layer-store';
 import type { Logger } from '../log';
@@ -14,7 +14,7 @@ import { clearStale, type BindSpec, type MountManager } from '../mounts/mount-ma
 import { mountsAtOrBelow, mountTable } from '../mounts/mount-table';
 import type { Store } from '../store';
 import type { ContainerMount, ContainerRow } from '../store/types';
-import type { StorageRoot } from '../stratad/root';
+import type { StorageRoot } from '../root/storage-root';
 import { nowIso } from '../store/util';
 import { diskUsage } from '../util/disk-usage';
 import { mkdirsWithMode } from '../util/mkdirs';
@@ -245,7 +245,7 @@ export class ContainerService {
 
   private async commitNow(c: ContainerRow, req: CommitRequest): Promise<string> {
     const image = this.images.resolve(c.imageId);
-    const target = req.ref ? formatRef(parseRef(req.ref)) : undefined;
+    const target = req.ref ? canonicalRef(req.ref) : undefined;
     const chain = this.images.chain(image.id).map((l) => l.id);
     const createdBy = req.createdBy ?? '';
     const layer = await this.layers.create(chain[chain.length - 1] ?? null, { kind: 'upper', path: this.dirs(c.id).upper, exclude: this.mountpointLeftovers(c) }, createdBy);

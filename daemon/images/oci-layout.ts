@@ -5,9 +5,9 @@ import { createHash } from 'node:crypto';
 import { CorruptArchiveError } from '../archive';
 import type { LayerStore } from '../layers/layer-store';
 import type { Logger } from '../log';
-import { formatRef, parseRef } from '../model/validate';
+import { canonicalRef } from '../model/validate';
 import type { Store } from '../store';
-import type { StorageRoot } from '../stratad/root';
+import type { StorageRoot } from '../root/storage-root';
 import type { OuterArchive } from './archive-reader';
 import type { ImageService } from './images';
 
@@ -70,7 +70,7 @@ export function refFromName(name: string): string | undefined {
   if (n.startsWith('docker.io/library/')) n = n.slice('docker.io/library/'.length);
   else if (n.startsWith('docker.io/')) n = n.slice('docker.io/'.length);
   try {
-    return formatRef(parseRef(n));
+    return canonicalRef(n);
   } catch {
     return undefined;
   }

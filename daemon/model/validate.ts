@@ -50,6 +50,22 @@ export function formatRef(r: ParsedRef): string {
   return `${r.name}:${r.tag}`;
 }
 
+/** A reference checked against Docker's grammar, with its tag made explicit: "busybox" -> "busybox:latest". */
+export function canonicalRef(ref: string): string {
+  return formatRef(parseRef(ref));
+}
+
+/**
+ * The looser form for lookups of whatever the user typed (which may be an id or a digest, so it is
+ * not checked): "name" -> "name:latest"; a ':' before the last '/' is a registry port, not a tag.
+ */
+export function normalizeRef(ref: string): string {
+  const slash = ref.lastIndexOf('/');
+  const colon = ref.lastIndexOf(':');
+  if (ref.includes('@')) return ref;
+  return colon > slash ? ref : `${ref}:latest`;
+}
+
 /** An absolute container path without `..`. */
 export function checkContainerPath(p: string, what: string): string {
   checkHostPath(p, what);

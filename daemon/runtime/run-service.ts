@@ -5,11 +5,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ContainerService } from '../containers/containers';
-import { mkdirInRoot } from '../build/context';
+import { mkdirInRoot } from '../builder/context';
 import type { ImageService } from '../images/images';
 import { conflict, invalid } from '../model/errors';
 import type { ExecInfo, RunPrepareRequest, RunPrepareResponse } from '../model/types-build-run';
-import type { StorageRoot } from '../stratad/root';
+import type { StorageRoot } from '../root/storage-root';
 import type { VolumeService } from '../volumes/volumes';
 import { runcDelete, runcRoot, runcState } from './runc';
 import { mergeEnv, processEnv, resolveUser, writeBundle } from './spec';

@@ -4,7 +4,8 @@ import { AmbiguousError, ConflictError, NotFoundError } from '../model/errors';
 import { isForeignKeyViolation, isUniqueViolation } from './sqlite-errors';
 import { layerFromRaw } from './layers';
 import type { HistoryRecord, ImageConfig, ImageListEntry, ImageRow, LayerRow, NewImage } from './types';
-import { HEX_RE, normalizeRef, nowIso, parseJson } from './util';
+import { normalizeRef } from '../model/validate';
+import { HEX_RE, nowIso, parseJson } from './util';
 
 interface RawImage {
   id: string;

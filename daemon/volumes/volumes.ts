@@ -8,7 +8,7 @@ import { checkName } from '../model/validate';
 import type { Logger } from '../log';
 import type { Store } from '../store';
 import type { VolumeRow } from '../store/types';
-import type { StorageRoot } from '../stratad/root';
+import type { StorageRoot } from '../root/storage-root';
 import { diskUsage } from '../util/disk-usage';
 import { mkdirsWithMode } from '../util/mkdirs';
 

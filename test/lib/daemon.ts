@@ -4,8 +4,8 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { run, runAsync, type RunResult, type ShOptions, TEST_GID, TEST_UID } from './exec';
-import { repoRoot } from './mount';
-import { unmountUnder } from './mounts';
+import { repoRoot } from './mount-union';
+import { unmountUnder } from './mount-table';
 import { makeWorkspace, type TestLike } from './workspace';
 
 export interface CliOptions {

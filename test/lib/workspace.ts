@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import * as os from 'node:os';
-import { rmTree, unmountUnder } from './mounts';
+import { rmTree, unmountUnder } from './mount-table';
 
 export const TEST_ROOT = '/tmp/strata-test';
 

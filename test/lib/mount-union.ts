@@ -1,11 +1,11 @@
-// Mounting the union under test (strata-mount) and the kernel overlayfs oracle.
+// Mounting the union under test (strata-mount) and the kernel overlayfs oracle; the test run's capabilities.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { run } from './exec';
-import { isMounted, listMounts, rmTree, sleepMs, unmount, unmountUnder } from './mounts';
+import { isMounted, listMounts, rmTree, sleepMs, unmount, unmountUnder } from './mount-table';
 import { TEST_ROOT, TestLike } from './workspace';
 
-export { unmount, isMounted } from './mounts';
+export { unmount, isMounted } from './mount-table';
 
 export interface MountSpec {
   /** lower layers, topmost first (same order as lowerdir=) */
