@@ -142,7 +142,7 @@ function main(): void {
       try {
         cov = coverageCheck(root, coverageDir, filters.length === 0);
       } finally {
-        fs.rmSync(coverageDir, { recursive: true, force: true });
+        if (!process.env.STRATA_KEEP_WORKSPACE) fs.rmSync(coverageDir, { recursive: true, force: true });
       }
       for (const line of cov.lines) console.log(`# ${line}`);
       if (cov.failure) {
