@@ -97,7 +97,7 @@ function sq(s: string): string {
 
 /** The CLI under a pseudo-terminal: stdout and stderr both land in the captured output. */
 function cliTty(d: Daemon, args: string[]): RunResult {
-  const cmd = ['env', '-i', ...Object.entries(testEnv({ TERM: 'xterm' })).map(([k, v]) => `${k}=${v}`), STRATA(), '--socket', d.socket, ...args];
+  const cmd = ['env', '-i', ...Object.entries(testEnv({ LC_ALL: 'C', TERM: 'xterm' })).map(([k, v]) => `${k}=${v}`), STRATA(), '--socket', d.socket, ...args];
   return run('script', ['-qec', cmd.map(sq).join(' '), '/dev/null'], { timeout: 120_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TERM: 'xterm' } });
 }
 

@@ -88,7 +88,7 @@ const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * CLI fail at exit writing tap's process info; `env -i` strips it before node starts.
  */
 export function cleanEnv(cmd: string[], extra: Record<string, string> = {}, coverage = true): [string, string[]] {
-  const vars = Object.entries(testEnv(extra, { coverage })).map(([k, v]) => `${k}=${v}`);
+  const vars = Object.entries(testEnv({ LC_ALL: 'C', ...extra }, { coverage })).map(([k, v]) => `${k}=${v}`);
   return ['env', ['-i', ...vars, ...cmd]];
 }
 

@@ -30,11 +30,12 @@ export function processHome(): string {
 const PASSED_ON = ['NODE_V8_COVERAGE'];
 
 /**
- * PATH, HOME (a workspace of this process), LANG=C and LC_ALL=C, then `extra`. `coverage: false`
+ * PATH, HOME (a workspace of this process) and LANG=C.UTF-8 (the C locale, with UTF-8 names shown as
+ * they are: GNU tar escapes them under plain C), then `extra`. `coverage: false`
  * for programs whose coverage is not measured (the bundled CLI): V8 would write it for nothing.
  */
 export function testEnv(extra: Record<string, string> = {}, opts: { coverage?: boolean } = {}): Record<string, string> {
-  const env: Record<string, string> = { PATH: TEST_PATH, HOME: processHome(), LANG: 'C', LC_ALL: 'C' };
+  const env: Record<string, string> = { PATH: TEST_PATH, HOME: processHome(), LANG: 'C.UTF-8' };
   for (const k of opts.coverage === false ? [] : PASSED_ON) {
     const v = process.env[k];
     if (v !== undefined) env[k] = v;

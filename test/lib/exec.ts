@@ -44,7 +44,7 @@ export interface ShOptions {
 /** Run a shell script with `sh -c` in directory `cwd`. */
 export function sh(cwd: string, script: string, opts: ShOptions = {}): RunResult {
   const full = (opts.umask ? `umask ${opts.umask}; ` : '') + script;
-  const env = testEnv(opts.env);
+  const env = testEnv({ LC_ALL: 'C', ...opts.env });
   if (opts.asUser) {
     const u = opts.asUser === true ? { uid: TEST_UID, gid: TEST_GID, groups: [] as number[] } : opts.asUser;
     const groups = u.groups && u.groups.length ? [`--groups=${u.groups.join(',')}`] : ['--clear-groups'];
