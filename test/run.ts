@@ -9,6 +9,7 @@
 // Usage: node dist/test/run.js [substring-filter ...]
 // Env:   STRATA_TEST_JOBS (default 2), STRATA_TEST_TIMEOUT (seconds per file, default 900),
 //        STRATA_TEST_COVERAGE=0 (no coverage), and the knobs test/lib/env.ts passes on to the tests.
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
@@ -98,7 +99,9 @@ function main(): void {
   let coverageDir: string | undefined;
   if (process.env.STRATA_TEST_COVERAGE !== '0') {
     fs.mkdirSync(TEST_ROOT, { recursive: true, mode: 0o755 });
-    coverageDir = fs.mkdtempSync(path.join(TEST_ROOT, `coverage-${process.pid}-`));
+    // named <label>-<pid>-<hex> as workspaces are, so a concurrent run's stale sweep leaves it alone
+    coverageDir = path.join(TEST_ROOT, `coverage-${process.pid}-${randomBytes(4).toString('hex')}`);
+    fs.mkdirSync(coverageDir, { mode: 0o1777 });
     fs.chmodSync(coverageDir, 0o1777);
   }
   const tapBin = path.join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs');
