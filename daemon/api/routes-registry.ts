@@ -2,15 +2,14 @@
 // progress stream (daemon/model/progress.ts) ending in {result}. Request bodies carry credentials: they are
 // never logged.
 import { DistributionStore } from '../images/dist-store';
-import { pullImage, registryClient, type RegistryDeps } from '../images/pull';
+import { checkLogin } from '../images/login';
+import { pullImage, type RegistryDeps } from '../images/pull';
 import { pushImage } from '../images/push';
-import { parseReference, keyDomain, registryKey } from '../registry/reference';
-import { invalid } from '../model/errors';
+import { parseReference } from '../registry/reference';
 import { progressStream } from './progress';
 import { auth, optionalBool, str } from './request';
 import type { Router } from './server';
 import type { Services } from './services';
-import type { LoginResponse } from '../model/types-registry';
 
 export function registerRegistryRoutes(r: Router, s: Services): void {
   const deps = (): RegistryDeps => ({ ...s, dist: new DistributionStore(s.root), certsDir: s.certsDir, insecureRegistries: s.insecureRegistries ?? [] });
@@ -24,17 +23,5 @@ export function registerRegistryRoutes(r: Router, s: Services): void {
     s.images.resolve(req.params.ref);
     return progressStream((p, signal) => pushImage(deps(), req.params.ref, body, p, signal), { log: s.log, what: 'image push' });
   });
-  r.add('POST', '/registry/login', async (req): Promise<LoginResponse> => {
-    const domain = keyDomain(registryKey(str(req, 'registry', true)));
-    const credentials = auth(req);
-    if (credentials === undefined) throw invalid('"auth" is required');
-    const c = registryClient(deps(), { domain, path: '' }, optionalBool(req, 'tlsVerify'), credentials);
-    try {
-      await c.checkLogin();
-    } finally {
-      c.close();
-    }
-    s.log.info({ registry: domain, username: credentials.username }, 'login checked');
-    return { status: 'Login Succeeded' };
-  });
+  r.add('POST', '/registry/login', (req) => checkLogin(deps(), str(req, 'registry', true), auth(req), optionalBool(req, 'tlsVerify')));
 }

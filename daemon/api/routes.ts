@@ -5,37 +5,14 @@ import { registerRegistryRoutes } from './routes-registry';
 import { flag, mountSpecs, query, record, str, strings } from './request';
 import { Router } from './server';
 import type { Services } from './services';
-import type { CommitRequest, CreateRequest, Info, SystemDf } from '../model/types';
+import type { CommitRequest, CreateRequest } from '../model/types';
+import { systemDf, systemInfo } from '../system/system-service';
 
 export function buildRouter(s: Services): Router {
   const r = new Router();
   r.add('GET', '/_ping', () => 'OK');
-  r.add('GET', '/info', (): Info => {
-    const counts = s.store.counts();
-    return {
-      driver: 'strata-fuse',
-      version: s.version,
-      rootDir: s.root.dir,
-      backingFilesystem: s.backingFilesystem,
-      passthrough: s.mounts.passthrough || process.geteuid?.() === 0,
-      images: counts.images,
-      layers: counts.layers,
-      containers: counts.containers,
-      containersMounted: counts.containersMounted,
-      volumes: counts.volumes,
-    };
-  });
-  r.add('GET', '/system/df', (): SystemDf => {
-    const { images, layersSize } = s.images.df();
-    return {
-      layersSize,
-      images,
-      containers: s.containers.list(true).map((c) => ({ id: c.id, name: c.name, image: c.image, size: c.size, state: c.state, created: c.created })),
-      volumes: s.volumes.sizes(),
-      buildCacheSize: s.store.buildCache.size(),
-      buildCacheCount: s.store.buildCache.count(),
-    };
-  });
+  r.add('GET', '/info', () => systemInfo(s));
+  r.add('GET', '/system/df', () => systemDf(s));
 
   r.add('POST', '/images/import', async (req) => ({ id: await s.images.import(req.upload, query(req, 'ref', true), query(req, 'message') ?? '') }), { upload: true });
   r.add('GET', '/images/json', () => s.images.list());
