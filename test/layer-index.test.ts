@@ -12,7 +12,7 @@ import { LayerIndex } from '../daemon/layer-index/reader';
 import { IndexedView, LiveView, type LayerView } from '../daemon/union/layer-view';
 import { runOk, sh } from './lib/exec';
 import { buildLayer, type Entry } from './lib/layers';
-import { missingCapability, mountStrata, unmount } from './lib/mount';
+import { missingCapability, mountStrata, unmount } from './lib/mount-union';
 import { diffSnapshots, snapshot } from './lib/snapshot';
 import { makeWorkspace } from './lib/workspace';
 

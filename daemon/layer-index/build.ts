@@ -4,14 +4,9 @@ import * as fs from 'node:fs';
 import * as native from '../../native-shims';
 import { USER_XATTR_PREFIX, WH_OPAQUE, XATTR_PREFIX, isCharWhiteout, isXattrWhiteout, opaqueValue } from '../union/whiteouts';
 import { F, H, HEADER_SIZE, MAGIC, R, RECORD_SIZE, VERSION, checksum } from './format';
+import { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK } from '../util/file-mode';
 
 const { ST } = native;
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
-const S_IFCHR = 0o020000;
-const S_IFBLK = 0o060000;
 const U32_MAX = 0xffffffff;
 
 export class IndexBuildError extends Error {}

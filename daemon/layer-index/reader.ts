@@ -3,10 +3,9 @@
 import * as fs from 'node:fs';
 import * as native from '../../native-shims';
 import { F, H, HEADER_SIZE, MAGIC, R, RECORD_SIZE, VERSION, checksum } from './format';
+import { S_IFMT, S_IFDIR, S_IFCHR, S_IFBLK, S_IFLNK } from '../util/file-mode';
 
 const { ST } = native;
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
 /** Directory paths whose record is remembered (a cold walk touches every directory once). */
 const DIR_CACHE_MAX = 65536;
 
@@ -194,7 +193,7 @@ export class LayerIndex {
     st[ST.CTIME] = b.readIntLE(o + R.CTIME, 6);
     st[ST.CTIME_NS] = b.readUInt32LE(o + R.CTIME + 6);
     const type = mode & S_IFMT;
-    const device = type === 0o020000 || type === 0o060000;
+    const device = type === S_IFCHR || type === S_IFBLK;
     const x = device ? this.extra(rec) : 0;
     const major = device ? b.readUInt32LE(x) : 0;
     const minor = device ? b.readUInt32LE(x + 4) : 0;
@@ -235,8 +234,8 @@ export class LayerIndex {
     const mode = this.mode(rec) & S_IFMT;
     let p = this.extra(rec);
     // The xattrs follow the type's part of the extra area.
-    if (mode === S_IFDIR || mode === 0o020000 || mode === 0o060000) p += 8;
-    else if (mode === 0o120000) p += 4 + b.readUInt32LE(p);
+    if (mode === S_IFDIR || mode === S_IFCHR || mode === S_IFBLK) p += 8;
+    else if (mode === S_IFLNK) p += 4 + b.readUInt32LE(p);
     const n = b.readUInt16LE(p);
     p += 2;
     for (let i = 0; i < n; i++) {

@@ -7,11 +7,9 @@ import * as native from '../../native-shims';
 import { F } from '../layer-index/format';
 import type { LayerIndex } from '../layer-index/reader';
 import { hasMarkerWhiteout, isOpaqueDir, isWhiteout, overlayXattr, TRUSTED_MARKERS, USER_MARKERS, WH_PREFIX } from './whiteouts';
+import { S_IFMT, S_IFDIR, S_IFLNK } from '../util/file-mode';
 
 const E = os.constants.errno;
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
-const S_IFLNK = 0o120000;
 
 export type OverlayKey = 'opaque' | 'whiteout' | 'redirect';
 
