@@ -12,7 +12,7 @@ import { registerImageIoRoutes } from './routes-image-io';
 import { registerRegistryRoutes } from './routes-registry';
 import { badRequest } from './errors';
 import { Router, type ApiRequest } from './server';
-import type { CommitRequest, CreateRequest, Info, MountSpec, SystemDf } from './types';
+import type { CommitRequest, CreateRequest, EngineInfo, Info, MountSpec, SystemDf } from './types';
 
 export interface Services {
   root: StorageRoot;
@@ -25,6 +25,7 @@ export interface Services {
   log: Logger;
   version: string;
   backingFilesystem: string;
+  engine: () => EngineInfo;
   /** Per-registry CA files: <certsDir>/<host[:port]>/*.crt. */
   certsDir?: string;
   /** Registries (host[:port]) reached over plain HTTP or unverified TLS without --tls-verify=false. */
@@ -106,6 +107,7 @@ export function buildRouter(s: Services): Router {
       containers: counts.containers,
       containersMounted: counts.containersMounted,
       volumes: counts.volumes,
+      engine: s.engine(),
     };
   });
   r.add('GET', '/system/df', (): SystemDf => {

@@ -12,7 +12,10 @@ import { ImageService } from '../images/images';
 import { LayerStore } from '../layers/layer-store';
 import { createLogger, type Logger } from '../log';
 import { MountManager, clearStale } from '../mounts/mount-manager';
-import { configureEngine } from '../mounts/union-mount';
+import { configureEngine, fuseEngine } from '../mounts/union-mount';
+import { TakeoverRecord, takeOverMounts } from '../mounts/takeover';
+import { HolderClient, holderSocketPath } from '../holder/client';
+import { askToHandOver, handoverDone, handoverRequested } from './handover';
 import { Store } from '../store';
 import { VolumeService } from '../volumes/volumes';
 import { StorageRoot } from './root';
@@ -98,6 +101,8 @@ async function main(): Promise<void> {
     .option('insecure-registry', { type: 'string', array: true, default: [] as string[], describe: 'HOST[:PORT] reached over plain HTTP or unverified TLS (repeatable)' })
     .option('certs-dir', { type: 'string', default: process.env.STRATA_CERTS_DIR ?? '/etc/strata/certs.d', describe: 'per-registry CA files: DIR/<host[:port]>/*.crt (env STRATA_CERTS_DIR)' })
     .option('fuse-threads', { type: 'number', default: os.availableParallelism(), describe: 'threads serving all FUSE mounts (default: the number of CPUs)' })
+    .option('live-restore', { type: 'boolean', default: false, describe: 'leave container mounts served across a stop: the next stratad takes them over' })
+    .option('upgrade', { type: 'boolean', default: false, describe: 'take over from the stratad running on this root (it hands its mounts over and exits)' })
     .check((a) => {
       if (!Number.isInteger(a['fuse-threads']) || a['fuse-threads'] < 1 || a['fuse-threads'] > 256) throw new Error(`--fuse-threads must be an integer from 1 to 256, not ${a['fuse-threads']}`);
       return true;
@@ -109,8 +114,22 @@ async function main(): Promise<void> {
   const log = createLogger('stratad', { level: argv['log-level'], file: argv['log-file'] });
   configureEngine({ threads: argv['fuse-threads'], logLevel: argv['log-level'], logFile: argv['log-file'] });
   const root = new StorageRoot(path.resolve(argv.root));
+  if (argv.upgrade) await askToHandOver(root, log);
   root.open();
   const store = Store.open(root.database);
+  const startedAt = performance.now();
+
+  // Mounts kept alive by the fd holder are served again before anything looks at them: a stat of
+  // a mount nobody serves waits. Without a holder they were lost with it (a reboot, or the holder
+  // killed): their journals go, and recovery below mounts them afresh.
+  const runDir = path.join(root.dir, 'run');
+  fs.mkdirSync(runDir, { recursive: true, mode: 0o700 });
+  const journalDir = path.join(runDir, 'journals');
+  const holderSocket = holderSocketPath(root.dir);
+  let holder = HolderClient.existing(holderSocket);
+  if (holder === null) fs.rmSync(journalDir, { recursive: true, force: true });
+  holder ??= HolderClient.connect(holderSocket);
+  const takeovers = new TakeoverRecord(runDir);
 
   // Leftovers of a crash: mounts of interrupted builds, temp dirs, half-written layers.
   const stillMounted = clearStale(root.tmp).map((m) => m.mountPoint);
@@ -128,7 +147,12 @@ async function main(): Promise<void> {
   const volumes = new VolumeService(root, store, log);
   let containers: ContainerService | undefined;
   const mounts = new MountManager(log, (id) => containers?.markLost(id), { level: argv['log-level'], file: argv['log-file'] });
+  mounts.keepIn(holder, journalDir);
   containers = new ContainerService(root, store, images, layers, volumes, mounts, log);
+  const taken = await takeOverMounts(holder, mounts, (id) => store.containers.get(id) !== undefined, log);
+  for (const r of taken.resumed) containers.markTakenOver(r.id, mounts.mountpointOf(r.id)!);
+  if (taken.resumed.length > 0) takeovers.add(Math.round(performance.now() - startedAt), taken.resumed.length);
+  handoverDone(root);
   // Refuse a live socket before recovery remounts anything this process would then abandon.
   const socket = path.resolve(argv.socket);
   await claimSocket(socket);
@@ -136,7 +160,11 @@ async function main(): Promise<void> {
   if (recovered.remounted.length || recovered.failed.length) log.info(recovered, 'containers recovered after restart');
 
   const fsType = fs.statfsSync(root.dir).type;
-  const router = buildRouter({ root, store, images, containers, volumes, mounts, layers, log, version: version(), backingFilesystem: FS_NAMES[fsType] ?? `0x${fsType.toString(16)}`, certsDir: path.resolve(argv['certs-dir']), insecureRegistries: argv['insecure-registry'].map(String) });
+  const router = buildRouter({ root, store, images, containers, volumes, mounts, layers, log, version: version(), backingFilesystem: FS_NAMES[fsType] ?? `0x${fsType.toString(16)}`, engine: () => {
+    const e = fuseEngine().stats();
+    const t = takeovers.read();
+    return { threads: e.threads, maxThreads: fuseEngine().size, mountsServed: mounts.count, liveRestore: argv['live-restore'], holderPid: holder.pid, takeovers: t.takeovers, lastTakeover: t.last };
+  }, certsDir: path.resolve(argv['certs-dir']), insecureRegistries: argv['insecure-registry'].map(String) });
   const server = createApiServer(router, log);
   await listenPrivately(server, socket, log);
   log.info({ root: root.dir, socket }, 'stratad ready'); // pino adds pid itself
@@ -154,7 +182,15 @@ async function main(): Promise<void> {
     log.info({ reason }, 'stopping');
     server.close();
     server.closeAllConnections();
-    await mounts.unmountAll();
+    // Live restore, or an upgrade taking over: the mounts stay, kept by the holder for the next stratad.
+    if ((argv['live-restore'] && code === 0) || handoverRequested(root)) {
+      mounts.leaveMounted();
+      fuseEngine().stop();
+      log.info({ reason }, 'mounts left served for the next stratad');
+    } else {
+      await mounts.unmountAll();
+    }
+    holder.close();
     store.close();
     root.close();
     fs.rmSync(socket, { force: true });

@@ -18,6 +18,7 @@ import {
   type StatfsOut,
 } from '../fuse/filesystem';
 import { Fattr, WRITE_KILL_SUIDGID } from '../fuse/protocol';
+import type { Journal, JournalSnapshot, JournalState } from '../fuse/journal';
 import type { Logger } from '../log';
 import type { UnionConfig } from './config';
 import { CopyUp } from './copyup';
@@ -72,6 +73,8 @@ interface Handle {
   node: Node;
   /** The handle holds a reference on node.backingId. */
   backing: boolean;
+  /** Opened for writing (journaled, so a takeover reopens it the same way). */
+  write: boolean;
 }
 
 interface Alias {
@@ -93,6 +96,8 @@ export class UnionFs implements FuseFilesystem {
   private readonly aliases = new Map<Node, Alias[]>();
   private nextFh = 1;
   private channel: FuseChannel | null = null;
+  /** Nodes and handles handed to the kernel, for a process taking over the connection. */
+  private journal: Journal | null = null;
   private passthrough = false;
   private posixAcl = false;
   private readonly st = native.newStatArray();
@@ -158,6 +163,9 @@ export class UnionFs implements FuseFilesystem {
     this.channel = channel;
     this.passthrough = channel.passthrough;
     this.posixAcl = channel.posixAcl;
+    this.journal = channel.journal;
+    this.nodes.journal = channel.journal;
+    channel.journal?.setSnapshotSource({ write: (s) => this.snapshot(s), live: () => this.nodes.size + this.handles.size });
     // Modes arrive already masked by the request's umask, so creation runs with umask 0: in a
     // filesystem context of this thread's own, so that the process (the daemon's API, its
     // other mounts) keeps its umask.
@@ -291,6 +299,7 @@ export class UnionFs implements FuseFilesystem {
       if (next !== undefined) {
         node.parent = next.parent;
         node.name = next.name;
+        this.nodes.record(node);
       } else {
         this.nodes.detach(node);
       }
@@ -532,8 +541,9 @@ export class UnionFs implements FuseFilesystem {
     }
     const node = this.nodes.intern(parent, '', false, true, [], this.layers.realKey(st));
     node.unlinked = true;
-    const fh = this.addHandle(fd, node);
-    const open = this.withBacking(node, fh, fd, 0, 0, true);
+    this.journal?.detach(node.id);
+    const fh = this.addHandle(fd, node, true);
+    const open = this.recordOpen(fh, this.withBacking(node, fh, fd, 0, 0, true));
     native.fstatInto(fd, st);
     return [this.entry(node, st), open];
   }
@@ -765,11 +775,18 @@ export class UnionFs implements FuseFilesystem {
 
   // --- files ------------------------------------------------------------------------
 
-  private addHandle(fd: number, node: Node): number {
+  private addHandle(fd: number, node: Node, write: boolean): number {
     const fh = this.nextFh++;
-    this.handles.set(fh, { fd, node, backing: false });
+    this.handles.set(fh, { fd, node, backing: false, write });
     node.handles.add(fh);
     return fh;
+  }
+
+  /** Journals an open handle before the kernel learns of it. */
+  private recordOpen(fh: number, out: OpenOut): OpenOut {
+    const h = this.handles.get(fh);
+    if (h !== undefined) this.journal?.open(fh, h.node.id, h.write, out.backingId ?? 0);
+    return out;
   }
 
   /**
@@ -839,14 +856,14 @@ export class UnionFs implements FuseFilesystem {
     }
     const path = this.realPath(node);
     const fd = fs.openSync(path, (write ? O_RDWR : O_RDONLY) | (flags & O_TRUNC));
-    const fh = this.addHandle(fd, node);
+    const fh = this.addHandle(fd, node, write);
     // An O_TRUNC open truncates like SETATTR does; and a writer that must share an
     // existing passthrough backing cannot have set-id bits cleared on write later.
     if (killSuidGid || (write && node.backingRefs > 0 && ctx.uid !== 0)) this.dropSetIds(ctx, node, fh);
     const st = this.st;
     native.fstatInto(fd, st);
-    if ((st[ST.MODE] & S_IFMT) !== S_IFREG) return { fh };
-    return this.withBacking(node, fh, fd, st[ST.SIZE], st[ST.MODE], write);
+    if ((st[ST.MODE] & S_IFMT) !== S_IFREG) return this.recordOpen(fh, { fh });
+    return this.recordOpen(fh, this.withBacking(node, fh, fd, st[ST.SIZE], st[ST.MODE], write));
   }
 
   /**
@@ -897,6 +914,7 @@ export class UnionFs implements FuseFilesystem {
     const h = this.handles.get(fh);
     if (h === undefined) return;
     this.handles.delete(fh);
+    this.journal?.release(fh);
     fs.closeSync(h.fd);
     const node = h.node;
     node.handles.delete(fh);
@@ -989,5 +1007,73 @@ export class UnionFs implements FuseFilesystem {
     this.copy.copyUp(node, true);
     native.lremovexattr(this.upperPath(node), name);
   }
+  // --- takeover (fuse/journal.ts) -------------------------------------------------------
+
+  /** The live nodes and handles, for a compacted journal. */
+  private snapshot(s: JournalSnapshot): void {
+    for (const n of this.nodes.all()) {
+      if (n !== this.nodes.root) s.node(n.id, n.parent?.id ?? 0, n.name, n.ino, n.unlinked);
+    }
+    for (const [fh, h] of this.handles) s.open(fh, h.node.id, h.write, h.backing ? h.node.backingId : 0);
+  }
+
+  /**
+   * Rebuilds, after a takeover, the nodes and handles the kernel holds: each node found again
+   * by its name under its parent, each handle's backing file opened again. A node whose name is
+   * gone stays known (as unlinked) so the kernel's use of it fails cleanly; so does a handle of
+   * one (its passthrough data path, in the kernel, goes on working).
+   */
+  restore(state: JournalState): void {
+    const made = new Map<number, Node>([[this.nodes.root.id, this.nodes.root]]);
+    const build = (id: number, depth: number): Node | undefined => {
+      const done = made.get(id);
+      if (done !== undefined || depth > 4096) return done;
+      const rec = state.nodes.get(id);
+      if (rec === undefined) return undefined;
+      const parent = build(rec.parent, depth + 1);
+      let r: Resolved | null = null;
+      try {
+        if (parent !== undefined && parent.isDir && !parent.unlinked && !rec.detached) r = this.resolver.child(parent, rec.name);
+      } catch {
+        r = null;
+      }
+      let node: Node;
+      if (r === null) {
+        node = this.nodes.restore(id, parent ?? this.nodes.root, rec.name, false, false, [], 0, rec.ino, false);
+      } else {
+        const key = this.layers.realKey(r.st);
+        const unshared = !r.isDir && !r.upper && r.st[ST.NLINK] > 1;
+        if (!unshared && this.layers.unionIno(key) !== rec.ino) this.layers.rememberOrigin(key, rec.ino);
+        node = this.nodes.restore(id, parent!, rec.name, r.isDir, r.upper, r.lowers, key, rec.ino, unshared);
+      }
+      made.set(id, node);
+      return node;
+    };
+    for (const id of state.nodes.keys()) build(id, 0);
+    let lost = 0;
+    for (const [fh, h] of state.handles) {
+      this.nextFh = Math.max(this.nextFh, fh + 1);
+      const node = made.get(h.nodeid);
+      let fd = -1;
+      try {
+        if (node !== undefined) fd = fs.openSync(this.realPath(node), h.write ? O_RDWR : O_RDONLY);
+      } catch {
+        fd = -1;
+      }
+      if (node === undefined || fd < 0) {
+        lost++;
+        continue;
+      }
+      this.handles.set(fh, { fd, node, backing: h.backingId > 0, write: h.write });
+      node.handles.add(fh);
+      if (h.backingId > 0) {
+        node.backingId = h.backingId;
+        node.backingRefs++;
+        node.passthroughUsed = true;
+      }
+    }
+    this.log?.info({ nodes: made.size, handles: this.handles.size, lost }, 'union taken over');
+  }
+
 }
 
