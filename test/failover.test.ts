@@ -18,13 +18,14 @@ import type { ContainerSummary, Info } from '../daemon/api/types';
 const skip = missingCapability({ fuse: true });
 const CONTAINERS = 5;
 const WORKLOAD = () => path.join(repoRoot(), 'dist', 'test', 'lib', 'workload.js');
-const opts = { skip: skip ?? false, timeout: 240_000 };
+const opts = { skip: skip ?? false, timeout: 200_000 };
+const only = (name: string) => ({ ...opts, skip: skip ?? (process.env.FAILOVER_ONLY !== undefined && !name.includes(process.env.FAILOVER_ONLY)) }); // TMPDEBUG
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const DATA_FILES = ['held', 'sub/inner', ...Array.from({ length: 24 }, (_, i) => `d${i % 4}/e${i % 3}/f${i}`)];
 
 async function daemonWithContainers(t: Test, label: string, extraArgs: string[] = []): Promise<{ d: Daemon; mnts: string[] }> {
-  const d = await startDaemon(t, { label, extraArgs: ['--fuse-threads', '2', ...extraArgs] });
+  const d = await startDaemon(t, { label, extraArgs: ['--fuse-threads', '2', ...extraArgs], logLevel: process.env.FAILOVER_LOG ?? 'warn' });
   const rootfs = path.join(d.ws, 'rootfs');
   fs.mkdirSync(path.join(rootfs, 'etc'), { recursive: true });
   fs.writeFileSync(path.join(rootfs, 'etc', 'motd'), 'failover\n');
@@ -56,8 +57,11 @@ function fsyncedLines(mnt: string): number {
   }
 }
 
-async function startWorkloads(mnts: string[]): Promise<Running> {
+async function startWorkloads(t: Test, mnts: string[]): Promise<Running> {
   const procs = mnts.map((m) => spawn(process.execPath, [WORKLOAD(), m], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  t.teardown(() => {
+    for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  });
   const reports = procs.map(
     (p) =>
       new Promise<WorkloadReport>((resolve) => {
@@ -65,7 +69,7 @@ async function startWorkloads(mnts: string[]): Promise<Running> {
         let err = '';
         p.stdout!.on('data', (b: Buffer) => (out += b.toString()));
         p.stderr!.on('data', (b: Buffer) => (err += b.toString()));
-        p.once('exit', (code, signal) => {
+        p.once('close', (code, signal) => {
           try {
             resolve(JSON.parse(out.trim().split('\n').pop()!) as WorkloadReport);
           } catch {
@@ -79,13 +83,24 @@ async function startWorkloads(mnts: string[]): Promise<Running> {
   return { procs, reports };
 }
 
+/** Stops the workloads; one that does not stop within 20 s is stuck in a request nobody answers. */
 async function stopWorkloads(r: Running): Promise<WorkloadReport[]> {
   for (const p of r.procs) p.kill('SIGTERM');
-  return Promise.all(r.reports);
+  const stuck = (i: number): WorkloadReport => ({ fsynced: 0, reads: 0, checks: 0, maxPauseMs: 0, errors: [`workload ${i} is stuck (stack: ${stackOf(r.procs[i].pid!)})`] });
+  return Promise.all(r.reports.map((p, i) => Promise.race([p, delay(20_000).then(() => stuck(i))])));
+}
+
+function stackOf(pid: number): string {
+  try {
+    return fs.readdirSync(`/proc/${pid}/task`).map((task) => fs.readFileSync(`/proc/${pid}/task/${task}/stack`, 'utf8').split('\n')[2] ?? '').filter((l) => l.includes('fuse')).join('; ');
+  } catch {
+    return '?';
+  }
 }
 
 /** The workloads saw no error and every fsynced line is in the file once, in order. */
-function checkWorkloads(t: Test, mnts: string[], reports: WorkloadReport[]): void {
+function checkWorkloads(t: Test, mnts: string[], reports: WorkloadReport[], d?: Daemon): void {
+  if (d && reports.some((r) => r.errors.length)) t.comment(d.log().split('\n').filter((l) => /request failed|taken over|takeover/.test(l)).join('\n')); // TMPDEBUG
   reports.forEach((r, i) => {
     t.same(r.errors, [], `workload ${i}: no errors (${r.fsynced} lines fsynced, ${r.reads} reads, ${r.checks} cwd/open-file checks, longest pause ${Math.round(r.maxPauseMs)} ms)`);
     t.ok(r.fsynced > 10 && r.reads > 0 && r.checks > 0, `workload ${i} made progress`);
@@ -118,21 +133,26 @@ function stats(ms: number[]): string {
   return `p50 ${q(50)} ms, p99 ${q(99)} ms, max ${s[s.length - 1]} ms (${s.join(' ')})`;
 }
 
-t.test('SIGKILL of stratad at random moments: the workloads only pause', opts, async (t) => {
+t.test('SIGKILL of stratad at random moments: the workloads only pause', only('SIGKILL'), async (t) => {
   const { d, mnts } = await daemonWithContainers(t, 'failover');
-  const w = await startWorkloads(mnts);
+  const w = await startWorkloads(t, mnts);
   const times: number[] = [];
+  const inside: number[] = [];
   const t0 = Date.now();
   for (let i = 0; i < 10 || Date.now() - t0 < 25_000; i++) {
     await delay(500 + Math.random() * 2000);
-    const killedAt = performance.now();
+    const killedAt = Date.now();
     await d.kill('SIGKILL');
     await d.restart();
-    times.push(Math.round(performance.now() - killedAt));
+    const last = info(t, d).engine.lastTakeover;
+    // The takeover is over when the mounts are served again (recorded then), not when the API answers.
+    times.push(last ? Date.parse(last.at) - killedAt : -1);
+    inside.push(last?.ms ?? -1);
   }
   const reports = await stopWorkloads(w);
-  t.comment(`${times.length} kills; kill to served again: ${stats(times)}`);
-  checkWorkloads(t, mnts, reports);
+  t.comment(`${times.length} kills; kill to mounts served again: ${stats(times)}`);
+  t.comment(`of which stratad's own start to takeover done: ${stats(inside)}`);
+  checkWorkloads(t, mnts, reports, d);
   checkMounts(t, d, mnts);
   const e = info(t, d).engine;
   t.equal(e.takeovers, times.length, 'info counts every takeover');
@@ -140,9 +160,9 @@ t.test('SIGKILL of stratad at random moments: the workloads only pause', opts, a
   t.ok(e.holderPid > 0 && d.holderPids().includes(e.holderPid), 'info names the fd holder');
 });
 
-t.test('live restore: stop and start ten times; upgrade ten times', opts, async (t) => {
+t.test('live restore: stop and start ten times; upgrade ten times', only('live'), async (t) => {
   const { d, mnts } = await daemonWithContainers(t, 'liverestore', ['--live-restore']);
-  const w = await startWorkloads(mnts);
+  const w = await startWorkloads(t, mnts);
   const restarts: number[] = [];
   for (let i = 0; i < 10; i++) {
     await delay(200 + Math.random() * 500);
@@ -161,7 +181,7 @@ t.test('live restore: stop and start ten times; upgrade ten times', opts, async 
   const reports = await stopWorkloads(w);
   t.comment(`live-restore stop+start: ${stats(restarts)}`);
   t.comment(`upgrades: ${stats(upgrades)}`);
-  checkWorkloads(t, mnts, reports);
+  checkWorkloads(t, mnts, reports, d);
   checkMounts(t, d, mnts);
   t.equal(info(t, d).engine.takeovers, 20, 'twenty takeovers');
   // Without --live-restore a stop unmounts as before, and the holder goes.
@@ -169,7 +189,7 @@ t.test('live restore: stop and start ten times; upgrade ten times', opts, async 
   await d.restart(); // takes over once more (started with --live-restore)
 });
 
-t.test('holder killed too: start-up recovery mounts again', opts, async (t) => {
+t.test('holder killed too: start-up recovery mounts again', only('holder'), async (t) => {
   const { d, mnts } = await daemonWithContainers(t, 'holderloss');
   fs.writeFileSync(path.join(mnts[0], 'kept'), 'kept\n');
   const holders = d.holderPids();

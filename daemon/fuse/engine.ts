@@ -66,6 +66,18 @@ export class FuseEngine {
     for (const t of this.threads) this.send(t, { type: 'quit' });
   }
 
+  /**
+   * Stops every thread once it has answered the request it is serving, and resolves when all
+   * have ended (within `limitMs`): the connections, unread, are left to whoever takes them over.
+   */
+  async quit(limitMs = 2_000): Promise<void> {
+    const exits = this.threads.map((t) => new Promise<void>((resolve) => t.worker.once('exit', () => resolve())));
+    this.stop();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(exits), new Promise<void>((r) => (timer = setTimeout(r, limitMs)))]);
+    clearTimeout(timer);
+  }
+
   /** Threads running now and the connections they serve. */
   stats(): { threads: number; connections: number } {
     return { threads: this.threads.length, connections: this.conns.size };

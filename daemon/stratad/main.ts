@@ -1,23 +1,20 @@
 // stratad: the strata daemon. Owns the storage root, serves the API on a Unix
 // socket, and serves every container's union mount from one pool of FUSE threads.
+//
+// Start-up takes the mounts kept by the fd holder over first, with only the modules that needs
+// loaded; SQLite, the services and the API are loaded after (processes in the containers wait
+// meanwhile).
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import yargs from 'yargs';
-import { buildRouter } from '../api/routes';
-import { createApiServer } from '../api/server';
-import { ContainerService } from '../containers/containers';
-import { ImageService } from '../images/images';
-import { LayerStore } from '../layers/layer-store';
+import type { ContainerService } from '../containers/containers';
 import { createLogger, type Logger } from '../log';
 import { MountManager, clearStale } from '../mounts/mount-manager';
 import { configureEngine, fuseEngine } from '../mounts/union-mount';
 import { TakeoverRecord, takeOverMounts } from '../mounts/takeover';
 import { HolderClient, holderSocketPath } from '../holder/client';
+import { USAGE, UsageError, parseDaemonArgs, type DaemonArgs } from './args';
 import { askToHandOver, handoverDone, handoverRequested } from './handover';
-import { Store } from '../store';
-import { VolumeService } from '../volumes/volumes';
 import { StorageRoot } from './root';
 
 const DEFAULT_ROOT = '/var/lib/strata';
@@ -90,34 +87,28 @@ async function listenPrivately(server: net.Server, socket: string, log: Logger):
   }
 }
 
-async function main(): Promise<void> {
-  const argv = yargs(process.argv.slice(2))
-    .scriptName('stratad')
-    .usage('$0 [options]: the strata daemon')
-    .option('root', { type: 'string', default: process.env.STRATA_ROOT ?? DEFAULT_ROOT, describe: 'storage root (env STRATA_ROOT)' })
-    .option('socket', { type: 'string', default: process.env.STRATA_SOCKET ?? DEFAULT_SOCKET, describe: 'API socket (env STRATA_SOCKET)' })
-    .option('log-level', { type: 'string', default: process.env.STRATA_LOG_LEVEL ?? 'info', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] })
-    .option('log-file', { type: 'string', describe: 'also write logs here (JSON lines)' })
-    .option('insecure-registry', { type: 'string', array: true, default: [] as string[], describe: 'HOST[:PORT] reached over plain HTTP or unverified TLS (repeatable)' })
-    .option('certs-dir', { type: 'string', default: process.env.STRATA_CERTS_DIR ?? '/etc/strata/certs.d', describe: 'per-registry CA files: DIR/<host[:port]>/*.crt (env STRATA_CERTS_DIR)' })
-    .option('fuse-threads', { type: 'number', default: os.availableParallelism(), describe: 'threads serving all FUSE mounts (default: the number of CPUs)' })
-    .option('live-restore', { type: 'boolean', default: false, describe: 'leave container mounts served across a stop: the next stratad takes them over' })
-    .option('upgrade', { type: 'boolean', default: false, describe: 'take over from the stratad running on this root (it hands its mounts over and exits)' })
-    .check((a) => {
-      if (!Number.isInteger(a['fuse-threads']) || a['fuse-threads'] < 1 || a['fuse-threads'] > 256) throw new Error(`--fuse-threads must be an integer from 1 to 256, not ${a['fuse-threads']}`);
-      return true;
-    })
-    .version(version())
-    .strict()
-    .parseSync();
+function commandLine(): DaemonArgs {
+  try {
+    const a = parseDaemonArgs(process.argv.slice(2));
+    if (a === 'help') process.stdout.write(USAGE);
+    if (a === 'version') process.stdout.write(`${version()}\n`);
+    if (typeof a === 'string') process.exit(0);
+    return a;
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`${USAGE}\nstratad: ${err.message}\n`);
+    process.exit(2);
+  }
+}
 
-  const log = createLogger('stratad', { level: argv['log-level'], file: argv['log-file'] });
-  configureEngine({ threads: argv['fuse-threads'], logLevel: argv['log-level'], logFile: argv['log-file'] });
+async function main(): Promise<void> {
+  const startedAt = performance.now();
+  const argv = commandLine();
+  const log = createLogger('stratad', { level: argv.logLevel, file: argv.logFile });
+  configureEngine({ threads: argv.fuseThreads, logLevel: argv.logLevel, logFile: argv.logFile });
   const root = new StorageRoot(path.resolve(argv.root));
   if (argv.upgrade) await askToHandOver(root, log);
   root.open();
-  const store = Store.open(root.database);
-  const startedAt = performance.now();
 
   // Mounts kept alive by the fd holder are served again before anything looks at them: a stat of
   // a mount nobody serves waits. Without a holder they were lost with it (a reboot, or the holder
@@ -130,6 +121,22 @@ async function main(): Promise<void> {
   if (holder === null) fs.rmSync(journalDir, { recursive: true, force: true });
   holder ??= HolderClient.connect(holderSocket);
   const takeovers = new TakeoverRecord(runDir);
+  let containers: ContainerService | undefined;
+  const mounts = new MountManager(log, (id) => containers?.markLost(id), { level: argv.logLevel, file: argv.logFile });
+  mounts.keepIn(holder, journalDir);
+  // A container that was removed has no directory any more: its kept mount, if any, is ended.
+  const taken = await takeOverMounts(holder, mounts, (id) => fs.existsSync(root.containerDir(id)), log);
+  if (taken.resumed.length > 0) takeovers.add(Math.round(performance.now() - startedAt), taken.resumed.length);
+  handoverDone(root);
+
+  const { Store } = await import('../store');
+  const { LayerStore } = await import('../layers/layer-store');
+  const { ImageService } = await import('../images/images');
+  const { VolumeService } = await import('../volumes/volumes');
+  const { ContainerService } = await import('../containers/containers');
+  const { buildRouter } = await import('../api/routes');
+  const { createApiServer } = await import('../api/server');
+  const store = Store.open(root.database);
 
   // Leftovers of a crash: mounts of interrupted builds, temp dirs, half-written layers.
   const stillMounted = clearStale(root.tmp).map((m) => m.mountPoint);
@@ -145,14 +152,12 @@ async function main(): Promise<void> {
 
   const images = new ImageService(store, layers, log);
   const volumes = new VolumeService(root, store, log);
-  let containers: ContainerService | undefined;
-  const mounts = new MountManager(log, (id) => containers?.markLost(id), { level: argv['log-level'], file: argv['log-file'] });
-  mounts.keepIn(holder, journalDir);
   containers = new ContainerService(root, store, images, layers, volumes, mounts, log);
-  const taken = await takeOverMounts(holder, mounts, (id) => store.containers.get(id) !== undefined, log);
-  for (const r of taken.resumed) containers.markTakenOver(r.id, mounts.mountpointOf(r.id)!);
-  if (taken.resumed.length > 0) takeovers.add(Math.round(performance.now() - startedAt), taken.resumed.length);
-  handoverDone(root);
+  for (const r of taken.resumed) {
+    // Lost while being taken over: recovery below mounts it afresh.
+    const at = mounts.mountpointOf(r.id);
+    if (at !== undefined) containers.markTakenOver(r.id, at);
+  }
   // Refuse a live socket before recovery remounts anything this process would then abandon.
   const socket = path.resolve(argv.socket);
   await claimSocket(socket);
@@ -163,8 +168,8 @@ async function main(): Promise<void> {
   const router = buildRouter({ root, store, images, containers, volumes, mounts, layers, log, version: version(), backingFilesystem: FS_NAMES[fsType] ?? `0x${fsType.toString(16)}`, engine: () => {
     const e = fuseEngine().stats();
     const t = takeovers.read();
-    return { threads: e.threads, maxThreads: fuseEngine().size, mountsServed: mounts.count, liveRestore: argv['live-restore'], holderPid: holder.pid, takeovers: t.takeovers, lastTakeover: t.last };
-  }, certsDir: path.resolve(argv['certs-dir']), insecureRegistries: argv['insecure-registry'].map(String) });
+    return { threads: e.threads, maxThreads: fuseEngine().size, mountsServed: mounts.count, liveRestore: argv.liveRestore, holderPid: holder.pid, takeovers: t.takeovers, lastTakeover: t.last };
+  }, certsDir: path.resolve(argv.certsDir), insecureRegistries: argv.insecureRegistry });
   const server = createApiServer(router, log);
   await listenPrivately(server, socket, log);
   log.info({ root: root.dir, socket }, 'stratad ready'); // pino adds pid itself
@@ -183,9 +188,9 @@ async function main(): Promise<void> {
     server.close();
     server.closeAllConnections();
     // Live restore, or an upgrade taking over: the mounts stay, kept by the holder for the next stratad.
-    if ((argv['live-restore'] && code === 0) || handoverRequested(root)) {
+    if ((argv.liveRestore && code === 0) || handoverRequested(root)) {
       mounts.leaveMounted();
-      fuseEngine().stop();
+      await fuseEngine().quit(); // before the root is let go: the next stratad must be the only server
       log.info({ reason }, 'mounts left served for the next stratad');
     } else {
       await mounts.unmountAll();

@@ -7,8 +7,9 @@ import type { Journal } from '../fuse/journal';
 
 const E = os.constants.errno;
 /**
- * The lookup count of a node rebuilt after a takeover: the kernel's count is unknown, so the node
- * lives until the kernel forgets it (its FORGET carries its whole count), whatever that count.
+ * The lookup count of a node rebuilt after a takeover. The kernel's count is unknown, and a FORGET
+ * cannot tell which of the lookups since the takeover it covers (an inode evicted and looked up
+ * again has a count of its own), so such a node stays: a few bytes kept, never an ESTALE.
  */
 const UNKNOWN_LOOKUPS = 2 ** 52;
 
@@ -196,7 +197,7 @@ export class NodeTable {
   forget(id: number, nlookup: number): Node | undefined {
     const n = this.byId.get(id);
     if (n === undefined || n === this.root) return undefined;
-    n.nlookup = n.nlookup >= UNKNOWN_LOOKUPS / 2 ? 0 : n.nlookup - nlookup;
+    n.nlookup -= nlookup;
     if (n.nlookup > 0 || n.handles.size > 0) return undefined;
     this.drop(n);
     return n;

@@ -810,7 +810,9 @@ export class UnionFs implements FuseFilesystem {
       const keepCache = !node.passthroughUsed;
       node.passthroughUsed = false;
       if (!keepCache) node.pagesStored = false;
-      else if (!write && !node.pagesStored && size > 0) this.storePages(node, fd, size);
+      // Only for the sole open handle: a read through another one may hold the very pages locked
+      // while it waits for a READ this thread would never get to answer (the store would wait too).
+      else if (!write && !node.pagesStored && size > 0 && node.handles.size <= 1) this.storePages(node, fd, size);
       // Served reads of a large file: a wider readahead on the backing file keeps the disk ahead of them.
       if (!write && size >= PASSTHROUGH_MIN_SIZE) native.fadvise(fd, 0, 0, native.POSIX_FADV_SEQUENTIAL);
       return { fh, keepCache };

@@ -51,11 +51,23 @@ const CLEAN_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 
 /** Daemons of this process still running: SIGKILLed if the test process exits without its teardowns. */
 const liveDaemons = new Set<ChildProcess>();
+/** Roots of the daemons of this process (their fd holders are killed at exit). */
+const liveRoots = new Set<string>();
 let exitHooked = false;
 function hookExit(): void {
   if (exitHooked) return;
   exitHooked = true;
   process.on('exit', () => {
+    // A daemon with --live-restore leaves its mounts to the holder: end them with it.
+    for (const root of liveRoots) {
+      for (const pid of holderPids(root)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    }
     for (const p of liveDaemons) {
       try {
         p.kill('SIGKILL');
@@ -149,6 +161,7 @@ export async function startDaemon(
   let exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> = Promise.resolve({ code: null, signal: null });
   let isRunning = false;
 
+  liveRoots.add(root);
   const start = async (more: string[] = [], before?: Promise<unknown>): Promise<void> => {
     const fd = fs.openSync(logFile, 'a');
     // env -i and sh both exec: the pid is the daemon's

@@ -110,6 +110,7 @@ function main(): void {
   const stop = new SharedArrayBuffer(4);
   const flag = new Int32Array(stop);
   const report: WorkloadReport = { fsynced: 0, reads: 0, checks: 0, errors: [], maxPauseMs: 0 };
+  fs.mkdirSync(path.join(mnt, 'log'), { recursive: true }); // before the reader looks at it
   const finished: Promise<void>[] = (['writer', 'reader'] as const).map(
     (role) =>
       new Promise<void>((resolve) => {
@@ -144,14 +145,16 @@ function main(): void {
     if (Atomics.load(flag, 0) !== 0) clearInterval(timer);
   }, 20);
 
+  // Stopped by SIGTERM, or by the first error: the report is printed once every thread is done.
   const end = () => {
     Atomics.store(flag, 0, 1);
     clearInterval(timer);
-    void Promise.all(finished).then(() => {
-      fs.writeSync(1, JSON.stringify(report) + '\n'); // before exit: a pipe write may be left pending
-      process.exit(0);
-    });
   };
+  void Promise.all(finished).then(() => {
+    clearInterval(timer);
+    fs.writeSync(1, JSON.stringify(report) + '\n'); // before exit: a pipe write may be left pending
+    process.exit(0);
+  });
   process.once('SIGTERM', end);
   process.once('SIGINT', end);
 }
