@@ -6,109 +6,22 @@
 import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { runOk } from './lib/exec';
-import { startDaemon, type Daemon } from './lib/daemon';
+import type { Daemon } from './lib/daemon';
 import { ok } from './lib/expect';
-import { missingCapability, repoRoot } from './lib/mount';
+import { CONTAINERS, daemonWithContainers, percentiles, startWorkloads, stopWorkloads, workloadProblems } from './lib/failover';
+import { missingCapability } from './lib/mount';
 import { listMounts } from './lib/mounts';
-import { dataFileContent, type WorkloadReport } from './lib/workload';
+import type { WorkloadReport } from './lib/workload';
 import type { ContainerSummary, Info } from '../daemon/api/types';
 
 const skip = missingCapability({ fuse: true });
-const CONTAINERS = 5;
-const WORKLOAD = () => path.join(repoRoot(), 'dist', 'test', 'lib', 'workload.js');
 const opts = { skip: skip ?? false, timeout: 200_000 };
-const only = (name: string) => ({ ...opts, skip: skip ?? (process.env.FAILOVER_ONLY !== undefined && !name.includes(process.env.FAILOVER_ONLY)) }); // TMPDEBUG
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const DATA_FILES = ['held', 'sub/inner', ...Array.from({ length: 24 }, (_, i) => `d${i % 4}/e${i % 3}/f${i}`)];
-
-async function daemonWithContainers(t: Test, label: string, extraArgs: string[] = []): Promise<{ d: Daemon; mnts: string[] }> {
-  const d = await startDaemon(t, { label, extraArgs: ['--fuse-threads', '2', ...extraArgs], logLevel: process.env.FAILOVER_LOG ?? 'warn' });
-  const rootfs = path.join(d.ws, 'rootfs');
-  fs.mkdirSync(path.join(rootfs, 'etc'), { recursive: true });
-  fs.writeFileSync(path.join(rootfs, 'etc', 'motd'), 'failover\n');
-  for (const rel of DATA_FILES) {
-    fs.mkdirSync(path.dirname(path.join(rootfs, 'data', rel)), { recursive: true });
-    fs.writeFileSync(path.join(rootfs, 'data', rel), dataFileContent(rel));
-  }
-  const tar = path.join(d.ws, 'base.tar');
-  runOk('tar', ['--numeric-owner', '-C', rootfs, '-cf', tar, '.']);
-  ok(t, d.cli(['image', 'import', tar, 'base:1']), 'image import');
-  const mnts: string[] = [];
-  for (let i = 0; i < CONTAINERS; i++) {
-    ok(t, d.cli(['container', 'create', '--name', `w${i}`, 'base:1']), `create w${i}`);
-    mnts.push(ok(t, d.cli(['container', 'mount', `w${i}`]), `mount w${i}`));
-  }
-  return { d, mnts };
-}
-
-interface Running {
-  procs: ChildProcess[];
-  reports: Promise<WorkloadReport>[];
-}
-
-function fsyncedLines(mnt: string): number {
-  try {
-    return fs.readFileSync(path.join(mnt, 'log', 'lines'), 'utf8').split('\n').length - 1;
-  } catch {
-    return 0;
-  }
-}
-
-async function startWorkloads(t: Test, mnts: string[]): Promise<Running> {
-  const procs = mnts.map((m) => spawn(process.execPath, [WORKLOAD(), m], { stdio: ['ignore', 'pipe', 'pipe'] }));
-  t.teardown(() => {
-    for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-  });
-  const reports = procs.map(
-    (p) =>
-      new Promise<WorkloadReport>((resolve) => {
-        let out = '';
-        let err = '';
-        p.stdout!.on('data', (b: Buffer) => (out += b.toString()));
-        p.stderr!.on('data', (b: Buffer) => (err += b.toString()));
-        p.once('close', (code, signal) => {
-          try {
-            resolve(JSON.parse(out.trim().split('\n').pop()!) as WorkloadReport);
-          } catch {
-            resolve({ fsynced: 0, reads: 0, checks: 0, maxPauseMs: 0, errors: [`workload exited (${code ?? signal}) without a report: ${err.trim()}`] });
-          }
-        });
-      }),
-  );
-  const deadline = Date.now() + 30_000;
-  while (mnts.some((m) => fsyncedLines(m) < 5) && Date.now() < deadline) await delay(20);
-  return { procs, reports };
-}
-
-/** Stops the workloads; one that does not stop within 20 s is stuck in a request nobody answers. */
-async function stopWorkloads(r: Running): Promise<WorkloadReport[]> {
-  for (const p of r.procs) p.kill('SIGTERM');
-  const stuck = (i: number): WorkloadReport => ({ fsynced: 0, reads: 0, checks: 0, maxPauseMs: 0, errors: [`workload ${i} is stuck (stack: ${stackOf(r.procs[i].pid!)})`] });
-  return Promise.all(r.reports.map((p, i) => Promise.race([p, delay(20_000).then(() => stuck(i))])));
-}
-
-function stackOf(pid: number): string {
-  try {
-    return fs.readdirSync(`/proc/${pid}/task`).map((task) => fs.readFileSync(`/proc/${pid}/task/${task}/stack`, 'utf8').split('\n')[2] ?? '').filter((l) => l.includes('fuse')).join('; ');
-  } catch {
-    return '?';
-  }
-}
-
 /** The workloads saw no error and every fsynced line is in the file once, in order. */
-function checkWorkloads(t: Test, mnts: string[], reports: WorkloadReport[], d?: Daemon): void {
-  if (d && reports.some((r) => r.errors.length)) t.comment(d.log().split('\n').filter((l) => /request failed|taken over|takeover/.test(l)).join('\n')); // TMPDEBUG
+function checkWorkloads(t: Test, mnts: string[], reports: WorkloadReport[]): void {
   reports.forEach((r, i) => {
-    t.same(r.errors, [], `workload ${i}: no errors (${r.fsynced} lines fsynced, ${r.reads} reads, ${r.checks} cwd/open-file checks, longest pause ${Math.round(r.maxPauseMs)} ms)`);
-    t.ok(r.fsynced > 10 && r.reads > 0 && r.checks > 0, `workload ${i} made progress`);
-    const lines = fs.readFileSync(path.join(mnts[i], 'log', 'lines'), 'utf8').split('\n');
-    t.equal(lines.pop(), '', 'the file ends with a whole line');
-    const bad = lines.findIndex((l, k) => l !== String(k + 1));
-    t.equal(bad, -1, `workload ${i}: lines are 1..${lines.length} exactly once, in order${bad >= 0 ? ` (line ${bad + 1} is ${JSON.stringify(lines[bad])})` : ''}`);
-    t.ok(lines.length >= r.fsynced, `workload ${i}: all ${r.fsynced} fsynced lines are there`);
+    t.same(workloadProblems(mnts[i], r), [], `workload ${i}: no errors, every fsynced line once and in order (${r.fsynced} lines fsynced, ${r.reads} reads, ${r.checks} cwd/open-file checks, longest pause ${Math.round(r.maxPauseMs)} ms)`);
   });
 }
 
@@ -128,12 +41,11 @@ function info(t: Test, d: Daemon): Info {
 }
 
 function stats(ms: number[]): string {
-  const s = [...ms].sort((a, b) => a - b);
-  const q = (p: number) => s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
-  return `p50 ${q(50)} ms, p99 ${q(99)} ms, max ${s[s.length - 1]} ms (${s.join(' ')})`;
+  const p = percentiles(ms);
+  return `p50 ${p.p50} ms, p99 ${p.p99} ms, max ${p.max} ms (${[...ms].sort((a, b) => a - b).join(' ')})`;
 }
 
-t.test('SIGKILL of stratad at random moments: the workloads only pause', only('SIGKILL'), async (t) => {
+t.test('SIGKILL of stratad at random moments: the workloads only pause', opts, async (t) => {
   const { d, mnts } = await daemonWithContainers(t, 'failover');
   const w = await startWorkloads(t, mnts);
   const times: number[] = [];
@@ -152,7 +64,7 @@ t.test('SIGKILL of stratad at random moments: the workloads only pause', only('S
   const reports = await stopWorkloads(w);
   t.comment(`${times.length} kills; kill to mounts served again: ${stats(times)}`);
   t.comment(`of which stratad's own start to takeover done: ${stats(inside)}`);
-  checkWorkloads(t, mnts, reports, d);
+  checkWorkloads(t, mnts, reports);
   checkMounts(t, d, mnts);
   const e = info(t, d).engine;
   t.equal(e.takeovers, times.length, 'info counts every takeover');
@@ -160,7 +72,7 @@ t.test('SIGKILL of stratad at random moments: the workloads only pause', only('S
   t.ok(e.holderPid > 0 && d.holderPids().includes(e.holderPid), 'info names the fd holder');
 });
 
-t.test('live restore: stop and start ten times; upgrade ten times', only('live'), async (t) => {
+t.test('live restore: stop and start ten times; upgrade ten times', opts, async (t) => {
   const { d, mnts } = await daemonWithContainers(t, 'liverestore', ['--live-restore']);
   const w = await startWorkloads(t, mnts);
   const restarts: number[] = [];
@@ -181,7 +93,7 @@ t.test('live restore: stop and start ten times; upgrade ten times', only('live')
   const reports = await stopWorkloads(w);
   t.comment(`live-restore stop+start: ${stats(restarts)}`);
   t.comment(`upgrades: ${stats(upgrades)}`);
-  checkWorkloads(t, mnts, reports, d);
+  checkWorkloads(t, mnts, reports);
   checkMounts(t, d, mnts);
   t.equal(info(t, d).engine.takeovers, 20, 'twenty takeovers');
   // Without --live-restore a stop unmounts as before, and the holder goes.
@@ -189,7 +101,7 @@ t.test('live restore: stop and start ten times; upgrade ten times', only('live')
   await d.restart(); // takes over once more (started with --live-restore)
 });
 
-t.test('holder killed too: start-up recovery mounts again', only('holder'), async (t) => {
+t.test('holder killed too: start-up recovery mounts again', opts, async (t) => {
   const { d, mnts } = await daemonWithContainers(t, 'holderloss');
   fs.writeFileSync(path.join(mnts[0], 'kept'), 'kept\n');
   const holders = d.holderPids();

@@ -273,7 +273,7 @@ export class FuseSession implements FuseChannel {
         this.log('error', 'request failed', { opcode, nodeid, err: err instanceof Error ? err.stack : String(err) });
         this.replyError(E.EIO);
       } else {
-        if (errno === E.EIO || errno === E.ESTALE) this.log('warn', 'request failed', { opcode, nodeid, err: String(err) }); // TMPDEBUG
+        if (errno === E.EIO) this.log('warn', 'request failed with EIO', { opcode, nodeid, err: String(err) });
         this.replyError(errno);
       }
     }
