@@ -6,6 +6,7 @@
 import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import type { Daemon } from './lib/daemon';
 import { ok } from './lib/expect';
 import { CONTAINERS, daemonWithContainers, percentiles, startWorkloads, stopWorkloads, workloadProblems } from './lib/failover';
@@ -66,6 +67,7 @@ t.test('SIGKILL of stratad at random moments: the workloads only pause', opts, a
   t.comment(`of which stratad's own start to takeover done: ${stats(inside)}`);
   checkWorkloads(t, mnts, reports);
   checkMounts(t, d, mnts);
+  t.match(ok(t, d.cli(['ps']), 'ps'), /Mounted \(taken over\)/, 'ps: the mounts were taken over');
   const e = info(t, d).engine;
   t.equal(e.takeovers, times.length, 'info counts every takeover');
   t.equal(e.mountsServed, CONTAINERS, 'info: mounts served');
@@ -120,4 +122,11 @@ t.test('holder killed too: start-up recovery mounts again', opts, async (t) => {
   checkMounts(t, d, mnts);
   t.equal(fs.readFileSync(path.join(mnts[0], 'kept'), 'utf8'), 'kept\n', 'what was written is there');
   t.equal(info(t, d).engine.takeovers, 0, 'nothing was taken over');
+  const ps = () => ok(t, d.cli(['ps', '-a', '--format', 'json']), 'ps -a').trim().split('\n').map((l) => JSON.parse(l) as ContainerSummary);
+  t.same(ps().map((c) => c.mountStatus ?? null), Array(CONTAINERS).fill(null), 'mounted afresh: neither taken over nor lost');
+  // A mount that goes away without an unmount is lost, and ps says so.
+  execFileSync('umount', ['-l', mnts[4]]);
+  const deadline = Date.now() + 10_000;
+  while (ps().find((c) => c.mountpoint === null && c.mountStatus === 'lost') === undefined && Date.now() < deadline) await delay(100);
+  t.match(ok(t, d.cli(['ps', '-a']), 'ps -a'), /\bLost\b/, 'ps -a: the mount unmounted from outside is Lost');
 });

@@ -131,6 +131,12 @@ export interface ContainerSummary {
   startedAt: string | null;
   finishedAt: string | null;
   exitCode: number | null;
+  /**
+   * 'taken-over': mounted, and served by this stratad after taking the mount over from the fd
+   * holder (a crash, live restore or upgrade of the previous one); 'lost': its mount ended without
+   * an unmount (the holder gone too, or unmounted from outside) and could not be mounted again.
+   */
+  mountStatus?: 'taken-over' | 'lost' | null;
 }
 
 export interface ContainerInspect extends ContainerSummary {

@@ -289,6 +289,7 @@ export class ContainerService {
       startedAt: c.started ?? null,
       finishedAt: c.finished ?? null,
       exitCode: c.exitCode ?? null,
+      mountStatus: this.mounts.mountStatus(c.id),
     };
   }
 
@@ -364,6 +365,7 @@ export class ContainerService {
         remounted.push(c.id);
       } catch (err) {
         this.log.error({ container: c.id, err: String(err) }, 'remount after restart failed');
+        this.mounts.noteLost(c.id);
         this.store.containers.setState(c.id, 'created');
         failed.push(c.id);
       }

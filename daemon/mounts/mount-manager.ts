@@ -29,6 +29,8 @@ const MS_REMOUNT = 32;
 
 export class MountManager {
   private readonly active = new Map<string, Active>();
+  /** Containers whose mount was taken over, or lost (for `ps`). */
+  private readonly history = new Map<string, 'taken-over' | 'lost'>();
   private passthroughSeen = false;
   /** Where mounts are kept so that they outlive this process (null: they end with it). */
   private hold: { holder: HolderClient; journalDir: string } | null = null;
@@ -68,6 +70,16 @@ export class MountManager {
     return this.workerLog;
   }
 
+  /** How the container's mount came to be served, or went away (null: mounted here, or never). */
+  mountStatus(id: string): 'taken-over' | 'lost' | null {
+    return this.history.get(id) ?? null;
+  }
+
+  /** A mount that did not survive (recovery could not mount it again). */
+  noteLost(id: string): void {
+    this.history.set(id, 'lost');
+  }
+
   mountpointOf(id: string): string | undefined {
     return this.active.get(id)?.union.mountpoint;
   }
@@ -75,6 +87,7 @@ export class MountManager {
   /** A mount another process served, now served here (takeover.ts). */
   adopt(id: string, union: RunningMount): void {
     this.passthroughSeen ||= union.passthrough;
+    this.history.set(id, 'taken-over');
     this.track(id, { union, binds: null });
   }
 
@@ -86,6 +99,7 @@ export class MountManager {
       if (this.active.get(id) === entry) {
         this.active.delete(id);
         entry.union.forget();
+        this.history.set(id, 'lost');
         this.log.warn({ container: id, mountpoint: target }, 'container mount went away');
         this.onLost(id);
       }
@@ -108,6 +122,7 @@ export class MountManager {
   ): Promise<void> {
     // No redirects: a container's upper dir must hold every change by itself, as a layer (commit) needs.
     const cfg = resolveConfig({ lowers: layers.lowers, upper: layers.upper, work: layers.work, redirectDir: false });
+    this.history.delete(id);
     const union = await startUnionMount(cfg, target, { fsname: `strata-${id.slice(0, 12)}`, logLevel: this.workerLog.level, logFile: this.workerLog.file, hold: this.holdFor(id) });
     this.passthroughSeen ||= union.passthrough;
     const made: string[] = [];
