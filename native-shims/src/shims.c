@@ -829,6 +829,15 @@ static bool fd_and_buffer(napi_env env, napi_value *argv, int32_t *fd, void **da
   return true;
 }
 
+/* Argument 3, a byte count within a Buffer of `len` bytes; false with a RangeError pending. */
+static bool arg_len_within(napi_env env, napi_value v, size_t len, uint32_t *count) {
+  if (napi_get_value_uint32(env, v, count) != napi_ok || *count > len) {
+    napi_throw_range_error(env, NULL, "argument 3 must be a length within the Buffer");
+    return false;
+  }
+  return true;
+}
+
 /* read(2) into a Buffer without throwing: bytes read, or -errno (e.g. -EAGAIN). */
 static napi_value js_read_into(napi_env env, napi_callback_info info) {
   napi_value argv[2];
@@ -848,10 +857,7 @@ static napi_value js_write_from(napi_env env, napi_callback_info info) {
   void *data;
   size_t len;
   if (!get_args(env, info, 3, argv) || !fd_and_buffer(env, argv, &fd, &data, &len)) return NULL;
-  if (napi_get_value_uint32(env, argv[2], &count) != napi_ok || count > len) {
-    napi_throw_range_error(env, NULL, "argument 3 must be a length within the Buffer");
-    return NULL;
-  }
+  if (!arg_len_within(env, argv[2], len, &count)) return NULL;
   ssize_t n = write(fd, data, count);
   return ret_int32(env, n >= 0 ? (int32_t)n : -errno);
 }
@@ -1096,10 +1102,7 @@ static napi_value js_sendmsg_fds(napi_env env, napi_callback_info info) {
   void *data;
   size_t len;
   if (!get_args(env, info, 4, argv) || !fd_and_buffer(env, argv, &fd, &data, &len)) return NULL;
-  if (napi_get_value_uint32(env, argv[2], &count) != napi_ok || count > len) {
-    napi_throw_range_error(env, NULL, "argument 3 must be a length within the Buffer");
-    return NULL;
-  }
+  if (!arg_len_within(env, argv[2], len, &count)) return NULL;
   if (napi_get_array_length(env, argv[3], &nfds) != napi_ok || nfds > MAX_PASSED_FDS) {
     napi_throw_range_error(env, NULL, "argument 4 must be an array of at most 16 fds");
     return NULL;
