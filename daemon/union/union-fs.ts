@@ -1009,6 +1009,7 @@ export class UnionFs implements FuseFilesystem {
     this.copy.copyUp(node, true);
     native.lremovexattr(this.upperPath(node), name);
   }
+
   // --- takeover (fuse/journal.ts) -------------------------------------------------------
 
   /** The live nodes and handles, for a compacted journal. */
