@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import { daemonWithContainers, percentiles, startWorkloads, stopWorkloads, workloadProblems } from '../test/lib/failover';
 import type { TestLike } from '../test/lib/workspace';
-import type { Info } from '../daemon/api/types';
+import type { Info } from '../daemon/model/types';
 
 async function main(): Promise<void> {
   const i = process.argv.indexOf('--kills');

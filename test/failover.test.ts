@@ -10,10 +10,10 @@ import { execFileSync } from 'node:child_process';
 import type { Daemon } from './lib/daemon';
 import { ok } from './lib/expect';
 import { CONTAINERS, daemonWithContainers, percentiles, startWorkloads, stopWorkloads, workloadProblems } from './lib/failover';
-import { missingCapability } from './lib/mount';
-import { listMounts } from './lib/mounts';
+import { missingCapability } from './lib/mount-union';
+import { listMounts } from './lib/mount-table';
 import type { WorkloadReport } from './lib/workload';
-import type { ContainerSummary, Info } from '../daemon/api/types';
+import type { ContainerSummary, Info } from '../daemon/model/types';
 
 const skip = missingCapability({ fuse: true });
 const opts = { skip: skip ?? false, timeout: 200_000 };

@@ -2,6 +2,9 @@
 // and a restarted stratad should take its mounts over as soon as it can).
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
+import { DEFAULT_SOCKET } from '../model/types';
+
+const DEFAULT_ROOT = '/var/lib/strata';
 
 export interface DaemonArgs {
   root: string;
@@ -70,8 +73,8 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
   const fuseThreads = threadsText === undefined ? os.availableParallelism() : Number(threadsText);
   if (!Number.isInteger(fuseThreads) || fuseThreads < 1 || fuseThreads > 256) throw new UsageError(`--fuse-threads must be an integer from 1 to 256, not ${threadsText}`);
   return {
-    root: v.root ?? env.STRATA_ROOT ?? '/var/lib/strata',
-    socket: v.socket ?? env.STRATA_SOCKET ?? '/run/strata/strata.sock',
+    root: v.root ?? env.STRATA_ROOT ?? DEFAULT_ROOT,
+    socket: v.socket ?? env.STRATA_SOCKET ?? DEFAULT_SOCKET,
     logLevel,
     logFile: v['log-file'],
     insecureRegistry: v['insecure-registry'] ?? [],

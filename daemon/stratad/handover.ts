@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from '../log';
-import { RootLockedError, type StorageRoot } from './root';
+import { RootLockedError, type StorageRoot } from '../root/storage-root';
 
 const HANDOVER_WAIT_MS = 10_000;
 

@@ -15,18 +15,14 @@ import { TakeoverRecord, takeOverMounts } from '../mounts/takeover';
 import { HolderClient, holderSocketPath } from '../holder/client';
 import { USAGE, UsageError, parseDaemonArgs, type DaemonArgs } from './args';
 import { askToHandOver, handoverDone, handoverRequested } from './handover';
-import { StorageRoot } from './root';
+import { DEFAULT_SOCKET } from '../model/types';
+import { packageVersion } from '../util/version';
+import { StorageRoot } from '../root/storage-root';
 
-const DEFAULT_ROOT = '/var/lib/strata';
-const DEFAULT_SOCKET = '/run/strata/strata.sock';
 /** SIGTERM to exit, at most (unmounts run in parallel, each bounded: mount-manager.ts). */
 const SHUTDOWN_LIMIT_MS = 4_500;
 
 const FS_NAMES: Record<number, string> = { 0xef53: 'extfs', 0x58465342: 'xfs', 0x9123683e: 'btrfs', 0x01021994: 'tmpfs', 0x2fc12fc1: 'zfs', 0x794c7630: 'overlayfs' };
-
-function version(): string {
-  return (JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
-}
 
 /** Refuses a socket path another live daemon answers on; removes a stale socket file. */
 async function claimSocket(socket: string): Promise<void> {
@@ -91,7 +87,7 @@ function commandLine(): DaemonArgs {
   try {
     const a = parseDaemonArgs(process.argv.slice(2));
     if (a === 'help') process.stdout.write(USAGE);
-    if (a === 'version') process.stdout.write(`${version()}\n`);
+    if (a === 'version') process.stdout.write(`${packageVersion()}\n`);
     if (typeof a === 'string') process.exit(0);
     return a;
   } catch (err) {
@@ -136,6 +132,7 @@ async function main(): Promise<void> {
   const { ContainerService } = await import('../containers/containers');
   const { buildRouter } = await import('../api/routes');
   const { createApiServer } = await import('../api/server');
+  const { RunService } = await import('../runtime/run-service');
   const store = Store.open(root.database);
 
   // Leftovers of a crash: mounts of interrupted builds, temp dirs, half-written layers.
@@ -165,7 +162,7 @@ async function main(): Promise<void> {
   if (recovered.remounted.length || recovered.failed.length) log.info(recovered, 'containers recovered after restart');
 
   const fsType = fs.statfsSync(root.dir).type;
-  const router = buildRouter({ root, store, images, containers, volumes, mounts, layers, log, version: version(), backingFilesystem: FS_NAMES[fsType] ?? `0x${fsType.toString(16)}`, engine: () => {
+  const router = buildRouter({ root, store, images, containers, volumes, runs: new RunService({ root, images, containers, volumes }), mounts, layers, log, version: packageVersion(), backingFilesystem: FS_NAMES[fsType] ?? `0x${fsType.toString(16)}`, engine: () => {
     const e = fuseEngine().stats();
     const t = takeovers.read();
     return { threads: e.threads, maxThreads: fuseEngine().size, mountsServed: mounts.count, liveRestore: argv.liveRestore, holderPid: holder.pid, takeovers: t.takeovers, lastTakeover: t.last };

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { runOk } from './exec';
 import { startDaemon, type Daemon } from './daemon';
-import { repoRoot } from './mount';
+import { repoRoot } from './mount-union';
 import type { TestLike } from './workspace';
 import { dataFileContent, type WorkloadReport } from './workload';
 
