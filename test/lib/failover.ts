@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { runOk } from './exec';
 import { startDaemon, type Daemon } from './daemon';
+import { testEnv } from './env';
 import { repoRoot } from './mount-union';
 import type { TestLike } from './workspace';
 import { dataFileContent, type WorkloadReport } from './workload';
@@ -56,7 +57,7 @@ function fsyncedLines(mnt: string): number {
 }
 
 export async function startWorkloads(t: TestLike, mnts: string[]): Promise<Running> {
-  const procs = mnts.map((m) => spawn(process.execPath, [WORKLOAD(), m], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const procs = mnts.map((m) => spawn(process.execPath, [WORKLOAD(), m], { stdio: ['ignore', 'pipe', 'pipe'], env: testEnv({}, { coverage: false }) }));
   t.teardown(() => {
     for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
   });
