@@ -100,7 +100,9 @@ t.test('strata-mount as a plain user, through fusermount3', { skip: skip ?? fals
   t.match(priv.stderr, /Permission denied/, 'and cannot be listed');
   expectOk(t, user.run('fusermount3', ['-u', d.mnt]), 'fusermount3 -u as the user');
   t.ok(waitUnmounted(d.mnt), 'unmounted');
-  const served = /"offloadedReads":(\d+)/.exec(fs.readFileSync(log, 'utf8'));
+  // The count is logged as the session ends, which may be just after the mount is gone.
+  let served: RegExpExecArray | null = null;
+  for (const end = Date.now() + 10_000; served === null && Date.now() < end; sleepMs(50)) served = /"offloadedReads":(\d+)/.exec(fs.readFileSync(log, 'utf8'));
   t.ok(served !== null && Number(served[1]) > 0, `readahead READs went to the read-offload thread (${served?.[1]})`);
 
   // The upper dir, as an unprivileged writer leaves it: owned by the user, whiteouts as 0/0
