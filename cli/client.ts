@@ -1,8 +1,8 @@
-// HTTP/1.1 JSON client for stratad's API over a Unix socket (routes: daemon/api/types.ts).
+// HTTP/1.1 JSON client for stratad's API over a Unix socket (routes: daemon/model/types.ts).
 import * as http from 'node:http';
 import type { Readable } from 'node:stream';
 
-export const DEFAULT_SOCKET = '/run/strata/strata.sock';
+import { DEFAULT_SOCKET } from '../daemon/model/types';
 
 /** The socket to talk to: --socket, then $STRATA_SOCKET, then the default. */
 export function resolveSocket(flag?: string): string {

@@ -1,19 +1,10 @@
 // strata: the CLI for stratad. Parses the command line, calls the daemon's HTTP API, prints the answer.
 // Start-up time matters (bin/strata runs a bundle of this tree): what only some commands need (the
 // archive code and native addon, node:os, node:crypto, node:readline) is required where it is used.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { DEFAULT_SOCKET } from './client';
+import { DEFAULT_SOCKET } from '../daemon/model/types';
+import { packageVersion } from '../daemon/util/version';
 
-function version(): string {
-  try {
-    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
 
 /** Every command's definition; modules are loaded here, when a command line needs parsing. */
 export function commands(): CommandModule[] {
@@ -32,7 +23,7 @@ export function commands(): CommandModule[] {
 export async function main(args: string[]): Promise<void> {
   // `strata --version` needs no parser: answer before loading one.
   if (args.length === 1 && args[0] === '--version') {
-    process.stdout.write(version() + '\n');
+    process.stdout.write(packageVersion() + '\n');
     return;
   }
   // Node's require of the ESM yargs gives the function itself, the bundle a namespace with it as default.
@@ -62,7 +53,7 @@ export async function main(args: string[]): Promise<void> {
     .strict()
     .help()
     .alias('help', 'h')
-    .version(version())
+    .version(packageVersion())
     .wrap(Math.min(110, process.stdout.columns || 100))
     .fail((msg, err) => {
       // Only parse/validation failures land here: handlers report their own errors (commands/common.ts).

@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startDaemon, type Daemon } from './lib/daemon';
 import { importBusyboxImage, runtimeSkipReason } from './lib/base-image';
+import { listMounts } from './lib/mount-table';
 
 const skip = runtimeSkipReason();
 
@@ -41,10 +42,8 @@ function cachedSteps(out: string): number[] {
 }
 
 function mountsUnder(dir: string): string[] {
-  return fs
-    .readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
+  return listMounts()
+    .map((m) => m.mountPoint)
     .filter((p) => p === dir || p.startsWith(dir + '/'));
 }
 

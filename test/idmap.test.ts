@@ -8,7 +8,7 @@ import { IdMap, parseIdMapping } from '../daemon/union/idmap';
 import { formatOverride, parseOverride } from '../daemon/union/override-stat';
 import { LayerXattrs } from '../daemon/union/layer-xattrs';
 import { run, sh } from './lib/exec';
-import { missingCapability, mountStrata, strataProgram } from './lib/mount';
+import { missingCapability, mountStrata, strataProgram } from './lib/mount-union';
 import { makeWorkspace } from './lib/workspace';
 
 t.test('parseIdMapping', async (t) => {

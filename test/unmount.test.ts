@@ -5,11 +5,11 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { ContainerSummary } from '../daemon/api/types';
+import type { ContainerSummary } from '../daemon/model/types';
 import { type RunResult, run, runOk } from './lib/exec';
 import { startDaemon, type Daemon } from './lib/daemon';
-import { missingCapability } from './lib/mount';
-import { listMounts } from './lib/mounts';
+import { missingCapability } from './lib/mount-union';
+import { listMounts } from './lib/mount-table';
 import { jsonLines, ok } from './lib/expect';
 
 const skip = missingCapability({ fuse: true });

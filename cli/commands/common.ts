@@ -53,6 +53,12 @@ export async function eachTarget(targets: string[], fn: (t: string) => Promise<v
   }
 }
 
+/** A repeatable option's values (yargs gives a value, an array or nothing). */
+export function optionList(v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  return (Array.isArray(v) ? v : [v]).map(String);
+}
+
 /** Options every listing takes. */
 export function listingOptions<T>(y: Argv<T>): Argv<T> {
   return y

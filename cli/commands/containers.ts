@@ -6,16 +6,11 @@ import type {
   ContainerInspect,
   ContainerSummary,
   CreateRequest,
-} from '../../daemon/api/types';
+} from '../../daemon/model/types';
 import { seg } from '../client';
 import { AtomicOutput } from '../files';
 import { ago, humanDuration, humanSize, json, parseMount, shortId, shortPath, table, UsageError } from '../format';
-import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, inspectOptions, listingOptions, out } from './common';
-
-function list(v: unknown): string[] {
-  if (v === undefined || v === null) return [];
-  return (Array.isArray(v) ? v : [v]).map(String);
-}
+import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, inspectOptions, optionList, listingOptions, out } from './common';
 
 const createCmd: Cmd = {
   command: 'create <image>',
@@ -28,9 +23,9 @@ const createCmd: Cmd = {
   handler: action(async (argv) => {
     const req: CreateRequest = { image: String(argv.image) };
     if (argv.name !== undefined) req.name = String(argv.name);
-    const volumes = list(argv.volume);
+    const volumes = optionList(argv.volume);
     if (volumes.length) req.volumes = volumes;
-    const mounts = list(argv.mount).map(parseMount);
+    const mounts = optionList(argv.mount).map(parseMount);
     if (mounts.length) req.mounts = mounts;
     const r = await clientFor(argv).post<{ id: string; warnings?: string[] }>('/containers/create', req);
     for (const w of r.warnings ?? []) process.stderr.write(`WARNING: ${w}\n`);
@@ -148,7 +143,7 @@ const commitCmd = (command: string): Cmd => ({
     if (argv.ref !== undefined) req.ref = String(argv.ref);
     if (argv.message !== undefined) req.comment = String(argv.message);
     if (argv.author !== undefined) req.author = String(argv.author);
-    const changes = list(argv.change);
+    const changes = optionList(argv.change);
     if (changes.length) req.createdBy = changes.join('\n');
     const r = await clientFor(argv).post<{ id: string }>(`/containers/${seg(argv.container)}/commit`, req);
     out(r.id);

@@ -6,25 +6,23 @@
 // regular files are overridden, before id mapping. Which layer uses which xattr: layer-xattrs.ts.
 import * as native from '../../native-shims';
 import { readableXattr } from './whiteouts';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../util/file-mode';
 
 export const OVERRIDE_PRIVILEGED = 'security.fuseoverlayfs.override_stat';
 export const OVERRIDE_CONTAINERS = 'user.containers.override_stat';
 export const OVERRIDE_USER = 'user.fuseoverlayfs.override_stat';
 
 const { ST } = native;
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
 
 /** The type field's names (matched as prefixes, as fuse-overlayfs does) and their S_IFMT bits. */
 const TYPES: [string, number][] = [
-  ['dir', 0o040000],
-  ['file', 0o100000],
-  ['symlink', 0o120000],
-  ['pipe', 0o010000],
-  ['socket', 0o140000],
-  ['block', 0o060000],
-  ['char', 0o020000],
+  ['dir', S_IFDIR],
+  ['file', S_IFREG],
+  ['symlink', S_IFLNK],
+  ['pipe', S_IFIFO],
+  ['socket', S_IFSOCK],
+  ['block', S_IFBLK],
+  ['char', S_IFCHR],
 ];
 
 export interface StatOverride {

@@ -27,6 +27,9 @@
 // {ref} and {id} accept a name[:tag], a full id, or an unambiguous id prefix (containers: name too);
 // they are URL-encoded by the client.
 
+/** Where stratad listens and the CLI connects unless told otherwise ($STRATA_SOCKET, --socket). */
+export const DEFAULT_SOCKET = '/run/strata/strata.sock';
+
 export interface ApiErrorBody {
   message: string;
 }
