@@ -167,8 +167,12 @@ t.test('info and system df', async (t) => {
     containers: 4,
     containersMounted: 1,
     volumes: 5,
+    engine: { threads: 1, maxThreads: 2, mountsServed: 1, liveRestore: true, holderPid: 42, takeovers: 3, lastTakeover: { at: '2026-01-01T00:00:00.000Z', ms: 120, mounts: 1 } },
   });
   t.match(info, /^Storage Driver: strata-fuse$/m);
+  t.match(info, /^FUSE Engine: 1 of 2 threads running, 1 mounts served$/m);
+  t.match(info, /^Live Restore: on \(fd holder pid 42\)$/m);
+  t.match(info, /^Takeovers: 3 \(last 2026-01-01T00:00:00.000Z, 120 ms, 1 mounts\)$/m);
   t.match(info, /^Passthrough: on$/m);
   t.match(info, /^Containers: 4 \(mounted 1\)$/m);
   const df: SystemDf = {

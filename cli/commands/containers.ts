@@ -71,7 +71,8 @@ export function containerRows(cs: ContainerSummary[], noTrunc = false, now = Dat
 /** docker's STATUS: "Up 3 minutes" while a process runs in it, "Exited (0) 2 minutes ago" after, else Mounted or Created. */
 export function containerStatus(c: ContainerSummary, now = Date.now()): string {
   if (c.startedAt && !c.finishedAt) return `Up ${humanDuration(now - Date.parse(c.startedAt))}`;
-  if (c.state === 'mounted') return 'Mounted';
+  if (c.state === 'mounted') return c.mountStatus === 'taken-over' ? 'Mounted (taken over)' : 'Mounted';
+  if (c.mountStatus === 'lost') return 'Lost';
   if (c.finishedAt) return `Exited (${c.exitCode ?? 'unknown'}) ${ago(c.finishedAt, now)}`;
   return 'Created';
 }

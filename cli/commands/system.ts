@@ -14,6 +14,9 @@ export function infoText(i: Info): string {
     `Layers: ${i.layers}`,
     `Containers: ${i.containers} (mounted ${i.containersMounted})`,
     `Volumes: ${i.volumes}`,
+    `FUSE Engine: ${i.engine.threads} of ${i.engine.maxThreads} threads running, ${i.engine.mountsServed} mounts served`,
+    `Live Restore: ${i.engine.liveRestore ? 'on' : 'off'}${i.engine.holderPid ? ` (fd holder pid ${i.engine.holderPid})` : ''}`,
+    `Takeovers: ${i.engine.takeovers}${i.engine.lastTakeover ? ` (last ${i.engine.lastTakeover.at}, ${i.engine.lastTakeover.ms} ms, ${i.engine.lastTakeover.mounts} mounts)` : ''}`,
   ].join('\n');
 }
 

@@ -45,6 +45,22 @@ export interface Info {
   containers: number;
   containersMounted: number;
   volumes: number;
+  engine: EngineInfo;
+}
+
+/** The FUSE engine serving the container mounts, and their survival across daemon restarts. */
+export interface EngineInfo {
+  /** Serving threads running now (at most `maxThreads`). */
+  threads: number;
+  maxThreads: number;
+  mountsServed: number;
+  /** Mounts outlive a stop of stratad (--live-restore). */
+  liveRestore: boolean;
+  /** The fd holder keeping the mounts' FUSE connections (0: none). */
+  holderPid: number;
+  /** Times a stratad took the mounts over from the holder (crash, live restore, upgrade), on this root. */
+  takeovers: number;
+  lastTakeover: { at: string; ms: number; mounts: number } | null;
 }
 
 export interface ImageSummary {
@@ -118,6 +134,12 @@ export interface ContainerSummary {
   startedAt: string | null;
   finishedAt: string | null;
   exitCode: number | null;
+  /**
+   * 'taken-over': mounted, and served by this stratad after taking the mount over from the fd
+   * holder (a crash, live restore or upgrade of the previous one); 'lost': its mount ended without
+   * an unmount (the holder gone too, or unmounted from outside) and could not be mounted again.
+   */
+  mountStatus?: 'taken-over' | 'lost' | null;
 }
 
 export interface ContainerInspect extends ContainerSummary {
