@@ -1,7 +1,7 @@
 // Client side of the progress protocol (daemon/api/types-progress.ts), shared by build, save and load:
 // POSTs a request, prints step lines ({stream}) to stdout as they come, draws byte progress bars
 // ({progress}) on stderr when it is a terminal (nothing otherwise), and returns the final {result}.
-import * as http from 'node:http';
+import type * as Http from 'node:http';
 import type { ProgressDetail, ProgressMessage } from '../daemon/api/types-progress';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
@@ -55,6 +55,7 @@ function streamPostOnce(
       failed = true;
       reject(err);
     };
+    const http = require('node:http') as typeof Http; // required here: costly to load, and only transfers need it
     const req = http.request({ socketPath: socket, method: 'POST', path: urlPath, headers }, (res) => {
       answered = true;
       const status = res.statusCode ?? 0;

@@ -10,7 +10,7 @@ import type {
 import { seg } from '../client';
 import { AtomicOutput } from '../files';
 import { ago, humanDuration, humanSize, json, parseMount, shortId, shortPath, table, UsageError } from '../format';
-import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, inspectOptions, listingOptions, out } from './common';
+import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, INSPECT_OPTIONS, LISTING_OPTIONS, out } from './common';
 
 function list(v: unknown): string[] {
   if (v === undefined || v === null) return [];
@@ -101,10 +101,11 @@ const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
   command,
   aliases,
   describe: 'List containers (mounted only, unless --all)',
-  builder: (y) =>
-    listingOptions(y)
-      .option('all', { alias: 'a', type: 'boolean', default: false, describe: 'Show all containers' })
-      .option('no-trunc', { type: 'boolean', default: false, describe: "Don't truncate output" }),
+  builder: {
+    ...LISTING_OPTIONS,
+    all: { alias: 'a', type: 'boolean', default: false, describe: 'Show all containers' },
+    'no-trunc': { type: 'boolean', default: false, describe: "Don't truncate output" },
+  },
   handler: action(async (argv) => {
     const cs = await clientFor(argv).get<ContainerSummary[]>('/containers/json', { all: argv.all });
     const f = formatted(argv, cs, () => cs.map((c) => containerFields(c, argv.noTrunc)), CONTAINER_HEADERS);
@@ -117,7 +118,7 @@ const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
 const inspectCmd: Cmd = {
   command: 'inspect <containers..>',
   describe: 'Display detailed information on one or more containers',
-  builder: inspectOptions,
+  builder: INSPECT_OPTIONS,
   handler: action(async (argv) => {
     const c = clientFor(argv);
     await inspectMany(argv.containers, (id) => c.get<ContainerInspect>(`/containers/${seg(id)}/json`), argv.format);
@@ -198,6 +199,12 @@ const rmCmd = (command: string, aliases: string[] = []): Cmd => ({
   }),
 });
 
+const containerLs = lsCmd('ls', ['list', 'ps']);
+const psShortcut = lsCmd('ps');
+
+/** The commands cli/fast.ts runs without yargs, under their group's word ('' at the top level). */
+export const containerDeclared: [string, Cmd][] = [['container', containerLs], ['container', inspectCmd], ['', psShortcut]];
+
 export const containerCommand: Cmd = {
   command: 'container',
   describe: 'Manage containers',
@@ -206,7 +213,7 @@ export const containerCommand: Cmd = {
       .command(createCmd)
       .command(mountCmd)
       .command(unmountCmd)
-      .command(lsCmd('ls', ['list', 'ps']))
+      .command(containerLs)
       .command(inspectCmd)
       .command(diffCmd('diff <container>'))
       .command(commitCmd('commit <container> [ref]'))
@@ -218,7 +225,7 @@ export const containerCommand: Cmd = {
 
 /** Top-level shortcuts: strata ps | diff | commit | rm */
 export const containerShortcuts: Cmd[] = [
-  lsCmd('ps'),
+  psShortcut,
   diffCmd('diff <container>'),
   commitCmd('commit <container> [ref]'),
   rmCmd('rm <containers..>'),

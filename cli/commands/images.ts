@@ -12,7 +12,7 @@ import { resolveSocket, seg, withQuery } from '../client';
 import { AtomicOutput, openInput, packDirectory } from '../files';
 import { runStreamed } from '../progress';
 import { ago, ellipsis, humanSize, json, shortId, splitRef, table, UsageError } from '../format';
-import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, inspectOptions, listingOptions, out } from './common';
+import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, INSPECT_OPTIONS, LISTING_OPTIONS, out } from './common';
 
 const importCmd: Cmd = {
   command: 'import <source> <ref>',
@@ -128,7 +128,7 @@ const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
   command,
   aliases,
   describe: 'List images',
-  builder: (y) => listingOptions(y).option('no-trunc', { type: 'boolean', default: false, describe: "Don't truncate ids" }),
+  builder: { ...LISTING_OPTIONS, 'no-trunc': { type: 'boolean', default: false, describe: "Don't truncate ids" } },
   handler: action(async (argv) => {
     const images = await clientFor(argv).get<ImageSummary[]>('/images/json');
     const f = formatted(argv, images, () => imageFields(images, argv.noTrunc), IMAGE_HEADERS);
@@ -154,10 +154,7 @@ export function historyRows(entries: HistoryEntry[], noTrunc: boolean, now = Dat
 const historyCmd = (command: string): Cmd => ({
   command,
   describe: 'Show the history of an image',
-  builder: (y) =>
-    listingOptions(y)
-      .positional('image', { type: 'string' })
-      .option('no-trunc', { type: 'boolean', default: false, describe: "Don't truncate output" }),
+  builder: { ...LISTING_OPTIONS, 'no-trunc': { type: 'boolean', default: false, describe: "Don't truncate output" } },
   handler: action(async (argv) => {
     const entries = await clientFor(argv).get<HistoryEntry[]>(`/images/${seg(argv.image)}/history`);
     const f = formatted(argv, entries, () => entries.map((h) => ({ ID: argv.noTrunc ? h.id : shortId(h.id), CreatedAt: h.created, CreatedSince: ago(h.created), CreatedBy: h.createdBy, Size: humanSize(h.size), Comment: h.comment })), HISTORY_HEADERS);
@@ -170,7 +167,7 @@ const historyCmd = (command: string): Cmd => ({
 const inspectCmd: Cmd = {
   command: 'inspect <images..>',
   describe: 'Display detailed information on one or more images',
-  builder: inspectOptions,
+  builder: INSPECT_OPTIONS,
   handler: action(async (argv) => {
     const c = clientFor(argv);
     await inspectMany(argv.images, (ref) => c.get<ImageInspect>(`/images/${seg(ref)}/json`), argv.format);
@@ -200,14 +197,27 @@ const rmCmd = (command: string, aliases: string[] = []): Cmd => ({
   }),
 });
 
+const imageLs = lsCmd('ls', ['list']);
+const imagesShortcut = lsCmd('images');
+const imageHistory = historyCmd('history <image>');
+
+/** The commands cli/fast.ts runs without yargs, under their group's word ('' at the top level). */
+export const imageDeclared: [string, Cmd][] = [
+  ['image', imageLs],
+  ['image', inspectCmd],
+  ['image', imageHistory],
+  ['', imagesShortcut],
+  ['', imageHistory],
+];
+
 export const imageCommand: Cmd = {
   command: 'image',
   describe: 'Manage images',
   builder: (y) =>
     y
       .command(importCmd)
-      .command(lsCmd('ls', ['list']))
-      .command(historyCmd('history <image>'))
+      .command(imageLs)
+      .command(imageHistory)
       .command(inspectCmd)
       .command(tagCmd)
       .command(rmCmd('rm <images..>', ['remove']))
@@ -218,4 +228,4 @@ export const imageCommand: Cmd = {
 };
 
 /** Top-level shortcuts: strata images | history | rmi */
-export const imageShortcuts: Cmd[] = [lsCmd('images'), historyCmd('history <image>'), rmCmd('rmi <images..>'), saveCmd, loadCmd, tagCmd];
+export const imageShortcuts: Cmd[] = [imagesShortcut, imageHistory, rmCmd('rmi <images..>'), saveCmd, loadCmd, tagCmd];
