@@ -121,8 +121,8 @@ t.test('listing rows', async (t) => {
   t.same(
     imageRows(
       [
-        { id: `sha256:${HEX}`, repoTags: ['alpine:latest', 'mine:v1'], created, size: 7_340_000 },
-        { id: `sha256:${'cd'.repeat(32)}`, repoTags: [], created, size: 512 },
+        { Id: `sha256:${HEX}`, RepoTags: ['alpine:latest', 'mine:v1'], Created: created, Size: 7_340_000 },
+        { Id: `sha256:${'cd'.repeat(32)}`, RepoTags: [], Created: created, Size: 512 },
       ],
       false,
       now,
@@ -133,14 +133,14 @@ t.test('listing rows', async (t) => {
       ['<none>', '<none>', 'cdcdcdcdcdcd', '2 hours ago', '512B'],
     ],
   );
-  const h = [{ id: '<missing>', created, createdBy: 'x'.repeat(60), size: 4100, comment: 'c', emptyLayer: false }];
+  const h = [{ Id: '<missing>', Created: created, CreatedBy: 'x'.repeat(60), Size: 4100, Comment: 'c', EmptyLayer: false }];
   t.equal(historyRows(h, false, now)[0][2], 'x'.repeat(44) + '…');
   t.equal(historyRows(h, true, now)[0][2], 'x'.repeat(60));
   t.same(
     containerRows(
       [
-        { id: HEX, name: 'web', image: 'alpine', imageId: `sha256:${HEX}`, state: 'mounted', mountpoint: '/m/x', created, size: 0, startedAt: null, finishedAt: null, exitCode: null },
-        { id: 'cd'.repeat(32), name: 'db', image: 'alpine', imageId: `sha256:${HEX}`, state: 'created', mountpoint: null, created, size: 0, startedAt: null, finishedAt: null, exitCode: null },
+        { Id: HEX, Name: 'web', Image: 'alpine', ImageID: `sha256:${HEX}`, State: 'mounted', Mountpoint: '/m/x', Created: created, SizeRw: 0, StartedAt: null, FinishedAt: null, ExitCode: null },
+        { Id: 'cd'.repeat(32), Name: 'db', Image: 'alpine', ImageID: `sha256:${HEX}`, State: 'created', Mountpoint: null, Created: created, SizeRw: 0, StartedAt: null, FinishedAt: null, ExitCode: null },
       ],
       false,
       now,
@@ -156,36 +156,36 @@ t.test('listing rows', async (t) => {
 
 t.test('info and system df', async (t) => {
   const info = infoText({
-    driver: 'strata-fuse',
-    version: '0.1.0',
-    rootDir: '/var/lib/strata',
-    backingFilesystem: 'extfs',
-    passthrough: true,
-    images: 2,
-    layers: 3,
-    containers: 4,
-    containersMounted: 1,
-    volumes: 5,
+    Driver: 'strata-fuse',
+    ServerVersion: '0.1.0',
+    DockerRootDir: '/var/lib/strata',
+    BackingFilesystem: 'extfs',
+    Passthrough: true,
+    Images: 2,
+    Layers: 3,
+    Containers: 4,
+    ContainersMounted: 1,
+    Volumes: 5,
   });
   t.match(info, /^Storage Driver: strata-fuse$/m);
   t.match(info, /^Passthrough: on$/m);
   t.match(info, /^Containers: 4 \(mounted 1\)$/m);
   const df: SystemDf = {
-    layersSize: 10_000,
-    images: [
-      { id: `sha256:${HEX}`, repoTags: ['a:latest'], created: '', size: 6000, sharedSize: 2000, uniqueSize: 4000, containers: 1 },
-      { id: `sha256:${'cd'.repeat(32)}`, repoTags: [], created: '', size: 6000, sharedSize: 2000, uniqueSize: 4000, containers: 0 },
+    LayersSize: 10_000,
+    Images: [
+      { Id: `sha256:${HEX}`, RepoTags: ['a:latest'], Created: '', Size: 6000, SharedSize: 2000, UniqueSize: 4000, Containers: 1 },
+      { Id: `sha256:${'cd'.repeat(32)}`, RepoTags: [], Created: '', Size: 6000, SharedSize: 2000, UniqueSize: 4000, Containers: 0 },
     ],
-    containers: [
-      { id: HEX, name: 'x', image: 'a', size: 100, state: 'mounted', created: '' },
-      { id: HEX, name: 'y', image: 'a', size: 300, state: 'created', created: '' },
+    Containers: [
+      { Id: HEX, Name: 'x', Image: 'a', SizeRw: 100, State: 'mounted', Created: '' },
+      { Id: HEX, Name: 'y', Image: 'a', SizeRw: 300, State: 'created', Created: '' },
     ],
-    volumes: [
-      { name: 'v1', links: 1, size: 50 },
-      { name: 'v2', links: 0, size: 150 },
+    Volumes: [
+      { Name: 'v1', UsageData: { Size: 50, RefCount: 1 } },
+      { Name: 'v2', UsageData: { Size: 150, RefCount: 0 } },
     ],
-    buildCacheSize: 0,
-    buildCacheCount: 0,
+    BuildCacheSize: 0,
+    BuildCacheCount: 0,
   };
   t.equal(
     dfSummary(df),
@@ -255,7 +255,7 @@ t.test('requests sent to the daemon (fake server)', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-cli-'));
   const sock = path.join(dir, 's.sock');
   const seen: Seen[] = [];
-  const img = { id: `sha256:${HEX}`, repoTags: ['alpine:latest'], created: new Date(Date.now() - 300_000).toISOString(), size: 1234567 };
+  const img = { Id: `sha256:${HEX}`, RepoTags: ['alpine:latest'], Created: new Date(Date.now() - 300_000).toISOString(), Size: 1234567 };
   const reply: Record<string, [number, unknown]> = {
     'POST /images/import?ref=mine%3Av1&message=Imported%20from%20rootfs.tar': [200, { id: `sha256:${HEX}` }],
     'GET /images/json': [200, [img]],
@@ -316,7 +316,11 @@ t.test('requests sent to the daemon (fake server)', async (t) => {
   r = await run('image', 'ls', '-q');
   t.equal(r.stdout, 'abababababab\n');
   r = await run('image', 'ls', '--format', 'json');
-  t.same(r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l)), [img], 'json: one object per line');
+  t.same(
+    r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l)),
+    [{ ID: 'abababababab', Repository: 'alpine', Tag: 'latest', CreatedAt: img.Created, CreatedSince: '5 minutes ago', Size: '1.23MB' }],
+    'json: one object per line, the row by docker\'s names',
+  );
 
   r = await run('container', 'create', '--name', 'web', '-v', 'data:/data', '-v', '/srv:/srv:ro', '--mount', 'type=volume,src=c,dst=/c,ro', 'alpine');
   t.equal(r.code, 0, r.stderr);

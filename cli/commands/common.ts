@@ -63,13 +63,14 @@ export const LISTING_OPTIONS = {
 } satisfies Record<string, Options>;
 
 /**
- * A listing's output for its --format, or undefined for its default table: `json` prints the API's
- * objects one per line, a template renders each row's fields (docker's names: {{.ID}}, {{.Names}}).
+ * A listing's output for its --format, or undefined for its default table: a template renders each
+ * row's fields (docker's names: {{.ID}}, {{.Names}}), and `json` prints them one object per line, as
+ * docker's `--format json` does (the same as '{{json .}}').
  */
-export function formatted(argv: Args, items: unknown[], rows: () => Record<string, unknown>[], headers: Record<string, string>): string | undefined {
+export function formatted(argv: Args, rows: () => object[], headers: Record<string, string>): string | undefined {
   const f = argv.format === undefined ? 'table' : String(argv.format);
   if (f === 'table') return undefined;
-  if (f === 'json') return items.map((i) => JSON.stringify(i)).join('\n');
+  if (f === 'json') return rows().map((r) => JSON.stringify(r)).join('\n');
   return renderAll(f, rows(), headers);
 }
 

@@ -1,7 +1,7 @@
 // strata container create|mount|unmount|ls|inspect|diff|commit|rm|export  (+ shortcuts: ps, diff, commit, rm, export)
 import * as path from 'node:path';
 import type {
-  Change,
+  ChangeEntry,
   CommitRequest,
   ContainerInspect,
   ContainerSummary,
@@ -64,35 +64,47 @@ const unmountCmd: Cmd = {
 
 export function containerRows(cs: ContainerSummary[], noTrunc = false, now = Date.now()): string[][] {
   return cs.map((c) => [
-    noTrunc ? c.id : shortId(c.id),
-    noTrunc ? c.image : shortId(c.image),
-    ago(c.created, now),
+    noTrunc ? c.Id : shortId(c.Id),
+    noTrunc ? c.Image : shortId(c.Image),
+    ago(c.Created, now),
     containerStatus(c, now),
-    noTrunc ? (c.mountpoint ?? '') : shortPath(c.mountpoint ?? ''),
-    c.name,
+    noTrunc ? (c.Mountpoint ?? '') : shortPath(c.Mountpoint ?? ''),
+    c.Name,
   ]);
 }
 
 /** docker's STATUS: "Up 3 minutes" while a process runs in it, "Exited (0) 2 minutes ago" after, else Mounted or Created. */
 export function containerStatus(c: ContainerSummary, now = Date.now()): string {
-  if (c.startedAt && !c.finishedAt) return `Up ${humanDuration(now - Date.parse(c.startedAt))}`;
-  if (c.state === 'mounted') return 'Mounted';
-  if (c.finishedAt) return `Exited (${c.exitCode ?? 'unknown'}) ${ago(c.finishedAt, now)}`;
+  if (c.StartedAt && !c.FinishedAt) return `Up ${humanDuration(now - Date.parse(c.StartedAt))}`;
+  if (c.State === 'mounted') return 'Mounted';
+  if (c.FinishedAt) return `Exited (${c.ExitCode ?? 'unknown'}) ${ago(c.FinishedAt, now)}`;
   return 'Created';
 }
 
-/** A ps row's fields for --format templates, by docker's names. */
-export function containerFields(c: ContainerSummary, noTrunc = false, now = Date.now()): Record<string, unknown> {
+/** A ps row's fields for --format (templates and json), by docker's names. */
+export interface ContainerRow {
+  ID: string;
+  Image: string;
+  CreatedAt: string;
+  RunningFor: string;
+  State: string;
+  Status: string;
+  Mountpoint: string;
+  Names: string;
+  Size: string;
+}
+
+export function containerFields(c: ContainerSummary, noTrunc = false, now = Date.now()): ContainerRow {
   return {
-    ID: noTrunc ? c.id : shortId(c.id),
-    Image: noTrunc ? c.image : shortId(c.image),
-    CreatedAt: c.created,
-    RunningFor: ago(c.created, now),
-    State: c.state,
+    ID: noTrunc ? c.Id : shortId(c.Id),
+    Image: noTrunc ? c.Image : shortId(c.Image),
+    CreatedAt: c.Created,
+    RunningFor: ago(c.Created, now),
+    State: c.State,
     Status: containerStatus(c, now),
-    Mountpoint: c.mountpoint ?? '',
-    Names: c.name,
-    Size: humanSize(c.size),
+    Mountpoint: c.Mountpoint ?? '',
+    Names: c.Name,
+    Size: humanSize(c.SizeRw),
   };
 }
 const CONTAINER_HEADERS = { ID: 'CONTAINER ID', Image: 'IMAGE', CreatedAt: 'CREATED AT', RunningFor: 'CREATED', Status: 'STATUS', Mountpoint: 'MOUNTPOINT', Names: 'NAMES', Size: 'SIZE', State: 'STATE' };
@@ -108,9 +120,9 @@ const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
   },
   handler: action(async (argv) => {
     const cs = await clientFor(argv).get<ContainerSummary[]>('/containers/json', { all: argv.all });
-    const f = formatted(argv, cs, () => cs.map((c) => containerFields(c, argv.noTrunc)), CONTAINER_HEADERS);
+    const f = formatted(argv, () => cs.map((c) => containerFields(c, argv.noTrunc)), CONTAINER_HEADERS);
     if (f !== undefined) return out(f);
-    if (argv.quiet) return out(cs.map((c) => (argv.noTrunc ? c.id : shortId(c.id))).join('\n'));
+    if (argv.quiet) return out(cs.map((c) => (argv.noTrunc ? c.Id : shortId(c.Id))).join('\n'));
     out(table(['CONTAINER ID', 'IMAGE', 'CREATED', 'STATUS', 'MOUNTPOINT', 'NAMES'], containerRows(cs, argv.noTrunc)));
   }),
 });
@@ -130,9 +142,9 @@ const diffCmd = (command: string): Cmd => ({
   describe: "Inspect changes to files or directories on a container's filesystem",
   builder: (y) => y.option('format', { type: 'string', choices: ['table', 'json'], default: 'table', describe: 'Output format' }),
   handler: action(async (argv) => {
-    const changes = await clientFor(argv).get<Change[]>(`/containers/${seg(argv.container)}/changes`);
+    const changes = await clientFor(argv).get<ChangeEntry[]>(`/containers/${seg(argv.container)}/changes`);
     if (argv.format === 'json') return out(json(changes));
-    out(changes.map((ch) => `${ch.kind} ${ch.path}`).join('\n'));
+    out(changes.map((ch) => `${ch.Kind} ${ch.Path}`).join('\n'));
   }),
 });
 

@@ -100,24 +100,33 @@ const loadCmd: Cmd = {
 export function imageRows(images: ImageSummary[], noTrunc = false, now = Date.now()): string[][] {
   const rows: string[][] = [];
   for (const img of images) {
-    const refs = img.repoTags.length ? img.repoTags.map(splitRef) : [['<none>', '<none>']];
+    const refs = img.RepoTags.length ? img.RepoTags.map(splitRef) : [['<none>', '<none>']];
     for (const [repo, tag] of refs) {
-      rows.push([repo, tag, noTrunc ? img.id : shortId(img.id), ago(img.created, now), humanSize(img.size)]);
+      rows.push([repo, tag, noTrunc ? img.Id : shortId(img.Id), ago(img.Created, now), humanSize(img.Size)]);
     }
   }
   return rows;
 }
 
-/** images rows' fields for --format templates (one per tag), by docker's names. */
-function imageFields(images: ImageSummary[], noTrunc = false, now = Date.now()): Record<string, unknown>[] {
+/** An images row's fields for --format (templates and json; one row per tag), by docker's names. */
+export interface ImageRow {
+  ID: string;
+  Repository: string;
+  Tag: string;
+  CreatedAt: string;
+  CreatedSince: string;
+  Size: string;
+}
+
+function imageFields(images: ImageSummary[], noTrunc = false, now = Date.now()): ImageRow[] {
   return images.flatMap((img) =>
-    (img.repoTags.length ? img.repoTags.map(splitRef) : [['<none>', '<none>']]).map(([repo, tag]) => ({
-      ID: noTrunc ? img.id : shortId(img.id),
+    (img.RepoTags.length ? img.RepoTags.map(splitRef) : [['<none>', '<none>']]).map(([repo, tag]) => ({
+      ID: noTrunc ? img.Id : shortId(img.Id),
       Repository: repo,
       Tag: tag,
-      CreatedAt: img.created,
-      CreatedSince: ago(img.created, now),
-      Size: humanSize(img.size),
+      CreatedAt: img.Created,
+      CreatedSince: ago(img.Created, now),
+      Size: humanSize(img.Size),
     })),
   );
 }
@@ -131,10 +140,10 @@ const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
   builder: { ...LISTING_OPTIONS, 'no-trunc': { type: 'boolean', default: false, describe: "Don't truncate ids" } },
   handler: action(async (argv) => {
     const images = await clientFor(argv).get<ImageSummary[]>('/images/json');
-    const f = formatted(argv, images, () => imageFields(images, argv.noTrunc), IMAGE_HEADERS);
+    const f = formatted(argv, () => imageFields(images, argv.noTrunc), IMAGE_HEADERS);
     if (f !== undefined) return out(f);
     if (argv.quiet) {
-      const ids = images.map((i) => (argv.noTrunc ? i.id : shortId(i.id)));
+      const ids = images.map((i) => (argv.noTrunc ? i.Id : shortId(i.Id)));
       return out([...new Set(ids)].join('\n'));
     }
     out(table(['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'], imageRows(images, argv.noTrunc)));
@@ -143,11 +152,11 @@ const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
 
 export function historyRows(entries: HistoryEntry[], noTrunc: boolean, now = Date.now()): string[][] {
   return entries.map((h) => [
-    noTrunc ? h.id : shortId(h.id),
-    ago(h.created, now),
-    noTrunc ? h.createdBy : ellipsis(h.createdBy, 45),
-    humanSize(h.size),
-    h.comment,
+    noTrunc ? h.Id : shortId(h.Id),
+    ago(h.Created, now),
+    noTrunc ? h.CreatedBy : ellipsis(h.CreatedBy, 45),
+    humanSize(h.Size),
+    h.Comment,
   ]);
 }
 
@@ -157,9 +166,9 @@ const historyCmd = (command: string): Cmd => ({
   builder: { ...LISTING_OPTIONS, 'no-trunc': { type: 'boolean', default: false, describe: "Don't truncate output" } },
   handler: action(async (argv) => {
     const entries = await clientFor(argv).get<HistoryEntry[]>(`/images/${seg(argv.image)}/history`);
-    const f = formatted(argv, entries, () => entries.map((h) => ({ ID: argv.noTrunc ? h.id : shortId(h.id), CreatedAt: h.created, CreatedSince: ago(h.created), CreatedBy: h.createdBy, Size: humanSize(h.size), Comment: h.comment })), HISTORY_HEADERS);
+    const f = formatted(argv, () => entries.map((h) => ({ ID: argv.noTrunc ? h.Id : shortId(h.Id), CreatedAt: h.Created, CreatedSince: ago(h.Created), CreatedBy: h.CreatedBy, Size: humanSize(h.Size), Comment: h.Comment })), HISTORY_HEADERS);
     if (f !== undefined) return out(f);
-    if (argv.quiet) return out(entries.map((h) => (argv.noTrunc ? h.id : shortId(h.id))).join('\n'));
+    if (argv.quiet) return out(entries.map((h) => (argv.noTrunc ? h.Id : shortId(h.Id))).join('\n'));
     out(table(['IMAGE', 'CREATED', 'CREATED BY', 'SIZE', 'COMMENT'], historyRows(entries, argv.noTrunc)));
   }),
 });

@@ -28,6 +28,21 @@ const createCmd: Cmd = {
   }),
 };
 
+/** A volume ls row's fields for --format (templates and json), by docker's names; Links: containers using it. */
+export interface VolumeListRow {
+  Driver: string;
+  Name: string;
+  Mountpoint: string;
+  Labels: Record<string, string>;
+  Scope: string;
+  Links: number;
+  Anonymous: boolean;
+}
+
+function volumeFields(v: Volume): VolumeListRow {
+  return { Driver: v.Driver, Name: v.Name, Mountpoint: v.Mountpoint, Labels: v.Labels, Scope: v.Scope, Links: v.UsedBy.length, Anonymous: v.Anonymous };
+}
+
 const lsCmd: Cmd = {
   command: 'ls',
   aliases: ['list'],
@@ -36,7 +51,7 @@ const lsCmd: Cmd = {
   handler: action(async (argv) => {
     const r = await clientFor(argv).get<{ volumes: Volume[] }>('/volumes');
     const vols = r.volumes ?? [];
-    const f = formatted(argv, vols, () => vols.map((v) => ({ Driver: v.Driver, Name: v.Name, Mountpoint: v.Mountpoint, Labels: v.Labels })), { Name: 'VOLUME NAME' });
+    const f = formatted(argv, () => vols.map(volumeFields), { Name: 'VOLUME NAME' });
     if (f !== undefined) return out(f);
     if (argv.quiet) return out(vols.map((v) => v.Name).join('\n'));
     out(table(['DRIVER', 'VOLUME NAME'], vols.map((v) => [v.Driver, v.Name])));

@@ -12,7 +12,7 @@ import { registerImageIoRoutes } from './routes-image-io';
 import { registerRegistryRoutes } from './routes-registry';
 import { badRequest } from './errors';
 import { Router, type ApiRequest } from './server';
-import type { CommitRequest, CreateRequest, Info, MountSpec, SystemDf } from './types';
+import type { ChangeEntry, CommitRequest, CreateRequest, Info, MountSpec, SystemDf } from './types';
 
 export interface Services {
   root: StorageRoot;
@@ -96,27 +96,25 @@ export function buildRouter(s: Services): Router {
   r.add('GET', '/info', (): Info => {
     const counts = s.store.counts();
     return {
-      driver: 'strata-fuse',
-      version: s.version,
-      rootDir: s.root.dir,
-      backingFilesystem: s.backingFilesystem,
-      passthrough: s.mounts.passthrough || process.geteuid?.() === 0,
-      images: counts.images,
-      layers: counts.layers,
-      containers: counts.containers,
-      containersMounted: counts.containersMounted,
-      volumes: counts.volumes,
+      Driver: 'strata-fuse',
+      ServerVersion: s.version,
+      DockerRootDir: s.root.dir,
+      BackingFilesystem: s.backingFilesystem,
+      Passthrough: s.mounts.passthrough || process.geteuid?.() === 0,
+      Images: counts.images,
+      Layers: counts.layers,
+      Containers: counts.containers,
+      ContainersMounted: counts.containersMounted,
+      Volumes: counts.volumes,
     };
   });
   r.add('GET', '/system/df', (): SystemDf => {
-    const { images, layersSize } = s.images.df();
     return {
-      layersSize,
-      images,
-      containers: s.containers.list(true).map((c) => ({ id: c.id, name: c.name, image: c.image, size: c.size, state: c.state, created: c.created })),
-      volumes: s.volumes.sizes(),
-      buildCacheSize: s.store.buildCache.size(),
-      buildCacheCount: s.store.buildCache.count(),
+      ...s.images.df(),
+      Containers: s.containers.list(true).map((c) => ({ Id: c.Id, Name: c.Name, Image: c.Image, SizeRw: c.SizeRw, State: c.State, Created: c.Created })),
+      Volumes: s.volumes.sizes().map((v) => ({ Name: v.name, UsageData: { Size: v.size, RefCount: v.links } })),
+      BuildCacheSize: s.store.buildCache.size(),
+      BuildCacheCount: s.store.buildCache.count(),
     };
   });
 
@@ -141,7 +139,7 @@ export function buildRouter(s: Services): Router {
     await s.containers.unmount(req.params.id);
     return {};
   });
-  r.add('GET', '/containers/:id/changes', (req) => s.containers.diff(req.params.id));
+  r.add('GET', '/containers/:id/changes', (req): ChangeEntry[] => s.containers.diff(req.params.id).map((c) => ({ Kind: c.kind, Path: c.path })));
   r.add('POST', '/containers/:id/commit', async (req) => {
     const body: CommitRequest = { ref: str(req, 'ref'), comment: str(req, 'comment'), author: str(req, 'author'), createdBy: str(req, 'createdBy') };
     return { id: await s.containers.commit(req.params.id, body) };

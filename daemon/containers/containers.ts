@@ -278,17 +278,17 @@ export class ContainerService {
 
   summary(c: ContainerRow): ContainerSummary {
     return {
-      id: c.id,
-      name: c.name,
-      image: c.imageRef,
-      imageId: c.imageId,
-      state: c.state,
-      mountpoint: c.mountpoint,
-      created: c.created,
-      size: diskUsage(this.dirs(c.id).upper),
-      startedAt: c.started ?? null,
-      finishedAt: c.finished ?? null,
-      exitCode: c.exitCode ?? null,
+      Id: c.id,
+      Name: c.name,
+      Image: c.imageRef,
+      ImageID: c.imageId,
+      State: c.state,
+      Mountpoint: c.mountpoint,
+      Created: c.created,
+      SizeRw: diskUsage(this.dirs(c.id).upper),
+      StartedAt: c.started ?? null,
+      FinishedAt: c.finished ?? null,
+      ExitCode: c.exitCode ?? null,
     };
   }
 
@@ -327,12 +327,32 @@ export class ContainerService {
   inspect(ref: string): ContainerInspect {
     const c = this.truthful([this.resolve(ref)])[0];
     const d = this.dirs(c.id);
+    const s = this.summary(c);
     return {
-      ...this.summary(c),
-      upperDir: d.upper,
-      workDir: d.work,
-      lowerDirs: this.layers.lowerDirs(this.images.chain(c.imageId).map((l) => l.id)),
-      mounts: c.mounts,
+      Id: s.Id,
+      Name: s.Name,
+      Created: s.Created,
+      Image: s.ImageID,
+      Config: { Image: s.Image },
+      State: { Status: s.State, Running: s.StartedAt !== null && s.FinishedAt === null, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, ExitCode: s.ExitCode },
+      Mountpoint: s.Mountpoint,
+      SizeRw: s.SizeRw,
+      GraphDriver: {
+        Name: 'strata-fuse',
+        Data: {
+          LowerDir: this.layers.lowerDirs(this.images.chain(c.imageId).map((l) => l.id)).join(':'),
+          UpperDir: d.upper,
+          MergedDir: s.Mountpoint ?? d.merged,
+          WorkDir: d.work,
+        },
+      },
+      Mounts: c.mounts.map((m) => ({
+        Type: m.type,
+        ...(m.type === 'volume' ? { Name: m.source } : {}),
+        Source: m.resolvedSource,
+        Destination: m.target,
+        RW: !m.readonly,
+      })),
     };
   }
 
