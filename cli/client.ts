@@ -96,7 +96,7 @@ export class Client {
   }
 
   /** GETs a binary body into `out` (e.g. stdout); rejects if the daemon aborts it midway. */
-  download(path: string, out: NodeJS.WritableStream): Promise<number> {
+  download(path: string, out: NodeJS.WritableStream, onBytes?: (n: number) => void): Promise<number> {
     const http = require('node:http') as typeof Http;
     return new Promise<number>((resolve, reject) => {
       const req = http.request({ socketPath: this.socket, method: 'GET', path }, (res) => {
@@ -110,6 +110,7 @@ export class Client {
         let bytes = 0;
         res.on('data', (c: Buffer) => {
           bytes += c.length;
+          onBytes?.(c.length);
           if (!out.write(c)) {
             res.pause();
             out.once('drain', () => res.resume());

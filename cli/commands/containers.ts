@@ -7,7 +7,8 @@ import type {
   ContainerSummary,
   CreateRequest,
 } from '../../daemon/api/types';
-import { seg } from '../client';
+import { resolveSocket, seg } from '../client';
+import { countedTransfer, runStreamed } from '../progress';
 import { AtomicOutput } from '../files';
 import { ago, humanDuration, humanSize, json, parseMount, shortId, shortPath, table, UsageError } from '../format';
 import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, INSPECT_OPTIONS, LISTING_OPTIONS, out } from './common';
@@ -163,7 +164,8 @@ const commitCmd = (command: string): Cmd => ({
     if (argv.author !== undefined) req.author = String(argv.author);
     const changes = list(argv.change);
     if (changes.length) req.createdBy = changes.join('\n');
-    const r = await clientFor(argv).post<{ id: string }>(`/containers/${seg(argv.container)}/commit`, req);
+    // A progress stream (the bytes of the new layer, on a terminal) ending in the new image's id.
+    const r = await runStreamed<{ id: string }>(resolveSocket(argv.socket), `/containers/${seg(argv.container)}/commit?progress=1`, { json: req });
     out(r.id);
   }),
 });
@@ -178,22 +180,22 @@ const exportCmd = (command: string): Cmd => ({
   handler: action(async (argv) => {
     const output = argv.output === undefined ? '-' : String(argv.output);
     const url = `/containers/${seg(argv.container)}/export`;
-    if (output === '-') {
-      if (process.stdout.isTTY) throw new UsageError('refusing to write a tar archive to a terminal: use -o FILE or redirect the output');
-      await clientFor(argv).download(url, process.stdout);
-      return;
-    }
-    // The tar comes through the socket; the CLI writes the file (temp name, renamed when complete).
-    const file = new AtomicOutput(path.resolve(output));
+    if (output === '-' && process.stdout.isTTY) throw new UsageError('refusing to write a tar archive to a terminal: use -o FILE or redirect the output');
+    // The tar comes through the socket; the CLI writes it (a file: temp name, renamed when complete),
+    // and shows the bytes received on a terminal (the total is not known before the end).
+    const file = output === '-' ? undefined : new AtomicOutput(path.resolve(output));
+    const bar = countedTransfer(String(argv.container), 'Exporting', null);
     let size: number;
     try {
-      await clientFor(argv).download(url, file.stream);
-      size = await file.commit();
+      size = await clientFor(argv).download(url, file ? file.stream : process.stdout, (n) => bar.add(n));
+      if (file) size = await file.commit();
     } catch (err) {
-      file.abort();
+      bar.done(false);
+      file?.abort();
       throw err;
     }
-    out(`Exported ${String(argv.container)} to ${file.file} (${humanSize(size)})`);
+    bar.done();
+    if (file) out(`Exported ${String(argv.container)} to ${file.file} (${humanSize(size)})`);
   }),
 });
 

@@ -10,7 +10,7 @@ import type {
 import type { LoadResponse, SaveResponse } from '../../daemon/api/types-image-io';
 import { resolveSocket, seg, withQuery } from '../client';
 import { AtomicOutput, openInput, packDirectory } from '../files';
-import { runStreamed } from '../progress';
+import { countedTransfer, runStreamed } from '../progress';
 import { ago, ellipsis, humanSize, json, shortId, splitRef, table, UsageError } from '../format';
 import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, INSPECT_OPTIONS, LISTING_OPTIONS, out } from './common';
 
@@ -25,10 +25,20 @@ const importCmd: Cmd = {
   handler: action(async (argv) => {
     // The CLI reads the source (with the user's permissions) and streams it to the daemon.
     const source = String(argv.source);
-    const isDir = source !== '-' && fs.existsSync(source) && fs.statSync(source).isDirectory();
-    const body = isDir ? packDirectory(source) : openInput(source, 'import source');
+    const st = source === '-' ? undefined : fs.statSync(source, { throwIfNoEntry: false });
+    const body = st?.isDirectory() ? packDirectory(source) : openInput(source, 'import source');
     const message = argv.message !== undefined ? String(argv.message) : source === '-' ? '' : `Imported from ${path.basename(path.resolve(source))}`;
-    const r = await clientFor(argv).upload<{ id: string }>(withQuery('/images/import', { ref: String(argv.ref), message }), body);
+    // Bytes sent of bytes to send (a file's size; a directory's tar or stdin: unknown) on a terminal.
+    const bar = countedTransfer(source === '-' ? 'stdin' : path.basename(source), 'Importing', st?.isFile() ? st.size : null);
+    body.on('data', (c: Buffer) => bar.add(c.length));
+    let r: { id: string };
+    try {
+      r = await clientFor(argv).upload<{ id: string }>(withQuery('/images/import', { ref: String(argv.ref), message }), body);
+    } catch (err) {
+      bar.done(false);
+      throw err;
+    }
+    bar.done();
     out(r.id);
   }),
 };

@@ -11,6 +11,7 @@ import { registerBuildRunRoutes } from './routes-build-run';
 import { registerImageIoRoutes } from './routes-image-io';
 import { registerRegistryRoutes } from './routes-registry';
 import { badRequest } from './errors';
+import { progressStream } from './progress';
 import { Router, type ApiRequest } from './server';
 import type { ChangeEntry, CommitRequest, CreateRequest, Info, MountSpec, SystemDf } from './types';
 
@@ -142,7 +143,9 @@ export function buildRouter(s: Services): Router {
   r.add('GET', '/containers/:id/changes', (req): ChangeEntry[] => s.containers.diff(req.params.id).map((c) => ({ Kind: c.kind, Path: c.path })));
   r.add('POST', '/containers/:id/commit', async (req) => {
     const body: CommitRequest = { ref: str(req, 'ref'), comment: str(req, 'comment'), author: str(req, 'author'), createdBy: str(req, 'createdBy') };
-    return { id: await s.containers.commit(req.params.id, body) };
+    if (!flag(req, 'progress')) return { id: await s.containers.commit(req.params.id, body) };
+    s.containers.resolve(req.params.id); // an unknown container is a plain 404
+    return progressStream(async (p) => ({ id: await s.containers.commit(req.params.id, body, p) }), { log: s.log, what: 'container commit' });
   });
   r.add('DELETE', '/containers/:id', async (req) => {
     await s.containers.remove(req.params.id, flag(req, 'force'));

@@ -19,7 +19,8 @@
 //   POST   /containers/{id}/mount body { at? }     -> { mountpoint: string }
 //   POST   /containers/{id}/unmount                -> {}
 //   GET    /containers/{id}/changes                -> ChangeEntry[]
-//   POST   /containers/{id}/commit body CommitRequest -> { id: string }
+//   POST   /containers/{id}/commit[?progress=1] body CommitRequest -> { id: string }
+//          (progress=1: a progress stream, types-progress.ts, ending in {result: {id}})
 //   DELETE /containers/{id}?force=1                -> {}
 //   POST   /volumes/create  body VolumeCreateRequest -> Volume
 //   GET    /volumes                                -> { volumes: Volume[] }

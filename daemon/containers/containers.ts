@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { layerChanges, mountpointLeftovers } from '../archive';
 import { badRequest, conflict, notFound } from '../api/errors';
+import type { ProgressReporter } from '../api/types-progress';
 import type { Change, CommitRequest, ContainerInspect, ContainerSummary, CreateRequest, MountSpec } from '../api/types';
 import { checkContainerPath, checkHostPath, checkName, formatRef, parseRef } from '../api/validate';
 import type { ImageService } from '../images/images';
@@ -239,16 +240,20 @@ export class ContainerService {
   }
 
   /** The writable layer becomes a new layer on top of the image's chain, in a new image. */
-  async commit(ref: string, req: CommitRequest): Promise<string> {
-    return this.exclusive(ref, (c) => this.commitNow(c, req));
+  async commit(ref: string, req: CommitRequest, progress?: ProgressReporter): Promise<string> {
+    return this.exclusive(ref, (c) => this.commitNow(c, req, progress));
   }
 
-  private async commitNow(c: ContainerRow, req: CommitRequest): Promise<string> {
+  private async commitNow(c: ContainerRow, req: CommitRequest, progress?: ProgressReporter): Promise<string> {
     const image = this.images.resolve(c.imageId);
     const target = req.ref ? formatRef(parseRef(req.ref)) : undefined;
     const chain = this.images.chain(image.id).map((l) => l.id);
     const createdBy = req.createdBy ?? '';
-    const layer = await this.layers.create(chain[chain.length - 1] ?? null, { kind: 'upper', path: this.dirs(c.id).upper, exclude: this.mountpointLeftovers(c) }, createdBy);
+    // The bytes of the layer's tar as it is made (its size is only known at the end).
+    const bar = progress?.bytes(c.id.slice(0, 12), 'Committing', null);
+    const upper = { kind: 'upper' as const, path: this.dirs(c.id).upper, exclude: this.mountpointLeftovers(c), onBytes: bar && ((n: number) => bar.add(n)) };
+    const layer = await this.layers.create(chain[chain.length - 1] ?? null, upper, createdBy);
+    bar?.done();
     const history = [
       ...image.history,
       { created: new Date().toISOString(), createdBy, comment: req.comment ?? '', emptyLayer: false, size: layer.size },
