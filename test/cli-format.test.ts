@@ -261,7 +261,7 @@ t.test('requests sent to the daemon (fake server)', async (t) => {
     'GET /images/json': [200, [img]],
     'POST /containers/create': [201, { id: HEX, warnings: ['careful'] }],
     'POST /containers/web/mount': [200, { mountpoint: '/var/lib/strata/mnt/x' }],
-    'POST /containers/web/commit': [201, { id: `sha256:${'ef'.repeat(32)}` }],
+    'POST /containers/web/commit?progress=1': [200, { result: { id: `sha256:${'ef'.repeat(32)}` } }], // a progress stream of one line
     'DELETE /images/alpine%3Alatest?force=1': [200, { untagged: ['alpine:latest'], deleted: [`sha256:${HEX}`] }],
     'DELETE /images/nope?force=1': [404, { message: 'No such image: nope' }],
     'GET /containers/json?all=1': [200, []],
@@ -343,7 +343,7 @@ t.test('requests sent to the daemon (fake server)', async (t) => {
 
   r = await run('commit', '-m', 'msg', '-a', 'me', '-c', 'RUN make', 'web', 'new:tag');
   t.equal(r.stdout, `sha256:${'ef'.repeat(32)}\n`);
-  t.same(seen[0], { method: 'POST', url: '/containers/web/commit', body: { ref: 'new:tag', comment: 'msg', author: 'me', createdBy: 'RUN make' } });
+  t.same(seen[0], { method: 'POST', url: '/containers/web/commit?progress=1', body: { ref: 'new:tag', comment: 'msg', author: 'me', createdBy: 'RUN make' } });
 
   r = await run('rmi', '-f', 'alpine:latest', 'nope');
   t.equal(r.code, 1, 'a failed target makes the exit status 1');
