@@ -4,12 +4,16 @@
 // them by hand from the same declarations, and runs the same handlers.
 import { GLOBAL_OPTIONS, commandWords, parseDeclared } from './argv';
 import type { Args, Cmd } from './commands/common';
-import { containerDeclared } from './commands/containers';
-import { imageDeclared } from './commands/images';
-import { volumeDeclared } from './commands/volumes';
 import { version } from './version';
 
-const DECLARED: [string, Cmd][] = [...containerDeclared, ...imageDeclared, ...volumeDeclared];
+/** The declared commands; their modules (and node:net under them) are loaded once a command line needs them. */
+function declared(): [string, Cmd][] {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const { containerDeclared } = require('./commands/containers') as typeof import('./commands/containers');
+  const { imageDeclared } = require('./commands/images') as typeof import('./commands/images');
+  const { volumeDeclared } = require('./commands/volumes') as typeof import('./commands/volumes');
+  return [...containerDeclared, ...imageDeclared, ...volumeDeclared];
+}
 
 /** The command and its argv when `args` is one of the declared commands and surely parses; else undefined. */
 export function match(args: string[]): { cmd: Cmd; argv: Args } | undefined {
@@ -21,7 +25,7 @@ export function match(args: string[]): { cmd: Cmd; argv: Args } | undefined {
     globals.push(...args.slice(i, i + n));
     i += n;
   }
-  for (const [group, cmd] of DECLARED) {
+  for (const [group, cmd] of declared()) {
     const words = group ? [group] : [];
     if (group && args[i] !== group) continue;
     const sub = args[i + words.length];
