@@ -2,6 +2,7 @@
 // JSON calls go through socket-http.ts; node:http, costly to load, only for streamed transfers.
 import type * as Http from 'node:http';
 import type { Readable } from 'node:stream';
+import { API_VERSION } from '../daemon/api/types';
 import { requestOverSocket } from './socket-http';
 
 export const DEFAULT_SOCKET = '/run/strata/strata.sock';
@@ -140,6 +141,10 @@ export class Client {
       r = await requestOverSocket(this.socket, method, path, headers, payload);
     } catch (err) {
       throw transportError(err as NodeJS.ErrnoException, this.socket);
+    }
+    const version = r.headers['api-version'];
+    if (version !== undefined && version !== API_VERSION) {
+      throw new Error(`the strata daemon at ${this.socket} speaks API version ${version} and this strata ${API_VERSION}: restart stratad from the same build as this CLI`);
     }
     return answer<T>(r.status, r.statusText, r.headers['content-type'], r.body.toString('utf8'));
   }

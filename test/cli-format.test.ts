@@ -214,6 +214,21 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   });
 }
 
+t.test('a daemon of another API version: said so, exit 1', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-cli-'));
+  const sock = path.join(dir, 's.sock');
+  // What a stratad from before Docker's key names answers.
+  const server = http.createServer((_req, res) => res.writeHead(200, { 'Content-Type': 'application/json', 'Api-Version': '1' }).end('[{"id":"ab","name":"x"}]'));
+  await new Promise<void>((r) => server.listen(sock, r));
+  t.teardown(() => {
+    server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const r = await cli(['--socket', sock, 'ps']);
+  t.equal(r.code, 1);
+  t.equal(r.stderr, `Error: the strata daemon at ${sock} speaks API version 1 and this strata 2: restart stratad from the same build as this CLI\n`);
+});
+
 t.test('no daemon: one-line connect error, exit 1', async (t) => {
   const sock = '/tmp/nonexistent-strata-test.sock';
   for (const args of [['--socket', sock, 'ps'], ['--socket', sock, 'image', 'ls'], ['--socket', sock, 'info']]) {
