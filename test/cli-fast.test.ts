@@ -6,7 +6,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { match } from '../cli/fast';
 import { startDaemon } from './lib/daemon';
+import { run } from './lib/exec';
 import { ok } from './lib/expect';
+import { makeWorkspace } from './lib/workspace';
 
 t.test('which command lines the fast path takes, and their argv', async (t) => {
   const ps = match(['--socket', '/s', 'ps', '-aq', '--format={{.ID}}']);
@@ -85,4 +87,27 @@ t.test('the fast path prints what yargs prints', async (t) => {
     t.equal(steady(fast.stdout), steady(slow.stdout), `${what}: the same output`);
     t.equal(fast.stderr, slow.stderr, `${what}: the same errors`);
   }
+});
+
+t.test("bin/strata's code cache: never another build's code, even of the same length", async (t) => {
+  // V8 checks a code cache against its source's length only. A tree with bin/strata and two bundles
+  // whose run() print what they are; the fast one is rebuilt with the same length and an older mtime
+  // than its cache (a CLI still running the old build wrote the cache after the rebuild).
+  const root = makeWorkspace(t, 'cli-cache');
+  fs.mkdirSync(path.join(root, 'bin'));
+  fs.mkdirSync(path.join(root, 'dist', 'cli'), { recursive: true });
+  fs.copyFileSync(path.join(__dirname, '..', '..', 'bin', 'strata'), path.join(root, 'bin', 'strata'));
+  const fast = path.join(root, 'dist', 'cli', 'strata-fast.js');
+  const bundle = (word: string) => `exports.run = () => { process.stdout.write(${JSON.stringify(word)} + "\\n"); return true; };\n`;
+  fs.writeFileSync(path.join(root, 'dist', 'cli', 'strata.js'), 'exports.run = () => {};\n');
+  fs.writeFileSync(fast, bundle('old'));
+  const strata = () => run(process.execPath, [path.join(root, 'bin', 'strata'), 'ps']);
+  t.equal(strata().stdout, 'old\n', 'the first build runs');
+  t.ok(fs.existsSync(fast + '.cache'), 'and leaves its code cache');
+  t.equal(strata().stdout, 'old\n', 'from its cache');
+  const cacheTime = fs.statSync(fast + '.cache').mtime;
+  fs.writeFileSync(fast, bundle('new'));
+  fs.utimesSync(fast, cacheTime, new Date(cacheTime.getTime() - 1000));
+  t.equal(strata().stdout, 'new\n', 'the rebuilt bundle runs, not the cached code of the old one');
+  t.equal(strata().stdout, 'new\n', 'and again, from its own cache');
 });
