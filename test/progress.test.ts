@@ -209,6 +209,10 @@ t.test('import, export, commit: byte progress on a terminal, nothing otherwise',
   const plain = d.cli(['image', 'import', tar, 'x:1']);
   t.equal(plain.status, 0, `import exits 0 ${plain.stderr}`);
   t.equal(plain.stderr, '', 'import: nothing on stderr');
+  const piped = run('env', ['-i', 'PATH=/usr/bin:/bin', 'sh', '-c', `${sq(STRATA())} --socket ${sq(d.socket)} image import - x:0 < ${sq(tar)}`]);
+  t.equal(piped.status, 0, `import - reads standard input ${piped.stderr}`);
+  const rootfs = (ref: string) => ok(t, d.cli(['image', 'inspect', '-f', '{{json .RootFS}}', ref]), `inspect ${ref}`);
+  t.equal(rootfs('x:0'), rootfs('x:1'), 'the same layer from standard input');
   ok(t, d.cli(['container', 'create', '--name', 'c', 'x:1']), 'create');
   const mnt = ok(t, d.cli(['container', 'mount', 'c']), 'mount');
   fs.writeFileSync(path.join(mnt, 'more.bin'), randomBytes(5_000_000));

@@ -24,7 +24,8 @@ const importCmd: Cmd = {
       .option('message', { alias: 'm', type: 'string', describe: 'Commit message of the imported layer' }),
   handler: action(async (argv) => {
     // The CLI reads the source (with the user's permissions) and streams it to the daemon.
-    const source = String(argv.source);
+    // yargs parses a lone "-" as an empty string: that is standard input.
+    const source = argv.source === '' || argv.source === '-' ? '-' : String(argv.source);
     const st = source === '-' ? undefined : fs.statSync(source, { throwIfNoEntry: false });
     const body = st?.isDirectory() ? packDirectory(source) : openInput(source, 'import source');
     const message = argv.message !== undefined ? String(argv.message) : source === '-' ? '' : `Imported from ${path.basename(path.resolve(source))}`;
