@@ -57,7 +57,8 @@ export function parseDeclared(c: Cmd, words: string[], args: string[]): Args | u
       rest.push(...args.slice(i + 1));
       break;
     }
-    if (!a.startsWith('-') || a === '-') {
+    if (a === '-') return undefined; // yargs reads a lone "-" its own way (as an empty string)
+    if (!a.startsWith('-')) {
       rest.push(a);
       continue;
     }

@@ -27,6 +27,7 @@ t.test('which command lines the fast path takes, and their argv', async (t) => {
     ['ps', '--format'],
     ['ps', '-q', '-q'],
     ['ps', '--all=maybe'],
+    ['history', '-'],
     ['container', 'inspect'],
     ['container', 'create', 'img'],
     ['image', 'import', 'dir', 'x:1'],
