@@ -3,7 +3,7 @@
 // $REGISTRY_AUTH_FILE (as podman), then ~/.strata/config.json. Other keys in the file are kept.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { RegistryAuth } from '../daemon/api/types-registry';
+import type { RegistryAuth } from '../daemon/model/types-registry';
 import { DOCKER_HUB_AUTH_KEY, registryKey } from '../daemon/registry/reference';
 
 interface AuthFile {

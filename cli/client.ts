@@ -1,11 +1,11 @@
-// HTTP/1.1 JSON client for stratad's API over a Unix socket (routes: daemon/api/types.ts).
+// HTTP/1.1 JSON client for stratad's API over a Unix socket (routes: daemon/model/types.ts).
 // JSON calls go through socket-http.ts; node:http, costly to load, only for streamed transfers.
 import type * as Http from 'node:http';
 import type { Readable } from 'node:stream';
-import { API_VERSION } from '../daemon/api/types';
+import { API_VERSION } from '../daemon/model/types';
 import { requestOverSocket } from './socket-http';
 
-export const DEFAULT_SOCKET = '/run/strata/strata.sock';
+import { DEFAULT_SOCKET } from '../daemon/model/types';
 
 /** The socket to talk to: --socket, then $STRATA_SOCKET, then the default. */
 export function resolveSocket(flag?: string): string {

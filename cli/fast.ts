@@ -4,7 +4,7 @@
 // them by hand from the same declarations, and runs the same handlers.
 import { GLOBAL_OPTIONS, commandWords, parseDeclared } from './argv';
 import type { Args, Cmd } from './commands/common';
-import { version } from './version';
+import { packageVersion } from '../daemon/util/version';
 
 /** The declared commands; their modules (and node:net under them) are loaded once a command line needs them. */
 function declared(): [string, Cmd][] {
@@ -42,7 +42,7 @@ export function match(args: string[]): { cmd: Cmd; argv: Args } | undefined {
  */
 export function run(args: string[] = process.argv.slice(2)): boolean {
   if (args.length === 1 && args[0] === '--version') {
-    process.stdout.write(version() + '\n');
+    process.stdout.write(packageVersion() + '\n');
     return true;
   }
   if (process.env.STRATA_CLI_NO_FAST === '1') return false; // tests compare both paths' output

@@ -1,6 +1,6 @@
 // Presentation helpers: aligned tables, docker-style sizes and relative times, --mount/--label parsing.
-import { humanSize } from '../daemon/api/units';
-import type { MountSpec } from '../daemon/api/types';
+import { humanSize } from '../daemon/model/units';
+import type { MountSpec } from '../daemon/model/types';
 
 /** A bad command-line value (reported like a usage error: exit 2). */
 export class UsageError extends Error {

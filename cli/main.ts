@@ -3,9 +3,9 @@
 // archive code and native addon, node:os, node:crypto, node:readline) is required where it is used.
 // The commonest commands are run without yargs by fast.ts (bin/strata tries it first).
 import type { Argv, CommandModule } from 'yargs';
+import { DEFAULT_SOCKET } from '../daemon/model/types';
+import { packageVersion } from '../daemon/util/version';
 import { GLOBAL_OPTIONS } from './argv';
-import { DEFAULT_SOCKET } from './client';
-import { version } from './version';
 
 /** Every command's definition; modules are loaded here, when a command line needs parsing. */
 export function commands(): CommandModule[] {
@@ -24,7 +24,7 @@ export function commands(): CommandModule[] {
 export async function main(args: string[]): Promise<void> {
   // `strata --version` needs no parser: answer before loading one.
   if (args.length === 1 && args[0] === '--version') {
-    process.stdout.write(version() + '\n');
+    process.stdout.write(packageVersion() + '\n');
     return;
   }
   // Node's require of the ESM yargs gives the function itself, the bundle a namespace with it as default.
@@ -54,7 +54,7 @@ export async function main(args: string[]): Promise<void> {
     .strict()
     .help()
     .alias('help', 'h')
-    .version(version())
+    .version(packageVersion())
     .wrap(Math.min(110, process.stdout.columns || 100))
     .fail((msg, err) => {
       // Only parse/validation failures land here: handlers report their own errors (commands/common.ts).

@@ -1,13 +1,13 @@
-// Client side of the progress protocol (daemon/api/types-progress.ts), shared by build, save, load,
+// Client side of the progress protocol (daemon/model/progress.ts), shared by build, save, load,
 // commit, pull and push: POSTs a request, prints step lines ({stream}) to stdout as they come, draws
 // byte progress bars ({progress}) on stderr when it is a terminal (nothing otherwise), and returns the
 // final {result}. Transfers the CLI counts itself (import's upload, export's download) are drawn by
 // the same renderer (countedTransfer).
 import type * as Http from 'node:http';
-import type { ProgressDetail, ProgressMessage } from '../daemon/api/types-progress';
+import type { ProgressDetail, ProgressMessage } from '../daemon/model/progress';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
-import { MUX_CONTENT_TYPE, MUX_DATA, MUX_PROGRESS, MuxReader } from '../daemon/api/types-progress';
+import { MUX_CONTENT_TYPE, MUX_DATA, MUX_PROGRESS, MuxReader } from '../daemon/model/progress';
 import { DaemonError, DaemonGoneError, errorMessage, transportError } from './client';
 import { humanSize } from './format';
 
@@ -16,7 +16,7 @@ export type PostBody = { json: unknown } | { stream: NodeJS.ReadableStream; cont
 
 /**
  * POSTs `body` and hands each NDJSON line of the (streamed) answer to `onMessage`. A multiplexed
- * answer (types-progress.ts) has its data channel handed to `onData` (which may return a promise to
+ * answer (daemon/model/progress.ts) has its data channel handed to `onData` (which may return a promise to
  * apply back-pressure) and its progress lines to `onMessage`.
  */
 export function streamPost(

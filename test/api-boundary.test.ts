@@ -6,12 +6,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import type { ChangeEntry, ContainerInspect, ImageInspect } from '../daemon/api/types';
+import type { ChangeEntry, ContainerInspect, ImageInspect } from '../daemon/model/types';
 import { type RunResult, run, runOk, TEST_GID, TEST_UID } from './lib/exec';
 import { startDaemon, type Daemon } from './lib/daemon';
 import { jsonBody, rawRequest } from './lib/http';
-import { missingCapability } from './lib/mount';
-import { isMounted, listMounts } from './lib/mounts';
+import { missingCapability } from './lib/mount-union';
+import { isMounted, listMounts } from './lib/mount-table';
 import { makeWorkspace } from './lib/workspace';
 import { ok, fails } from './lib/expect';
 

@@ -10,8 +10,8 @@ import { jsonLines } from './lib/expect';
 import { fuzz } from './lib/api-fuzz';
 import { startDaemon } from './lib/daemon';
 import { rawRequest } from './lib/http';
-import { missingCapability } from './lib/mount';
-import { listMounts } from './lib/mounts';
+import { missingCapability } from './lib/mount-union';
+import { listMounts } from './lib/mount-table';
 
 const skip = missingCapability({ fuse: true });
 const SEED = Number(process.env.STRATA_FUZZ_SEED ?? 9);

@@ -19,10 +19,8 @@ import {
 import { TarWriter, WriteEntry } from '../daemon/archive/tar-writer';
 import { snapshot } from './lib/snapshot';
 import { run, runOk } from './lib/exec';
+import { S_IFCHR, S_IFBLK, S_IFIFO } from '../daemon/util/file-mode';
 
-const S_IFCHR = 0o020000;
-const S_IFBLK = 0o060000;
-const S_IFIFO = 0o010000;
 
 function tmpdir(t: { teardown(fn: () => void): void }, label: string): string {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), `strata-archive-${label}-`));

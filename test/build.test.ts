@@ -2,9 +2,10 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { ImageInspect, SystemDf } from '../daemon/api/types';
+import type { ImageInspect, SystemDf } from '../daemon/model/types';
 import { startDaemon, type Daemon } from './lib/daemon';
 import { importBusyboxImage, runtimeSkipReason } from './lib/base-image';
+import { listMounts } from './lib/mount-table';
 
 const skip = runtimeSkipReason();
 
@@ -38,10 +39,8 @@ function cachedSteps(out: string): number[] {
 }
 
 function mountsUnder(dir: string): string[] {
-  return fs
-    .readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
+  return listMounts()
+    .map((m) => m.mountPoint)
     .filter((p) => p === dir || p.startsWith(dir + '/'));
 }
 

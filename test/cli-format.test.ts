@@ -11,7 +11,8 @@ import { imageRows, historyRows } from '../cli/commands/images';
 import { containerRows } from '../cli/commands/containers';
 import { pruneReport } from '../cli/commands/volumes';
 import { dfSummary, infoText } from '../cli/commands/system';
-import type { SystemDf } from '../daemon/api/types';
+import type { SystemDf } from '../daemon/model/types';
+import { testEnv } from './lib/env';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const MAIN = path.join(ROOT, 'dist', 'cli', 'main.js');
@@ -205,9 +206,9 @@ interface Run {
   stderr: string;
 }
 
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args], { env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [MAIN, ...args], { env: testEnv(env), timeout: 30_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
       resolve({ code, stdout, stderr });
     });

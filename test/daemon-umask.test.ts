@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { sh } from './lib/exec';
 import { startDaemon } from './lib/daemon';
 import { importBusyboxImage } from './lib/base-image';
-import { missingCapability } from './lib/mount';
+import { missingCapability } from './lib/mount-union';
 
 const skip = missingCapability({ fuse: true });
 

@@ -5,15 +5,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import BetterSqlite3 from 'better-sqlite3';
-import type { ContainerInspect, ImageInspect, SystemDf, Volume } from '../daemon/api/types';
+import type { ContainerInspect, ImageInspect, SystemDf, Volume } from '../daemon/model/types';
 import type { ContainerRow } from '../cli/commands/containers';
 import type { ImageRow } from '../cli/commands/images';
 import type { VolumeListRow } from '../cli/commands/volumes';
 import { type RunResult, runOk } from './lib/exec';
 import { cleanEnv, ping, startDaemon, STRATAD, type Daemon } from './lib/daemon';
 import { ok, fails, jsonLines } from './lib/expect';
-import { missingCapability } from './lib/mount';
-import { listMounts } from './lib/mounts';
+import { missingCapability } from './lib/mount-union';
+import { listMounts } from './lib/mount-table';
 import { diffSnapshots, snapshot } from './lib/snapshot';
 
 const skip = missingCapability({ fuse: true });

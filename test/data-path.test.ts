@@ -7,8 +7,8 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { sh } from './lib/exec';
-import { missingCapability, mountStrata, unmount } from './lib/mount';
-import { sleepMs } from './lib/mounts';
+import { missingCapability, mountStrata, unmount } from './lib/mount-union';
+import { sleepMs } from './lib/mount-table';
 import { makeWorkspace, type TestLike } from './lib/workspace';
 
 const OP_GETATTR = 3;

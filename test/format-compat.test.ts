@@ -3,7 +3,7 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { missingCapability, mountKernelOverlay, mountStrata, unmount } from './lib/mount';
+import { missingCapability, mountKernelOverlay, mountStrata, unmount } from './lib/mount-union';
 import { stdLayers } from './lib/fixtures';
 import { buildStack } from './lib/layers';
 import { diffSnapshots, snapshot } from './lib/snapshot';

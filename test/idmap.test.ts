@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { IdMap, parseIdMapping } from '../daemon/union/idmap';
 import { formatOverride, parseOverride } from '../daemon/union/override-stat';
 import { run, sh } from './lib/exec';
-import { missingCapability, mountStrata, strataProgram } from './lib/mount';
+import { missingCapability, mountStrata, strataProgram } from './lib/mount-union';
 import { makeWorkspace } from './lib/workspace';
 
 t.test('parseIdMapping', async (t) => {

@@ -3,18 +3,18 @@
 // archives, and interop with the real tools (skopeo, podman, umoci).
 import t, { type Test } from 'tap';
 import { jsonLines } from './lib/expect';
-import { repoRoot } from './lib/mount';
+import { repoRoot } from './lib/mount-union';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import type { ContainerInspect, ImageInspect } from '../daemon/api/types';
+import type { ContainerInspect, ImageInspect } from '../daemon/model/types';
 import type { ImageRow } from '../cli/commands/images';
 import { failsWith, ok } from './lib/assert';
 import { hasCommand, run, runOk, type RunResult } from './lib/exec';
 import { startDaemon, type Daemon } from './lib/daemon';
-import { missingCapability } from './lib/mount';
-import { listMounts } from './lib/mounts';
+import { missingCapability } from './lib/mount-union';
+import { listMounts } from './lib/mount-table';
 import { diffSnapshots, snapshot, type Snapshot } from './lib/snapshot';
 import { makeWorkspace } from './lib/workspace';
 

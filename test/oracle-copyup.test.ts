@@ -1,12 +1,12 @@
 // Differential copy-up tests: each operation on a lower entry must copy it up exactly like kernel overlayfs
 // (content, mode, owner, ns timestamps, xattrs, sparse holes, st_ino) and leave an identical upper dir.
 import t from 'tap';
-import { missingCapability } from './lib/mount';
+import { missingCapability } from './lib/mount-union';
 import { Pair } from './lib/pair';
 import { pairCases } from './lib/pair-cases';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { mountKernelOverlay, mountStrata } from './lib/mount';
+import { mountKernelOverlay, mountStrata } from './lib/mount-union';
 import { buildLayer } from './lib/layers';
 import { runOk, sh } from './lib/exec';
 import { diffSnapshots, ignoreKernelPrivate, snapshot } from './lib/snapshot';

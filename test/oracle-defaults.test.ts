@@ -3,7 +3,7 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { isMounted, missingCapability, mountStrata, strataProgram } from './lib/mount';
+import { isMounted, missingCapability, mountStrata, strataProgram } from './lib/mount-union';
 import { Pair } from './lib/pair';
 import { stdLayers } from './lib/fixtures';
 import type { Entry } from './lib/layers';

@@ -1,7 +1,7 @@
 // Differential tests: permissions as non-root, ownership/umask/setgid, ACLs, timestamps, special files,
 // fallocate/truncate/big files, name and path length limits.
 import t from 'tap';
-import { missingCapability } from './lib/mount';
+import { missingCapability } from './lib/mount-union';
 import { pairCases } from './lib/pair-cases';
 import { stdLayers } from './lib/fixtures';
 import { TEST_UID } from './lib/exec';

@@ -1,6 +1,6 @@
 // Differential namespace tests: unlink/rmdir/whiteouts/opaque dirs/rename vs kernel overlayfs.
 import t from 'tap';
-import { missingCapability } from './lib/mount';
+import { missingCapability } from './lib/mount-union';
 import { Pair } from './lib/pair';
 import { pairCases } from './lib/pair-cases';
 import { stdLayers, xattrWhiteoutLayers } from './lib/fixtures';

@@ -2,7 +2,7 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { missingCapability, mountStrata } from './lib/mount';
+import { missingCapability, mountStrata } from './lib/mount-union';
 import { Pair } from './lib/pair';
 import { stdLayers, xattrWhiteoutLayers } from './lib/fixtures';
 import { READDIR_PY, py } from './lib/scripts';

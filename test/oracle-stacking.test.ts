@@ -3,7 +3,7 @@
 // opaque dirs pile up across layers as image builds pile them up. Every level compares output,
 // merged views and upper dirs, and each program reads the other's layers (Pair.stack).
 import t, { type Test } from 'tap';
-import { missingCapability } from './lib/mount';
+import { missingCapability } from './lib/mount-union';
 import { Pair } from './lib/pair';
 import type { Entry } from './lib/layers';
 import { type LayoutName, rotatedLayout } from './lib/layouts';

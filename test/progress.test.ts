@@ -7,13 +7,14 @@ import * as fs from 'node:fs';
 import type * as http from 'node:http';
 import * as path from 'node:path';
 import { ProgressWriter } from '../daemon/api/progress';
-import type { ProgressDetail, ProgressMessage } from '../daemon/api/types-progress';
+import type { ProgressDetail, ProgressMessage } from '../daemon/model/progress';
 import { countedTransfer, ProgressRenderer, progressLine } from '../cli/progress';
 import { humanSize } from '../cli/format';
 import { STRATA, startDaemon, type Daemon } from './lib/daemon';
 import { hasCommand, run, type RunResult } from './lib/exec';
 import { makeWorkspace } from './lib/workspace';
 import { ok } from './lib/expect';
+import { testEnv } from './lib/env';
 
 const skip =
   process.geteuid?.() !== 0 ? 'needs root' : !fs.existsSync('/dev/fuse') ? 'no /dev/fuse' : !hasCommand('script') ? 'util-linux script is not installed' : false;
@@ -135,7 +136,7 @@ function sq(s: string): string {
 
 /** The CLI under a pseudo-terminal: stdout and stderr both land in the captured output. */
 function cliTty(d: Daemon, args: string[]): RunResult {
-  const cmd = ['env', '-i', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LC_ALL=C', 'HOME=/', 'TERM=xterm', STRATA(), '--socket', d.socket, ...args];
+  const cmd = ['env', '-i', ...Object.entries(testEnv({ LC_ALL: 'C', TERM: 'xterm' })).map(([k, v]) => `${k}=${v}`), STRATA(), '--socket', d.socket, ...args];
   return run('script', ['-qec', cmd.map(sq).join(' '), '/dev/null'], { timeout: 120_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TERM: 'xterm' } });
 }
 

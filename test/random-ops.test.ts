@@ -7,7 +7,7 @@
 //      STRATA_SHRINK_BUDGET_MS (default 90000; 0 disables shrinking).
 import t from 'tap';
 import * as path from 'node:path';
-import { missingCapability } from './lib/mount';
+import { missingCapability } from './lib/mount-union';
 import { makeWorkspace } from './lib/workspace';
 import { Op, randomLayers, randomOps } from './lib/random-ops';
 import { type LayoutName, OTHER_LAYOUTS } from './lib/layouts';

@@ -5,14 +5,13 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { hasCommand, run, type RunResult } from './lib/exec';
-import { isMounted, missingCapability, mountKernelOverlay, strataProgram } from './lib/mount';
-import { sleepMs } from './lib/mounts';
+import { isMounted, missingCapability, mountKernelOverlay, strataProgram } from './lib/mount-union';
+import { sleepMs } from './lib/mount-table';
 import { buildBusyboxRootfs, findStaticBusybox } from './lib/base-image';
 import { createTestUser, hostLikeDevFuse, type TestUser } from './lib/rootless';
 import { makeWorkspace } from './lib/workspace';
+import { S_IFMT, S_IFCHR } from '../daemon/util/file-mode';
 
-const S_IFMT = 0o170000;
-const S_IFCHR = 0o020000;
 
 function xattr(p: string, name: string): string | null {
   const r = run('getfattr', ['--absolute-names', '--only-values', '-h', '-n', name, p]);

@@ -8,8 +8,8 @@ import { runAsync, runOk } from './lib/exec';
 import { startDaemon, type Daemon } from './lib/daemon';
 import { ok } from './lib/expect';
 import { rawRequest } from './lib/http';
-import { missingCapability } from './lib/mount';
-import { listMounts } from './lib/mounts';
+import { missingCapability } from './lib/mount-union';
+import { listMounts } from './lib/mount-table';
 
 const skip = missingCapability({ fuse: true });
 const MOUNTS = 200;

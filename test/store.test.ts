@@ -4,14 +4,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
+import { AmbiguousError, ConflictError, DomainError, NotFoundError, SchemaVersionError } from '../daemon/model/errors';
 import {
-  AmbiguousError,
-  ConflictError,
-  NotFoundError,
   SCHEMA_VERSION,
-  SchemaVersionError,
   Store,
-  StoreError,
   migrate,
   migrations,
   openDatabase,
@@ -100,7 +96,7 @@ t.test('a database from a newer strata is refused', (t) => {
     }
     return undefined;
   })();
-  t.ok(err instanceof StoreError, 'a StoreError');
+  t.ok(err instanceof DomainError, 'a DomainError');
   t.equal((err as SchemaVersionError).found, SCHEMA_VERSION + 5);
   const still = new BetterSqlite3(file);
   t.equal(still.pragma('user_version', { simple: true }), SCHEMA_VERSION + 5, 'refused database is left untouched');
@@ -237,7 +233,7 @@ t.test('image resolve: name, tag, id, bare hex, prefix, ambiguity', (t) => {
   t.end();
 });
 
-t.test('ambiguous image prefix throws AmbiguousError (409)', (t) => {
+t.test('ambiguous image prefix throws AmbiguousError (a conflict)', (t) => {
   const s = openStore(t);
   const { l1 } = seed(s);
   s.images.insert({ id: `sha256:${'ab34'}${hex('0').slice(4)}`, config, layers: [l1] });
@@ -252,7 +248,7 @@ t.test('ambiguous image prefix throws AmbiguousError (409)', (t) => {
     return undefined;
   })();
   t.ok(err instanceof AmbiguousError, 'sha256: prefix is ambiguous too');
-  t.equal((err as AmbiguousError).status, 409);
+  t.equal((err as AmbiguousError).kind, 'conflict');
   t.equal((err as AmbiguousError).candidates.length, 2);
   t.equal(s.images.resolve('ab12f')?.id, `sha256:${'ab12f'}${hex('0').slice(5)}`);
   // a ref named like a hex prefix wins over the prefix

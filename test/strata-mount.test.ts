@@ -3,8 +3,8 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { run } from './lib/exec';
-import { isMounted, missingCapability, mountStrata, strataProgram } from './lib/mount';
-import { sleepMs } from './lib/mounts';
+import { isMounted, missingCapability, mountStrata, strataProgram } from './lib/mount-union';
+import { sleepMs } from './lib/mount-table';
 import { makeWorkspace } from './lib/workspace';
 
 const skip = missingCapability({ fuse: true });

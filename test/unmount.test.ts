@@ -8,8 +8,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { ContainerRow } from '../cli/commands/containers';
 import { type RunResult, run, runOk } from './lib/exec';
 import { startDaemon, type Daemon } from './lib/daemon';
-import { missingCapability } from './lib/mount';
-import { listMounts } from './lib/mounts';
+import { missingCapability } from './lib/mount-union';
+import { listMounts } from './lib/mount-table';
 import { jsonLines, ok } from './lib/expect';
 
 const skip = missingCapability({ fuse: true });

@@ -3,17 +3,12 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startFailureCode } from '../../daemon/runtime/exit-codes';
-import type { BuildResult, ExecInfo, RunPrepareRequest, RunPrepareResponse } from '../../daemon/api/types-build-run';
+import type { BuildResult, ExecInfo, RunPrepareRequest, RunPrepareResponse } from '../../daemon/model/types-build-run';
 import { resolveSocket, seg, withQuery } from '../client';
 import { packDirectory } from '../files';
 import { runStreamed, StreamError } from '../progress';
 import { parseMount, UsageError } from '../format';
-import { action, Args, clientFor, Cmd } from './common';
-
-function list(v: unknown): string[] {
-  if (v === undefined || v === null) return [];
-  return (Array.isArray(v) ? v : [v]).map(String);
-}
+import { action, Args, clientFor, Cmd, optionList } from './common';
 
 interface ArgSpec {
   bools: Record<string, string>; // flag spelling -> option name
@@ -184,7 +179,7 @@ const buildCmd: Cmd = {
     const context = path.resolve(String(argv.context));
     if (!fs.existsSync(context) || !fs.statSync(context).isDirectory()) throw new UsageError(`build context ${context} is not a directory`);
     const buildArgs: Record<string, string> = {};
-    for (const a of list(argv['build-arg'])) {
+    for (const a of optionList(argv['build-arg'])) {
       const eq = a.indexOf('=');
       if (eq === 0) throw new UsageError(`invalid --build-arg "${a}": expected K=V`);
       if (eq < 0) {
@@ -201,10 +196,10 @@ const buildCmd: Cmd = {
       extra = [{ name: dockerfileRel, data: fs.readFileSync(dockerfile), mode: 0o644 }];
     }
     // The context goes to the daemon as a tar, read with the user's permissions, less what .dockerignore excludes.
-    const { contextKeeper } = require('../../daemon/build/context') as typeof import('../../daemon/build/context');
+    const { contextKeeper } = require('../../daemon/builder/context') as typeof import('../../daemon/builder/context');
     const body = packDirectory(context, contextKeeper(context, dockerfileRel), extra);
     const url = withQuery('/build', {
-      t: list(argv.tag),
+      t: optionList(argv.tag),
       dockerfile: dockerfileRel,
       dockerfileName: extra.length ? dockerfile : undefined,
       buildargs: JSON.stringify(buildArgs),

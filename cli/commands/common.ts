@@ -53,6 +53,12 @@ export async function eachTarget(targets: string[], fn: (t: string) => Promise<v
   }
 }
 
+/** A repeatable option's values (yargs gives a value, an array or nothing). */
+export function optionList(v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  return (Array.isArray(v) ? v : [v]).map(String);
+}
+
 /**
  * Options every listing takes. Declared as data, as the options of the commands cli/fast.ts runs
  * without yargs (the builder of such a command is an options object, which yargs also takes).

@@ -6,17 +6,12 @@ import type {
   ContainerInspect,
   ContainerSummary,
   CreateRequest,
-} from '../../daemon/api/types';
+} from '../../daemon/model/types';
 import { resolveSocket, seg } from '../client';
 import { countedTransfer, runStreamed } from '../progress';
 import { AtomicOutput } from '../files';
 import { ago, humanDuration, humanSize, json, parseMount, shortId, shortPath, table, UsageError } from '../format';
-import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, INSPECT_OPTIONS, LISTING_OPTIONS, out } from './common';
-
-function list(v: unknown): string[] {
-  if (v === undefined || v === null) return [];
-  return (Array.isArray(v) ? v : [v]).map(String);
-}
+import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, INSPECT_OPTIONS, LISTING_OPTIONS, optionList, out } from './common';
 
 const createCmd: Cmd = {
   command: 'create <image>',
@@ -29,9 +24,9 @@ const createCmd: Cmd = {
   handler: action(async (argv) => {
     const req: CreateRequest = { image: String(argv.image) };
     if (argv.name !== undefined) req.name = String(argv.name);
-    const volumes = list(argv.volume);
+    const volumes = optionList(argv.volume);
     if (volumes.length) req.volumes = volumes;
-    const mounts = list(argv.mount).map(parseMount);
+    const mounts = optionList(argv.mount).map(parseMount);
     if (mounts.length) req.mounts = mounts;
     const r = await clientFor(argv).post<{ id: string; warnings?: string[] }>('/containers/create', req);
     for (const w of r.warnings ?? []) process.stderr.write(`WARNING: ${w}\n`);
@@ -162,7 +157,7 @@ const commitCmd = (command: string): Cmd => ({
     if (argv.ref !== undefined) req.ref = String(argv.ref);
     if (argv.message !== undefined) req.comment = String(argv.message);
     if (argv.author !== undefined) req.author = String(argv.author);
-    const changes = list(argv.change);
+    const changes = optionList(argv.change);
     if (changes.length) req.createdBy = changes.join('\n');
     // A progress stream (the bytes of the new layer, on a terminal) ending in the new image's id.
     const r = await runStreamed<{ id: string }>(resolveSocket(argv.socket), `/containers/${seg(argv.container)}/commit?progress=1`, { json: req });

@@ -6,8 +6,8 @@ import type {
   ImageDeleteResponse,
   ImageInspect,
   ImageSummary,
-} from '../../daemon/api/types';
-import type { LoadResponse, SaveResponse } from '../../daemon/api/types-image-io';
+} from '../../daemon/model/types';
+import type { LoadResponse, SaveResponse } from '../../daemon/model/types-image-io';
 import { resolveSocket, seg, withQuery } from '../client';
 import { AtomicOutput, openInput, packDirectory } from '../files';
 import { countedTransfer, runStreamed } from '../progress';

@@ -1,6 +1,6 @@
 // strata pull | push | login | logout: images to and from registries. Credentials come from the auth
 // file (cli/auth-file.ts) and go to the daemon with each request.
-import type { LoginResponse, PullResponse, PushResponse } from '../../daemon/api/types-registry';
+import type { LoginResponse, PullResponse, PushResponse } from '../../daemon/model/types-registry';
 import { keyDomain, parseReference, registryKey } from '../../daemon/registry/reference';
 import { authFilePath, credentialsFor, removeCredentials, storeCredentials } from '../auth-file';
 import { resolveSocket, seg } from '../client';

@@ -1,5 +1,5 @@
 // strata info, strata system info|df
-import type { Info, SystemDf } from '../../daemon/api/types';
+import type { Info, SystemDf } from '../../daemon/model/types';
 import { ago, humanSize, json, shortId, splitRef, table } from '../format';
 import { action, clientFor, Cmd, out } from './common';
 

@@ -1,13 +1,8 @@
 // strata volume create|ls|inspect|rm|prune
-import type { Volume, VolumeCreateRequest } from '../../daemon/api/types';
+import type { Volume, VolumeCreateRequest } from '../../daemon/model/types';
 import { seg } from '../client';
 import { humanSize, json, parseKeyValues, table } from '../format';
-import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, INSPECT_OPTIONS, LISTING_OPTIONS, out } from './common';
-
-function list(v: unknown): string[] {
-  if (v === undefined || v === null) return [];
-  return (Array.isArray(v) ? v : [v]).map(String);
-}
+import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, INSPECT_OPTIONS, LISTING_OPTIONS, optionList, out } from './common';
 
 const createCmd: Cmd = {
   command: 'create [name]',
@@ -19,9 +14,9 @@ const createCmd: Cmd = {
   handler: action(async (argv) => {
     const req: VolumeCreateRequest = {};
     if (argv.name !== undefined) req.name = String(argv.name);
-    const labels = list(argv.label);
+    const labels = optionList(argv.label);
     if (labels.length) req.labels = parseKeyValues('label', labels);
-    const opts = list(argv.opt);
+    const opts = optionList(argv.opt);
     if (opts.length) req.options = parseKeyValues('opt', opts);
     const v = await clientFor(argv).post<Volume>('/volumes/create', req);
     out(v.Name);

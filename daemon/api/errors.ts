@@ -1,8 +1,10 @@
-// Errors the API reports: an HTTP status and a message naming what was wrong. Every error a
-// service throws is mapped to a status here, once, at the edge (toApiError).
+// The one place where errors become HTTP statuses. Services throw domain errors
+// (daemon/model/errors.ts); every request's error boundary maps them here (toApiError).
 import { ArchiveError, PackError } from '../archive';
+import { DomainError, type ErrorKind } from '../model/errors';
 
-export class ApiError extends Error {
+/** An error of the HTTP exchange itself (no such endpoint, body timeout): it has a status of its own. */
+export class HttpError extends Error {
   constructor(
     readonly status: number,
     message: string,
@@ -11,12 +13,19 @@ export class ApiError extends Error {
   }
 }
 
-export const badRequest = (msg: string) => new ApiError(400, msg);
-export const notFound = (msg: string) => new ApiError(404, msg);
-export const conflict = (msg: string) => new ApiError(409, msg);
-export const tooLarge = (msg: string) => new ApiError(413, msg);
-
 export const NO_SPACE_MESSAGE = 'no space left on the storage root';
+
+const STATUS: Record<ErrorKind, number> = {
+  invalid: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  'not-found': 404,
+  conflict: 409,
+  'too-large': 413,
+  cancelled: 499,
+  upstream: 502,
+  internal: 500,
+};
 
 function errnoOf(err: unknown): string | undefined {
   const c = (err as { code?: unknown } | null)?.code;
@@ -24,13 +33,13 @@ function errnoOf(err: unknown): string | undefined {
 }
 
 /**
- * The HTTP status an error maps to: typed errors carry one; an archive the client sent that cannot
- * be read (corrupt, unsafe, unsupported) is the client's fault (400); a full disk is 507;
+ * The HTTP status an error maps to: a domain error by its kind; an archive the client sent that
+ * cannot be read (corrupt, unsafe, unsupported) is the client's fault (400); a full disk is 507;
  * everything else is a 500.
  */
 export function statusOf(err: unknown): number {
-  const s = (err as { status?: unknown } | null)?.status;
-  if (typeof s === 'number' && s >= 400 && s < 600) return s;
+  if (err instanceof HttpError) return err.status;
+  if (err instanceof DomainError) return STATUS[err.kind];
   if (errnoOf(err) === 'ENOSPC' || errnoOf(err) === 'SQLITE_FULL') return 507;
   if (err instanceof ArchiveError && !(err instanceof PackError)) return 400;
   return 500;

@@ -1,28 +1,14 @@
-// Writer side of the progress protocol (types-progress.ts): step lines, throttled byte progress,
+// Writer side of the progress protocol (daemon/model/progress.ts): step lines, throttled byte progress,
 // and the final result or error of a streamed NDJSON response.
-import { Transform, Writable } from 'node:stream';
-import { MUX_CONTENT_TYPE, MUX_DATA, MUX_PROGRESS, muxHeader } from './types-progress';
-import { humanSize } from './units';
+import { Writable } from 'node:stream';
+import { MUX_CONTENT_TYPE, MUX_DATA, MUX_PROGRESS, muxHeader } from '../model/progress';
 import type { Logger } from '../log';
 import { toApiError } from './errors';
 import { Streamed } from './server';
-import type { ByteCounter, ProgressMessage, ProgressReporter } from './types-progress';
+import type { ByteCounter, ProgressMessage, ProgressReporter } from '../model/progress';
 
 /** At most one progress event per id per interval (plus the one at completion). */
 export const PROGRESS_INTERVAL_MS = 100;
-
-/** Sizes in step lines, as the CLI prints them (12.3MB). */
-export const sizeText = humanSize;
-
-/** "sha256:" + 12 hex digits: how layers are named in step lines and progress ids. */
-export function digestShort(d: string): string {
-  return d.slice(0, 'sha256:'.length + 12);
-}
-
-const nullCounter: ByteCounter = { add: () => undefined, done: () => undefined };
-
-/** A reporter that drops everything (callers that do not stream). */
-export const noProgress: ProgressReporter = { step: () => undefined, text: () => undefined, bytes: () => nullCounter };
 
 /** A ProgressReporter writing NDJSON lines to a streamed response. */
 export class ProgressWriter implements ProgressReporter {
@@ -67,16 +53,6 @@ export class ProgressWriter implements ProgressReporter {
       },
     };
   }
-}
-
-/** A Transform that passes its data through and counts it into `c` (done() is the caller's). */
-export function countingStream(c: ByteCounter): Transform {
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      c.add(chunk.length);
-      cb(null, chunk);
-    },
-  });
 }
 
 export interface StreamOptions {
@@ -149,7 +125,7 @@ class MuxChannel extends Writable {
 
 /**
  * Like progressStream, for an operation that also produces data (an archive): the answer is
- * multiplexed (types-progress.ts), the data on one channel, the progress lines on the other.
+ * multiplexed (daemon/model/progress.ts), the data on one channel, the progress lines on the other.
  */
 export function progressStreamWithData<R>(task: (p: ProgressWriter, data: Writable, signal: AbortSignal) => Promise<R>, opts: StreamOptions = {}): Streamed {
   return new Streamed(async (res) => {

@@ -1,123 +1,19 @@
 // The API's routes: each turns a request into one service call.
-import type { ContainerService } from '../containers/containers';
-import type { ImageService } from '../images/images';
-import type { MountManager } from '../mounts/mount-manager';
-import type { Store } from '../store';
-import type { StorageRoot } from '../stratad/root';
-import type { LayerStore } from '../layers/layer-store';
-import type { Logger } from '../log';
-import type { VolumeService } from '../volumes/volumes';
 import { registerBuildRunRoutes } from './routes-build-run';
 import { registerImageIoRoutes } from './routes-image-io';
 import { registerRegistryRoutes } from './routes-registry';
-import { badRequest } from './errors';
+import { flag, mountSpecs, query, record, str, strings } from './request';
 import { progressStream } from './progress';
-import { Router, type ApiRequest } from './server';
-import type { ChangeEntry, CommitRequest, CreateRequest, Info, MountSpec, SystemDf } from './types';
-
-export interface Services {
-  root: StorageRoot;
-  store: Store;
-  images: ImageService;
-  containers: ContainerService;
-  volumes: VolumeService;
-  mounts: MountManager;
-  layers: LayerStore;
-  log: Logger;
-  version: string;
-  backingFilesystem: string;
-  /** Per-registry CA files: <certsDir>/<host[:port]>/*.crt. */
-  certsDir?: string;
-  /** Registries (host[:port]) reached over plain HTTP or unverified TLS without --tls-verify=false. */
-  insecureRegistries?: string[];
-}
-
-export function str(req: ApiRequest, key: string, required: true): string;
-export function str(req: ApiRequest, key: string, required?: false): string | undefined;
-export function str(req: ApiRequest, key: string, required = false): string | undefined {
-  const v = req.body[key];
-  if (v === undefined || v === null) {
-    if (required) throw badRequest(`"${key}" is required`);
-    return undefined;
-  }
-  if (typeof v !== 'string') throw badRequest(`"${key}" must be a string`);
-  return v;
-}
-
-/** A query parameter (routes whose body is an upload take their options there). */
-export function query(req: ApiRequest, key: string, required: true): string;
-export function query(req: ApiRequest, key: string, required?: false): string | undefined;
-export function query(req: ApiRequest, key: string, required = false): string | undefined {
-  const v = req.query.get(key);
-  if (v === null) {
-    if (required) throw badRequest(`query parameter "${key}" is required`);
-    return undefined;
-  }
-  return v;
-}
-
-export function strings(req: ApiRequest, key: string): string[] | undefined {
-  const v = req.body[key];
-  if (v === undefined) return undefined;
-  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw badRequest(`"${key}" must be an array of strings`);
-  return v as string[];
-}
-
-export function record(req: ApiRequest, key: string): Record<string, string> | undefined {
-  const v = req.body[key];
-  if (v === undefined) return undefined;
-  if (v === null || typeof v !== 'object' || Array.isArray(v) || Object.values(v).some((x) => typeof x !== 'string')) {
-    throw badRequest(`"${key}" must be an object of strings`);
-  }
-  return v as Record<string, string>;
-}
-
-export function flag(req: ApiRequest, key: string): boolean {
-  const v = req.query.get(key);
-  return v === '1' || v === 'true';
-}
-
-export function mountSpecs(req: ApiRequest): MountSpec[] | undefined {
-  const v = req.body.mounts;
-  if (v === undefined) return undefined;
-  if (!Array.isArray(v)) throw badRequest('"mounts" must be an array');
-  return v.map((m: unknown, i) => {
-    const o = m as Record<string, unknown>;
-    if (o === null || typeof o !== 'object') throw badRequest(`mounts[${i}] must be an object`);
-    if (o.type !== 'volume' && o.type !== 'bind') throw badRequest(`mounts[${i}].type must be "volume" or "bind"`);
-    if (typeof o.target !== 'string') throw badRequest(`mounts[${i}].target is required`);
-    if (typeof o.source !== 'string') throw badRequest(`mounts[${i}].source must be a string`);
-    return { type: o.type, source: o.source, target: o.target, readonly: o.readonly === true };
-  });
-}
+import { Router } from './server';
+import type { Services } from './services';
+import type { ChangeEntry, CommitRequest, CreateRequest } from '../model/types';
+import { systemDf, systemInfo } from '../system/system-service';
 
 export function buildRouter(s: Services): Router {
   const r = new Router();
   r.add('GET', '/_ping', () => 'OK');
-  r.add('GET', '/info', (): Info => {
-    const counts = s.store.counts();
-    return {
-      Driver: 'strata-fuse',
-      ServerVersion: s.version,
-      DockerRootDir: s.root.dir,
-      BackingFilesystem: s.backingFilesystem,
-      Passthrough: s.mounts.passthrough || process.geteuid?.() === 0,
-      Images: counts.images,
-      Layers: counts.layers,
-      Containers: counts.containers,
-      ContainersMounted: counts.containersMounted,
-      Volumes: counts.volumes,
-    };
-  });
-  r.add('GET', '/system/df', (): SystemDf => {
-    return {
-      ...s.images.df(),
-      Containers: s.containers.list(true).map((c) => ({ Id: c.Id, Name: c.Name, Image: c.Image, SizeRw: c.SizeRw, State: c.State, Created: c.Created })),
-      Volumes: s.volumes.sizes().map((v) => ({ Name: v.name, UsageData: { Size: v.size, RefCount: v.links } })),
-      BuildCacheSize: s.store.buildCache.size(),
-      BuildCacheCount: s.store.buildCache.count(),
-    };
-  });
+  r.add('GET', '/info', () => systemInfo(s));
+  r.add('GET', '/system/df', () => systemDf(s));
 
   r.add('POST', '/images/import', async (req) => ({ id: await s.images.import(req.upload, query(req, 'ref', true), query(req, 'message') ?? '') }), { upload: true });
   r.add('GET', '/images/json', () => s.images.list());

@@ -7,8 +7,9 @@ import * as http from 'node:http';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Logger } from '../log';
 import { jsonErrorWhere } from '../util/json-error';
-import { badRequest, toApiError, tooLarge } from './errors';
-import { API_VERSION } from './types';
+import { invalid, tooLarge } from '../model/errors';
+import { HttpError, toApiError } from './errors';
+import { API_VERSION } from '../model/types';
 
 export interface ApiRequest {
   params: Record<string, string>;
@@ -55,7 +56,7 @@ function decodeSegment(s: string): string {
   try {
     return decodeURIComponent(s);
   } catch {
-    throw badRequest(`malformed path: "${s.length > 64 ? s.slice(0, 64) + '...' : s}" is not valid percent-encoded UTF-8`);
+    throw invalid(`malformed path: "${s.length > 64 ? s.slice(0, 64) + '...' : s}" is not valid percent-encoded UTF-8`);
   }
 }
 
@@ -131,24 +132,22 @@ async function readBody(req: http.IncomingMessage): Promise<Record<string, unkno
   try {
     v = JSON.parse(text);
   } catch (err) {
-    throw badRequest(`request body is not valid JSON: syntax error${jsonErrorWhere(err)}`);
+    throw invalid(`request body is not valid JSON: syntax error${jsonErrorWhere(err)}`);
   }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw badRequest('request body must be a JSON object');
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw invalid('request body must be a JSON object');
   return v as Record<string, unknown>;
 }
 
 /** The client closed the connection before its request was complete: nobody to answer. */
-class ClientGone extends Error {
-  readonly status = 499;
+class ClientGone extends HttpError {
   constructor() {
-    super('the client went away before sending the whole request');
+    super(499, 'the client went away before sending the whole request');
   }
 }
 
-class BodyTimeout extends Error {
-  readonly status = 408;
+class BodyTimeout extends HttpError {
   constructor() {
-    super(`request body not received within ${BODY_TIMEOUT_MS / 1000} s`);
+    super(408, `request body not received within ${BODY_TIMEOUT_MS / 1000} s`);
   }
 }
 
@@ -224,8 +223,8 @@ export function createApiServer(router: Router, log: Logger): http.Server {
       // Docker clients prefix a version (/v1.43/...); accept and ignore it.
       path = url.pathname.replace(/^\/v\d+(\.\d+)?(?=\/)/, '');
       const m = router.match(method, path);
-      if (m === undefined) return fail(Object.assign(new Error(`no such endpoint: ${method} ${path}`), { status: 404 }));
-      if (m === 'method') return fail(Object.assign(new Error(`method ${method} not allowed on ${path}`), { status: 405 }));
+      if (m === undefined) return fail(new HttpError(404, `no such endpoint: ${method} ${path}`));
+      if (m === 'method') return fail(new HttpError(405, `method ${method} not allowed on ${path}`));
       const declared = Number(req.headers['content-length'] ?? 0);
       if (!m.route.upload && declared > MAX_BODY) return fail(tooLarge(`request body too large: ${declared} bytes, the limit is ${MAX_BODY} bytes`));
       const body: Promise<Record<string, unknown>> = m.route.upload ? Promise.resolve({}) : readBody(req);

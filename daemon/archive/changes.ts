@@ -1,6 +1,6 @@
 // `docker diff` for an overlay-format upper layer against its lower layers.
 import * as fs from 'node:fs';
-import type { Change } from '../api/types';
+import type { Change } from '../model/types';
 import { NodeStat, isOpaqueDir, isWhiteoutNode, lstatNode } from './fsnode';
 
 interface LowerHit {

@@ -5,17 +5,10 @@ import * as path from 'node:path';
 import * as native from '../../native-shims';
 import { ArchiveError, PackError } from './errors';
 import type { EntryAttrs, EntryType } from './tar-reader';
+import { S_IFMT, S_IFSOCK, S_IFLNK, S_IFBLK, S_IFDIR, S_IFCHR, S_IFIFO } from '../util/file-mode';
 
 const { ST } = native;
 
-export const S_IFMT = 0o170000;
-export const S_IFSOCK = 0o140000;
-export const S_IFLNK = 0o120000;
-export const S_IFREG = 0o100000;
-export const S_IFBLK = 0o060000;
-export const S_IFDIR = 0o040000;
-export const S_IFCHR = 0o020000;
-export const S_IFIFO = 0o010000;
 
 export const OVERLAY_XATTR_PREFIX = 'trusted.overlay.';
 export const XATTR_OPAQUE = 'trusted.overlay.opaque';

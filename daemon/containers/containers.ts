@@ -4,10 +4,10 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { layerChanges, mountpointLeftovers } from '../archive';
-import { badRequest, conflict, notFound } from '../api/errors';
-import type { ProgressReporter } from '../api/types-progress';
-import type { Change, CommitRequest, ContainerInspect, ContainerSummary, CreateRequest, MountSpec } from '../api/types';
-import { checkContainerPath, checkHostPath, checkName, formatRef, parseRef } from '../api/validate';
+import { invalid, conflict, notFound } from '../model/errors';
+import type { Change, CommitRequest, ContainerInspect, ContainerSummary, CreateRequest, MountSpec } from '../model/types';
+import { canonicalRef, checkContainerPath, checkHostPath, checkName } from '../model/validate';
+import type { ProgressReporter } from '../model/progress';
 import type { ImageService } from '../images/images';
 import type { LayerStore } from '../layers/layer-store';
 import type { Logger } from '../log';
@@ -15,7 +15,7 @@ import { clearStale, type BindSpec, type MountManager } from '../mounts/mount-ma
 import { mountsAtOrBelow, mountTable } from '../mounts/mount-table';
 import type { Store } from '../store';
 import type { ContainerMount, ContainerRow } from '../store/types';
-import type { StorageRoot } from '../stratad/root';
+import type { StorageRoot } from '../root/storage-root';
 import { nowIso } from '../store/util';
 import { diskUsage } from '../util/disk-usage';
 import { mkdirsWithMode } from '../util/mkdirs';
@@ -48,10 +48,10 @@ export class ContainerService {
   private parseVolumeFlag(spec: string): MountSpec {
     const parts = spec.split(':');
     if (parts.length === 1) return { type: 'volume', source: '', target: checkContainerPath(parts[0], '-v target'), readonly: false };
-    if (parts.length > 3) throw badRequest(`invalid -v "${spec}": expected SOURCE:TARGET[:ro]`);
+    if (parts.length > 3) throw invalid(`invalid -v "${spec}": expected SOURCE:TARGET[:ro]`);
     const [source, target, mode = 'rw'] = parts;
-    if (mode !== 'ro' && mode !== 'rw') throw badRequest(`invalid -v "${spec}": mode must be ro or rw, got "${mode}"`);
-    if (source === '') throw badRequest(`invalid -v "${spec}": empty source`);
+    if (mode !== 'ro' && mode !== 'rw') throw invalid(`invalid -v "${spec}": mode must be ro or rw, got "${mode}"`);
+    if (source === '') throw invalid(`invalid -v "${spec}": empty source`);
     const type = source.startsWith('/') ? 'bind' : 'volume';
     if (type === 'volume') checkName('volume', source);
     return { type, source, target: checkContainerPath(target, '-v target'), readonly: mode === 'ro' };
@@ -63,21 +63,21 @@ export class ContainerService {
     const targets = new Set<string>();
     for (const { spec, fromFlag } of specs) {
       const target = checkContainerPath(spec.target, 'mount target');
-      if (target === '/') throw badRequest('a mount target cannot be /');
-      if (targets.has(target)) throw badRequest(`duplicate mount target ${target}`);
+      if (target === '/') throw invalid('a mount target cannot be /');
+      if (targets.has(target)) throw invalid(`duplicate mount target ${target}`);
       targets.add(target);
       if (spec.type === 'bind') {
         checkHostPath(spec.source, 'bind source');
-        if (!path.isAbsolute(spec.source)) throw badRequest(`bind source "${spec.source}" must be an absolute path`);
+        if (!path.isAbsolute(spec.source)) throw invalid(`bind source "${spec.source}" must be an absolute path`);
         if (!fs.existsSync(spec.source)) {
           // -v creates a missing host dir, as docker does; --mount insists it exists.
-          if (!fromFlag) throw badRequest(`bind source path does not exist: ${spec.source}`);
+          if (!fromFlag) throw invalid(`bind source path does not exist: ${spec.source}`);
           try {
             mkdirsWithMode(spec.source, 0o755);
           } catch (err) {
             const code = (err as NodeJS.ErrnoException).code;
             if (code === 'ENOSPC') throw err;
-            throw badRequest(`cannot create bind source ${spec.source}: ${code ?? String(err)}`);
+            throw invalid(`cannot create bind source ${spec.source}: ${code ?? String(err)}`);
           }
         }
         out.push({ ...spec, target, resolvedSource: spec.source });
@@ -85,14 +85,14 @@ export class ContainerService {
         const v = this.volumes.create({ name: spec.source || undefined }, spec.source === '');
         out.push({ ...spec, source: v.Name, target, resolvedSource: v.Mountpoint });
       } else {
-        throw badRequest(`unknown mount type "${(spec as MountSpec).type}": use volume or bind`);
+        throw invalid(`unknown mount type "${(spec as MountSpec).type}": use volume or bind`);
       }
     }
     return out;
   }
 
   create(req: CreateRequest): { id: string; warnings: string[] } {
-    if (typeof req.image !== 'string' || req.image === '') throw badRequest('an image is required');
+    if (typeof req.image !== 'string' || req.image === '') throw invalid('an image is required');
     const image = this.images.resolve(req.image);
     const name = req.name ? checkName('container', req.name) : generateName((n) => this.store.containers.resolve(n) !== undefined);
     if (this.store.containers.get(name) !== undefined || this.store.containers.list(true).some((c) => c.name === name)) {
@@ -148,7 +148,7 @@ export class ContainerService {
     const c = this.resolve(ref);
     if (at !== undefined) checkHostPath(at, 'mount target');
     const custom = at !== undefined && at !== '' && path.resolve(at) !== this.dirs(c.id).merged;
-    if (custom && !path.isAbsolute(at)) throw badRequest(`mount target "${at}" must be an absolute path`);
+    if (custom && !path.isAbsolute(at)) throw invalid(`mount target "${at}" must be an absolute path`);
     const given = custom ? path.resolve(at) : this.dirs(c.id).merged;
     if (this.mounts.isActive(c.id)) {
       if (c.mountpoint !== null && c.mountpoint !== given && custom) throw conflict(`container ${c.name} is already mounted at ${c.mountpoint}`);
@@ -165,7 +165,7 @@ export class ContainerService {
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
           if (code === undefined || code === 'ENOSPC' || !/^E[A-Z]+$/.test(code)) throw err;
-          throw badRequest(`cannot make the mountpoint ${m.target} in container ${c.name}: ${code} (is a part of it a file in the image?)`);
+          throw invalid(`cannot make the mountpoint ${m.target} in container ${c.name}: ${code} (is a part of it a file in the image?)`);
         }
       }
     });
@@ -186,17 +186,17 @@ export class ContainerService {
     try {
       target = fs.realpathSync(given);
     } catch {
-      throw badRequest(`mount target ${given} does not exist: create an empty directory first`);
+      throw invalid(`mount target ${given} does not exist: create an empty directory first`);
     }
-    if (!fs.statSync(target).isDirectory()) throw badRequest(`mount target ${given} is not a directory`);
+    if (!fs.statSync(target).isDirectory()) throw invalid(`mount target ${given} is not a directory`);
     if (custom) {
-      if (isSystemDir(target)) throw badRequest(`mount target ${given} is a system directory: pick an empty directory of your own`);
-      if (target === this.root.dir || target.startsWith(this.root.dir + '/')) throw badRequest(`mount target ${given} is inside the storage root ${this.root.dir}`);
+      if (isSystemDir(target)) throw invalid(`mount target ${given} is a system directory: pick an empty directory of your own`);
+      if (target === this.root.dir || target.startsWith(this.root.dir + '/')) throw invalid(`mount target ${given} is inside the storage root ${this.root.dir}`);
     }
     const below = mountsAtOrBelow(target);
-    if (below.some((m) => m.mountPoint === target)) throw badRequest(`mount target ${given} is a mount point`);
-    if (below.length > 0) throw badRequest(`mount target ${given} has something mounted below it (${below[0].mountPoint})`);
-    if (custom && fs.readdirSync(target).length > 0) throw badRequest(`mount target ${given} is not empty`);
+    if (below.some((m) => m.mountPoint === target)) throw invalid(`mount target ${given} is a mount point`);
+    if (below.length > 0) throw invalid(`mount target ${given} has something mounted below it (${below[0].mountPoint})`);
+    if (custom && fs.readdirSync(target).length > 0) throw invalid(`mount target ${given} is not empty`);
     return target;
   }
 
@@ -246,7 +246,7 @@ export class ContainerService {
 
   private async commitNow(c: ContainerRow, req: CommitRequest, progress?: ProgressReporter): Promise<string> {
     const image = this.images.resolve(c.imageId);
-    const target = req.ref ? formatRef(parseRef(req.ref)) : undefined;
+    const target = req.ref ? canonicalRef(req.ref) : undefined;
     const chain = this.images.chain(image.id).map((l) => l.id);
     const createdBy = req.createdBy ?? '';
     // The bytes of the layer's tar as it is made (its size is only known at the end).

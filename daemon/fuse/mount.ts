@@ -5,6 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as native from '../../native-shims';
+import { readMountinfo } from '../util/mountinfo';
 
 export interface FuseMountOptions {
   /** Shown as the mount source in /proc/mounts. */
@@ -161,15 +162,6 @@ export function unmount(mountpoint: string, lazy = false): void {
 
 /** True when `dir` is a mountpoint in this mount namespace. */
 export function isMounted(dir: string): boolean {
-  const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8');
   const target = dir.replace(/\/+$/, '') || '/';
-  for (const line of mounts.split('\n')) {
-    const f = line.split(' ');
-    if (f.length > 4 && unescapeMountPath(f[4]) === target) return true;
-  }
-  return false;
-}
-
-function unescapeMountPath(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return readMountinfo().some((m) => m.mountPoint === target);
 }

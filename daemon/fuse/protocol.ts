@@ -1,6 +1,10 @@
 // Linux FUSE wire protocol: opcodes, flags and struct sizes (little-endian).
 // Debian 12's <linux/fuse.h> stops at 7.38; the passthrough pieces come from the
 // kernel's include/uapi/linux/fuse.h (7.40+), see ../shared/notes/fuse-facts.md.
+// Also the pure codecs of its structs that session.ts uses (unit-tested in test/unit/).
+import * as os from 'node:os';
+import { ST } from '../../native-shims';
+import { FuseError, type SetAttrIn, type StatArray } from './filesystem';
 
 export const KERNEL_VERSION = 7;
 export const KERNEL_MINOR_VERSION = 40; // first minor with passthrough and max_stack_depth
@@ -167,4 +171,71 @@ export const CACHE_TIMEOUT_SEC = 86400;
 
 export function direntAlign(len: number): number {
   return (len + 7) & ~7;
+}
+
+const TWO32 = 4294967296;
+
+export function readU64(b: Buffer, off: number): number {
+  return b.readUInt32LE(off) + b.readUInt32LE(off + 4) * TWO32;
+}
+
+export function writeU64(b: Buffer, off: number, n: number): void {
+  if (n >= 0) {
+    b.writeUInt32LE(n % TWO32 >>> 0, off);
+    b.writeUInt32LE(Math.floor(n / TWO32) >>> 0, off + 4);
+  } else {
+    b.writeBigInt64LE(BigInt(Math.trunc(n)), off);
+  }
+}
+
+/** Kernel dev_t encoding used in fuse_attr.rdev (new_encode_dev). */
+export function encodeDev(major: number, minor: number): number {
+  return ((minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12)) >>> 0;
+}
+
+export function decodeDev(rdev: number): { major: number; minor: number } {
+  return { major: (rdev & 0xfff00) >>> 8, minor: (rdev & 0xff) | ((rdev >>> 12) & 0xfff00) };
+}
+
+/** A NUL-terminated name at `off` that must end before `end`; returns it and the offset after the NUL. */
+export function readCString(b: Buffer, off: number, end: number): [string, number] {
+  const z = b.indexOf(0, off);
+  if (z < 0 || z >= end) throw new FuseError(os.constants.errno.EINVAL, 'unterminated name');
+  return [b.toString('utf8', off, z), z + 1];
+}
+
+/** struct fuse_setattr_in at `p`. */
+export function decodeSetAttrIn(b: Buffer, p: number): SetAttrIn {
+  return {
+    valid: b.readUInt32LE(p),
+    fh: readU64(b, p + 8),
+    size: readU64(b, p + 16),
+    atime: Number(b.readBigInt64LE(p + 32)),
+    mtime: Number(b.readBigInt64LE(p + 40)),
+    atimensec: b.readUInt32LE(p + 56),
+    mtimensec: b.readUInt32LE(p + 60),
+    mode: b.readUInt32LE(p + 68),
+    uid: b.readUInt32LE(p + 76),
+    gid: b.readUInt32LE(p + 80),
+  };
+}
+
+/** struct fuse_attr (ATTR_SIZE bytes) at `off`, from a stat array. */
+export function encodeAttr(o: Buffer, off: number, ino: number, st: StatArray): void {
+  writeU64(o, off, ino);
+  writeU64(o, off + 8, st[ST.SIZE]);
+  writeU64(o, off + 16, st[ST.BLOCKS]);
+  writeU64(o, off + 24, st[ST.ATIME]);
+  writeU64(o, off + 32, st[ST.MTIME]);
+  writeU64(o, off + 40, st[ST.CTIME]);
+  o.writeUInt32LE(st[ST.ATIME_NS], off + 48);
+  o.writeUInt32LE(st[ST.MTIME_NS], off + 52);
+  o.writeUInt32LE(st[ST.CTIME_NS], off + 56);
+  o.writeUInt32LE(st[ST.MODE], off + 60);
+  o.writeUInt32LE(st[ST.NLINK], off + 64);
+  o.writeUInt32LE(st[ST.UID], off + 68);
+  o.writeUInt32LE(st[ST.GID], off + 72);
+  o.writeUInt32LE(encodeDev(st[ST.RDEV_MAJOR], st[ST.RDEV_MINOR]), off + 76);
+  o.writeUInt32LE(st[ST.BLKSIZE], off + 80);
+  o.writeUInt32LE(0, off + 84); // flags
 }

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import type { Codec } from '../archive/decompress';
 import { compressionOf } from '../registry/manifest';
 import type { Store } from '../store';
-import type { StorageRoot } from '../stratad/root';
+import type { StorageRoot } from '../root/storage-root';
 import { writeAtomic } from './oci-store';
 
 /** A compressed (or plain) blob that holds a layer. */

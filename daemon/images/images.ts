@@ -1,8 +1,8 @@
 // Images: a config plus a chain of layers, named by references (name:tag).
 import type { Readable } from 'node:stream';
-import { conflict, notFound } from '../api/errors';
-import type { HistoryEntry, ImageConfig, ImageConfigView, ImageDeleteResponse, ImageInspect, ImageSummary, SystemDf } from '../api/types';
-import { formatRef, parseRef } from '../api/validate';
+import { conflict, notFound } from '../model/errors';
+import type { HistoryEntry, ImageConfig, ImageConfigView, ImageDeleteResponse, ImageInspect, ImageSummary, SystemDf } from '../model/types';
+import { canonicalRef } from '../model/validate';
 import type { LayerStore } from '../layers/layer-store';
 import type { Logger } from '../log';
 import type { Store } from '../store';
@@ -63,7 +63,7 @@ export class ImageService {
 
   /** `strata image import`: a rootfs tarball (plain or gzip), streamed by the client, becomes a one-layer image. */
   async import(input: Readable, ref: string, message: string): Promise<string> {
-    const name = formatRef(parseRef(ref));
+    const name = canonicalRef(ref);
     const layer = await this.layers.create(null, { kind: 'rootfs-tar', input }, '');
     const history: HistoryRecord[] = [{ created: new Date().toISOString(), createdBy: '', comment: message, emptyLayer: false, size: layer.size }];
     const id = this.commitImage({ config: emptyConfig(), layers: [layer.id], history, ref: name });
@@ -107,7 +107,7 @@ export class ImageService {
 
   tag(source: string, target: string): void {
     const img = this.resolve(source);
-    this.store.images.tag(formatRef(parseRef(target)), img.id);
+    this.store.images.tag(canonicalRef(target), img.id);
   }
 
   /** `image rm`: untags; deletes the image once no reference or container needs it, and then its unshared layers. */
@@ -182,7 +182,7 @@ function configView(c: ImageConfig): ImageConfigView {
 
 function normalize(ref: string): string {
   try {
-    return formatRef(parseRef(ref));
+    return canonicalRef(ref);
   } catch {
     return ref;
   }

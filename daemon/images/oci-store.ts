@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Store } from '../store';
-import type { StorageRoot } from '../stratad/root';
+import type { StorageRoot } from '../root/storage-root';
 
 const GRACE_MS = 10 * 60 * 1000;
 

@@ -14,10 +14,10 @@ import type * as http from 'node:http';
 import { PassThrough, pipeline as streamPipeline } from 'node:stream';
 import { ArchiveError } from '../archive';
 import { decompressor, type Codec } from '../archive/decompress';
-import { ApiError, badRequest } from '../api/errors';
-import { countingStream, noProgress, sizeText } from '../api/progress';
-import type { ProgressReporter } from '../api/types-progress';
-import type { PullRequest, PullResponse } from '../api/types-registry';
+import { DomainError, invalid } from '../model/errors';
+import { countingStream, noProgress, sizeText } from '../model/progress';
+import type { ProgressReporter } from '../model/progress';
+import type { PullRequest, PullResponse } from '../model/types-registry';
 import type { StagedLayer } from '../layers/layer-store';
 import { chainId } from '../layers/layer-store';
 import type { Credentials } from '../registry/auth';
@@ -40,8 +40,8 @@ import {
 import { familiarName, localTagOf, parseReference, type Reference } from '../registry/reference';
 import type { LayerRow } from '../store/types';
 import type { DistributionStore } from './dist-store';
-import type { ImageIoDeps, OciConfigDoc } from './oci-layout';
-import { toHistory, toImageConfig } from './oci-layout';
+import type { ImageIoDeps } from './oci-layout';
+import { toHistory, toImageConfig, type OciConfigDoc } from './oci-config';
 import { imageIdOf, ociConfigJson } from './oci-config';
 import { rawConfigPath, writeAtomic } from './oci-store';
 
@@ -59,8 +59,10 @@ export const PULL_CONCURRENCY = 3;
 const RETRY_DELAYS_MS = [250, 1000, 2000];
 
 /** A blob's content did not match its digest. */
-export class DigestMismatchError extends Error {
-  readonly status = 502;
+export class DigestMismatchError extends DomainError {
+  constructor(message: string) {
+    super('upstream', message);
+  }
 }
 
 export function registryClient(d: RegistryDeps, r: Reference, tlsVerify: boolean | undefined, auth: Credentials | undefined): RegistryClient {
@@ -92,7 +94,7 @@ export async function fetchManifest(c: RegistryClient, repo: string, reference: 
   } catch (err) {
     if (err instanceof RegistryError && err.httpStatus === 404) {
       const what = err.code === 'NAME_UNKNOWN' ? `repository ${repo} not found` : `manifest for ${repo}:${reference} not found`;
-      throw new RegistryError(`${what} on ${c.host}: ${err.code ?? 'MANIFEST_UNKNOWN'}`, 404, 404, err.code);
+      throw new RegistryError(`${what} on ${c.host}: ${err.code ?? 'MANIFEST_UNKNOWN'}`, 'not-found', 404, err.code);
     }
     throw err;
   }
@@ -124,7 +126,7 @@ function delay(ms: number, signal?: AbortSignal): Promise<void> {
     const t = setTimeout(resolve, ms);
     signal?.addEventListener('abort', () => {
       clearTimeout(t);
-      reject(new ApiError(499, 'the pull was cancelled'));
+      reject(new DomainError('cancelled', 'the pull was cancelled'));
     }, { once: true });
   });
 }
@@ -204,7 +206,7 @@ async function download(
           const m = /^bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''));
           if (m === null || Number(m[1]) !== offset) {
             res.destroy();
-            throw new RegistryError(`blob ${desc.digest}: the registry answered a Range request for byte ${offset} with ${String(res.headers['content-range'])}`, 502);
+            throw new RegistryError(`blob ${desc.digest}: the registry answered a Range request for byte ${offset} with ${String(res.headers['content-range'])}`, 'upstream');
           }
         }
         for await (const raw of res) {
@@ -225,7 +227,7 @@ async function download(
         const permanent = err instanceof DigestMismatchError || signal?.aborted || (err instanceof RegistryError && err.httpStatus !== undefined && err.httpStatus < 500);
         if (permanent || attempt >= RETRY_DELAYS_MS.length) {
           if (err instanceof RegistryError || err instanceof DigestMismatchError) throw err;
-          throw new RegistryError(`downloading blob ${desc.digest} failed after ${offset} of ${desc.size} bytes: ${(err as Error).message} (pull again to resume)`, 502);
+          throw new RegistryError(`downloading blob ${desc.digest} failed after ${offset} of ${desc.size} bytes: ${(err as Error).message} (pull again to resume)`, 'upstream');
         }
         progress.step(`${id}: Retrying download at ${sizeText(offset)} (${(err as Error).message})`);
         await delay(RETRY_DELAYS_MS[attempt], signal);
@@ -288,7 +290,7 @@ async function fetchLayer(d: RegistryDeps, c: RegistryClient, repo: string, job:
   if (stageErr !== undefined || staged === undefined) {
     fs.rmSync(partial, { force: true });
     const msg = stageErr instanceof Error ? stageErr.message : String(stageErr);
-    throw new RegistryError(`layer ${job.index + 1} (blob ${job.desc.digest}) is not a valid ${job.codec === 'none' ? '' : job.codec + ' '}layer tar: ${msg}`, 502);
+    throw new RegistryError(`layer ${job.index + 1} (blob ${job.desc.digest}) is not a valid ${job.codec === 'none' ? '' : job.codec + ' '}layer tar: ${msg}`, 'upstream');
   }
   if (staged.diffId !== job.diffId) {
     d.layers.discard(staged);
@@ -340,7 +342,7 @@ async function resolveManifest(c: RegistryClient, r: Reference, platform: Platfo
   const entry = selectPlatform(parsed, platform);
   if (entry === undefined) {
     const have = parsed.manifests.filter((m) => m.platform).map((m) => platformString(m.platform!));
-    throw new RegistryError(`no manifest for ${platformString(platform)} in the image index of ${shown(r)}${explicit ? '' : ' (the host platform; choose another with --platform)'}: it has ${have.join(', ') || 'no platforms'}`, 404, 404);
+    throw new RegistryError(`no manifest for ${platformString(platform)} in the image index of ${shown(r)}${explicit ? '' : ' (the host platform; choose another with --platform)'}: it has ${have.join(', ') || 'no platforms'}`, 'not-found', 404);
   }
   progress.step(`Resolved ${platformString(platform)} to manifest ${entry.digest}`);
   const fetched = await fetchManifest(c, r.path, entry.digest, signal);
@@ -352,7 +354,7 @@ async function resolveManifest(c: RegistryClient, r: Reference, platform: Platfo
 export async function pullImage(d: RegistryDeps, req: PullRequest, progress: ProgressReporter = noProgress, signal?: AbortSignal): Promise<PullResponse> {
   const r = parseReference(req.ref);
   const platform = req.platform ? parsePlatform(req.platform) : hostPlatform();
-  if (platform.os !== 'linux') throw badRequest(`platform ${platformString(platform)}: strata runs linux images only`);
+  if (platform.os !== 'linux') throw invalid(`platform ${platformString(platform)}: strata runs linux images only`);
   d.dist.ensureDirs();
   d.dist.sweep(d.store);
   const c = registryClient(d, r, req.tlsVerify, req.auth);
@@ -367,9 +369,9 @@ export async function pullImage(d: RegistryDeps, req: PullRequest, progress: Pro
     const { top, manifest, fetched } = await resolveManifest(c, r, platform, req.platform !== undefined, progress, signal);
     const config = await fetchSmallBlob(c, repo, manifest.config, signal);
     const doc = parseConfig(config, shown(r));
-    if (doc.os !== undefined && doc.os !== 'linux') throw badRequest(`${shown(r)} is an image for ${String(doc.os)}, not linux`);
+    if (doc.os !== undefined && doc.os !== 'linux') throw invalid(`${shown(r)} is an image for ${String(doc.os)}, not linux`);
     if (req.platform !== undefined && doc.architecture !== undefined && doc.architecture !== platform.architecture) {
-      throw new RegistryError(`${shown(r)} is a single-platform image for ${String(doc.os ?? 'linux')}/${String(doc.architecture)}, not ${platformString(platform)}`, 404);
+      throw new RegistryError(`${shown(r)} is a single-platform image for ${String(doc.os ?? 'linux')}/${String(doc.architecture)}, not ${platformString(platform)}`, 'not-found');
     }
     const diffIds = Array.isArray(doc.rootfs?.diff_ids) ? (doc.rootfs!.diff_ids as unknown[]) : null;
     if (diffIds === null || diffIds.some((x) => typeof x !== 'string' || !/^sha256:[a-f0-9]{64}$/.test(x))) throw new ManifestError(`${shown(r)}: the config has no valid rootfs.diff_ids`);
@@ -480,8 +482,8 @@ export async function pullImage(d: RegistryDeps, req: PullRequest, progress: Pro
     for (const s of staged) d.layers.discard(s);
     for (const f of d.layers.removeCreated(createdLayers)) d.log.warn({ layer: f.id, err: f.err }, 'cannot remove a layer of a failed pull');
     for (const f of written) fs.rmSync(f, { force: true });
-    if (err instanceof ArchiveError) throw new RegistryError(`cannot pull ${req.ref}: ${err.message}`, 502);
-    if (err instanceof Error && !(err instanceof ApiError) && !('status' in err)) {
+    if (err instanceof ArchiveError) throw new RegistryError(`cannot pull ${req.ref}: ${err.message}`, 'upstream');
+    if (err instanceof Error && !(err instanceof DomainError)) {
       d.log.error({ ref: req.ref, err: err.stack }, 'pull failed');
     }
     throw err;

@@ -13,17 +13,17 @@ import { PassThrough, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { packLayer } from '../archive';
-import { badRequest } from '../api/errors';
-import { noProgress } from '../api/progress';
-import type { ProgressReporter } from '../api/types-progress';
-import type { PushedBlob, PushRequest, PushResponse } from '../api/types-registry';
+import { invalid } from '../model/errors';
+import { noProgress } from '../model/progress';
+import type { ProgressReporter } from '../model/progress';
+import type { PushedBlob, PushRequest, PushResponse } from '../model/types-registry';
 import { repoScope } from '../registry/auth';
 import { readBody, RegistryError, type RegistryClient } from '../registry/client';
 import { MT, parseManifest, sha256Digest } from '../registry/manifest';
 import { familiarName, parseReference, type Reference } from '../registry/reference';
 import type { LayerRow } from '../store/types';
 import type { LayerBlob } from './dist-store';
-import { rewrittenConfigBlob, storedConfigBlob } from './oci-layout';
+import { rewrittenConfigBlob, storedConfigBlob } from './oci-config';
 import { originalTarPath } from './oci-store';
 import { pool, registryClient, shortBlob, type RegistryDeps } from './pull';
 
@@ -39,7 +39,7 @@ interface Target {
 }
 
 function uploadUrl(location: string | string[] | undefined, digest?: string): string {
-  if (typeof location !== 'string' || location === '') throw new RegistryError('the registry started an upload without a Location', 502);
+  if (typeof location !== 'string' || location === '') throw new RegistryError('the registry started an upload without a Location', 'upstream');
   if (digest === undefined) return location;
   return `${location}${location.includes('?') ? '&' : '?'}digest=${encodeURIComponent(digest)}`;
 }
@@ -199,7 +199,7 @@ async function pushFresh(d: RegistryDeps, t: Target, row: LayerRow, progress: Pr
 export async function pushImage(d: RegistryDeps, ref: string, req: PushRequest, progress: ProgressReporter = noProgress, signal?: AbortSignal): Promise<PushResponse> {
   const img = d.images.resolve(ref);
   const r = parseReference(req.target ?? ref);
-  if (r.digest !== undefined) throw badRequest(`cannot push to "${req.target ?? ref}": push to a name:tag, not a digest`);
+  if (r.digest !== undefined) throw invalid(`cannot push to "${req.target ?? ref}": push to a name:tag, not a digest`);
   const tag = r.tag ?? 'latest';
   d.dist.ensureDirs();
   const c = registryClient(d, r, req.tlsVerify, req.auth);

@@ -7,7 +7,7 @@ import { PassThrough, Transform, type Readable } from 'node:stream';
 import { extractLayer, importDirectory, notUnder, packLayer } from '../archive';
 import type { Store } from '../store';
 import type { LayerRow } from '../store/types';
-import type { StorageRoot } from '../stratad/root';
+import type { StorageRoot } from '../root/storage-root';
 
 /** OCI chain id: the diff id for a base layer, else sha256(parentChain + " " + diffId). */
 export function chainId(parent: string | null, diffId: string): string {

@@ -2,25 +2,14 @@
 // the mount is live; a detached child serves it until it is unmounted.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { resolveConfig } from '../union/config';
 import { configureEngine, startUnionMount, type RunningMount } from '../mounts/union-mount';
 import { hasSysAdmin, privilegedHost } from '../fuse/mount';
 import { createLogger } from '../log';
-import { parseMountArgs, UsageError, type MountCommand } from './options';
-
-const USAGE = `usage: strata-mount -o lowerdir=L1[:L2...][,upperdir=U,workdir=W][,opts] MOUNTPOINT
-options: lowerdir= upperdir= workdir= ro noatime nosuid nodev noexec fsname= volatile fsync=0
-         squash_to_root squash_to_uid= squash_to_gid= uidmapping= gidmapping= xattr_permissions=
-         redirect_dir= xino= userxattr passthrough=0
-flags:   -f (stay in the foreground)  --version  --help`;
+import { packageVersion } from '../util/version';
+import { parseMountArgs, USAGE, UsageError, type MountCommand } from './options';
 
 const STATUS_FD = 3;
-
-function version(): string {
-  const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 const SERVED = 'served (READ/WRITE answered by strata-mount: 1 MiB requests, page cache kept for unchanged files, reads spliced from the file)';
 
@@ -80,7 +69,7 @@ function detach(argv: string[]): Promise<number> {
 async function main(): Promise<void> {
   let argv = process.argv.slice(2);
   if (argv.includes('--version') || argv.includes('-V')) {
-    process.stdout.write(`strata-mount version ${version()}\nFUSE protocol 7.40\n${environment()}`);
+    process.stdout.write(`strata-mount version ${packageVersion()}\nFUSE protocol 7.40\n${environment()}`);
     return;
   }
   if (argv.includes('--help') || argv.includes('-h')) {

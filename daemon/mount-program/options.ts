@@ -20,6 +20,15 @@ export interface MountCommand {
 
 export class UsageError extends Error {}
 
+/** Every option and flag parseMountArgs accepts (test/unit/mount-options.test.ts keeps them in step). */
+export const USAGE = `usage: strata-mount [-f] [-d] -o lowerdir=L1[:L2...][,upperdir=U,workdir=W][,opts] [SOURCE] MOUNTPOINT
+options: lowerdir= upperdir= workdir= ro noatime nosuid nodev noexec acl noacl fsname= volatile fsync=0
+         squash_to_root squash_to_uid= squash_to_gid= uidmapping= gidmapping= xattr_permissions=
+         redirect_dir=on|follow|off|nofollow xino=on|off|auto index=off metacopy=off userxattr passthrough=0
+         accepted with no effect: allow_other default_permissions rw suid dev exec atime relatime async auto user nouser
+         (a comma inside a value is written \\,; SOURCE, as fuse-overlayfs takes it, becomes fsname=)
+flags:   -f, --foreground (stay in the foreground)  -d, --debug (foreground, debug log)  -V, --version  -h, --help`;
+
 /** Splits an -o value on commas; `\,` keeps a literal comma (paths may hold one). */
 function splitOptions(value: string): string[] {
   const out: string[] = [];
@@ -45,7 +54,7 @@ function parseId(name: string, v: string): number {
 }
 
 // Options that set one mount switch.
-const MOUNT_SWITCHES: Record<string, Partial<UnionMountOptions>> = {
+export const MOUNT_SWITCHES: Record<string, Partial<UnionMountOptions>> = {
   ro: { readOnly: true },
   noatime: { noatime: true },
   nosuid: { nosuid: true },
@@ -63,7 +72,7 @@ const REDIRECT_DIR: Record<string, Pick<UnionConfig, 'redirectDir' | 'followRedi
 };
 
 // Options with no effect here: accepted silently (they describe what we always do).
-const ALWAYS = new Set(['allow_other', 'default_permissions', 'rw', 'suid', 'dev', 'exec', 'atime', 'relatime', 'async', 'auto', 'user', 'nouser']);
+export const ALWAYS = new Set(['allow_other', 'default_permissions', 'rw', 'suid', 'dev', 'exec', 'atime', 'relatime', 'async', 'auto', 'user', 'nouser']);
 
 export function parseMountArgs(argv: string[]): MountCommand {
   const opts: string[] = [];

@@ -2,27 +2,12 @@
 // (/sys/fs/fuse/connections/N/abort) that end a connection whatever still holds it.
 import * as fs from 'node:fs';
 import * as native from '../../native-shims';
+import { readMountinfo, type MountEntry } from '../util/mountinfo';
 
-export interface MountEntry {
-  mountPoint: string;
-  fsType: string;
-  source: string;
-  /** Kernel device number of the mounted filesystem (for FUSE: the connection number). */
-  dev: number;
-}
-
-const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+export type { MountEntry };
 
 export function mountTable(): MountEntry[] {
-  const out: MountEntry[] = [];
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const f = line.split(' ');
-    const sep = f.indexOf('-');
-    if (f.length < 5 || sep < 0) continue;
-    const [major, minor] = f[2].split(':').map(Number);
-    out.push({ mountPoint: unescape(f[4]), fsType: f[sep + 1] ?? '', source: unescape(f[sep + 2] ?? ''), dev: major * 2 ** 20 + minor });
-  }
-  return out;
+  return readMountinfo();
 }
 
 /** Mounts at `dir` or below it, deepest first. */

@@ -10,18 +10,17 @@ import type { Readable } from 'node:stream';
 import * as tls from 'node:tls';
 import { basicHeader, mergeScopes, parseChallenge, TokenCache, type Challenge, type Credentials } from './auth';
 import { apiHost } from './reference';
+import { DomainError, type ErrorKind } from '../model/errors';
 
-export class RegistryError extends Error {
+export class RegistryError extends DomainError {
   constructor(
     message: string,
-    /** The HTTP status the daemon's API answers with. */
-    readonly status: number,
+    kind: ErrorKind,
     /** The registry's own status, when it answered. */
     readonly httpStatus?: number,
     readonly code?: string,
   ) {
-    super(message);
-    this.name = 'RegistryError';
+    super(kind, message);
   }
 }
 
@@ -56,7 +55,7 @@ export async function readBody(res: http.IncomingMessage, limit = 8 << 20): Prom
     n += (c as Buffer).length;
     if (n > limit) {
       res.destroy();
-      throw new RegistryError(`the registry's answer is larger than ${limit} bytes`, 502);
+      throw new RegistryError(`the registry's answer is larger than ${limit} bytes`, 'upstream');
     }
     chunks.push(c as Buffer);
   }
@@ -132,12 +131,12 @@ export class RegistryClient {
       this.base = `${scheme}://${this.host}`;
       if (res.statusCode === 401) {
         this.challenge = parseChallenge(res.headers['www-authenticate']);
-        if (this.challenge === undefined) throw new RegistryError(`${this.host} asks for authentication with an unsupported scheme (${String(res.headers['www-authenticate'])})`, 401, 401);
+        if (this.challenge === undefined) throw new RegistryError(`${this.host} asks for authentication with an unsupported scheme (${String(res.headers['www-authenticate'])})`, 'unauthorized', 401);
         return;
       }
       if (res.statusCode !== 200) {
         this.base = undefined;
-        throw new RegistryError(`${this.host} is not a registry (GET /v2/ answered ${res.statusCode}: ${errorText(body).text})`, 502, res.statusCode);
+        throw new RegistryError(`${this.host} is not a registry (GET /v2/ answered ${res.statusCode}: ${errorText(body).text})`, 'upstream', res.statusCode);
       }
       return;
     }
@@ -148,7 +147,7 @@ export class RegistryClient {
   async checkLogin(signal?: AbortSignal): Promise<void> {
     await this.ping(signal);
     if (this.challenge === undefined) return;
-    if (this.opts.credentials === undefined) throw new RegistryError(`${this.host} requires credentials`, 401);
+    if (this.opts.credentials === undefined) throw new RegistryError(`${this.host} requires credentials`, 'unauthorized');
     const res = await this.request('GET', '/v2/', { signal });
     await readBody(res);
   }
@@ -158,10 +157,10 @@ export class RegistryClient {
     if (e instanceof RegistryError) return e;
     const text = String(e.message ?? e).split('\n')[0].trim();
     if (/wrong version number/i.test(text)) {
-      return new RegistryError(`cannot reach registry ${this.host}: it does not answer TLS (a plain HTTP registry? use --tls-verify=false)`, 502);
+      return new RegistryError(`cannot reach registry ${this.host}: it does not answer TLS (a plain HTTP registry? use --tls-verify=false)`, 'upstream');
     }
     const certHint = /certificate|self.signed|CERT/i.test(text + (e.code ?? '')) ? ` (add its CA as ${this.opts.certsDir ?? '<certs dir>'}/${this.host}/ca.crt, or use --tls-verify=false)` : '';
-    return new RegistryError(`cannot reach registry ${this.host}: ${text}${certHint}`, 502);
+    return new RegistryError(`cannot reach registry ${this.host}: ${text}${certHint}`, 'upstream');
   }
 
   /**
@@ -202,14 +201,14 @@ export class RegistryClient {
       const body = await readBody(res).catch(() => Buffer.alloc(0));
       const { text, code } = errorText(body);
       if (status === 401) throw this.unauthorized(text);
-      const apiStatus = status === 404 ? 404 : status === 403 ? 403 : 502;
-      throw new RegistryError(`${method} ${urlPath.replace(/\?.*$/, '')}: ${this.host} answered ${status}${text ? ` (${text})` : ''}`, apiStatus, status, code);
+      const kind: ErrorKind = status === 404 ? 'not-found' : status === 403 ? 'forbidden' : 'upstream';
+      throw new RegistryError(`${method} ${urlPath.replace(/\?.*$/, '')}: ${this.host} answered ${status}${text ? ` (${text})` : ''}`, kind, status, code);
     }
   }
 
   private unauthorized(text: string | undefined): RegistryError {
     const who = this.opts.credentials ? `as ${this.opts.credentials.username}` : 'anonymously';
-    return new RegistryError(`unauthorized: ${this.host} refused the request ${who}${text ? ` (${text})` : ''}${this.opts.credentials ? '' : '; log in first (strata login)'}`, 401, 401, 'UNAUTHORIZED');
+    return new RegistryError(`unauthorized: ${this.host} refused the request ${who}${text ? ` (${text})` : ''}${this.opts.credentials ? '' : '; log in first (strata login)'}`, 'unauthorized', 401, 'UNAUTHORIZED');
   }
 
   private async authorization(scopes: string[], signal?: AbortSignal): Promise<string | undefined> {
@@ -219,7 +218,7 @@ export class RegistryClient {
     const cached = this.tokens.get(scopes);
     if (cached !== undefined) return `Bearer ${cached}`;
     const realm = ch.params.realm;
-    if (!realm) throw new RegistryError(`${this.host}'s Bearer challenge has no realm`, 502);
+    if (!realm) throw new RegistryError(`${this.host}'s Bearer challenge has no realm`, 'upstream');
     const u = new URL(realm);
     if (ch.params.service) u.searchParams.set('service', ch.params.service);
     for (const s of scopes) u.searchParams.append('scope', s);
@@ -229,16 +228,16 @@ export class RegistryClient {
     try {
       res = await this.sendFollowing('GET', u.toString(), headers, undefined, signal);
     } catch (err) {
-      throw new RegistryError(`cannot reach the token service ${u.origin}: ${(err as Error).message}`, 502);
+      throw new RegistryError(`cannot reach the token service ${u.origin}: ${(err as Error).message}`, 'upstream');
     }
     const body = await readBody(res);
     if (res.statusCode === 401 || res.statusCode === 403) throw this.unauthorized(errorText(body).text);
-    if (res.statusCode !== 200) throw new RegistryError(`the token service ${u.origin} answered ${res.statusCode} (${errorText(body).text})`, 502, res.statusCode);
+    if (res.statusCode !== 200) throw new RegistryError(`the token service ${u.origin} answered ${res.statusCode} (${errorText(body).text})`, 'upstream', res.statusCode);
     let doc: unknown;
     try {
       doc = JSON.parse(body.toString('utf8'));
     } catch {
-      throw new RegistryError(`the token service ${u.origin} answered with something that is not JSON`, 502);
+      throw new RegistryError(`the token service ${u.origin} answered with something that is not JSON`, 'upstream');
     }
     return `Bearer ${this.tokens.put(scopes, doc)}`;
   }
@@ -252,7 +251,7 @@ export class RegistryClient {
       const loc = res.headers.location;
       if (![301, 302, 303, 307, 308].includes(status) || loc === undefined || (method !== 'GET' && method !== 'HEAD')) return res;
       res.resume();
-      if (i >= MAX_REDIRECTS) throw new RegistryError(`too many redirects from ${url}`, 502);
+      if (i >= MAX_REDIRECTS) throw new RegistryError(`too many redirects from ${url}`, 'upstream');
       const next = new URL(loc, current);
       // Credentials stay with the registry: blob storage gets a signed URL, not our token.
       if (next.host !== new URL(current).host) {

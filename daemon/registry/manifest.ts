@@ -1,6 +1,7 @@
 // Manifests a registry serves: OCI image manifest and index, Docker schema 2 manifest and manifest
 // list. Parsing checks the shape strata relies on; an index is resolved to one platform.
 import { createHash } from 'node:crypto';
+import { DomainError, InvalidError } from '../model/errors';
 
 export const MT = {
   ociIndex: 'application/vnd.oci.image.index.v1+json',
@@ -19,8 +20,11 @@ export const MT = {
 /** Every manifest type strata reads, for the Accept header. */
 export const ACCEPT_MANIFESTS = [MT.ociIndex, MT.ociManifest, MT.dockerList, MT.dockerManifest].join(', ');
 
-export class ManifestError extends Error {
-  readonly status = 502;
+/** A manifest or index the registry sent that strata cannot use. */
+export class ManifestError extends DomainError {
+  constructor(message: string) {
+    super('upstream', message);
+  }
 }
 
 export interface Descriptor {
@@ -115,7 +119,7 @@ export function hostPlatform(): Platform {
 export function parsePlatform(s: string): Platform {
   const parts = s.split('/');
   if (parts.length < 2 || parts.length > 3 || parts.some((p) => p === '' || !/^[a-z0-9_.-]+$/i.test(p))) {
-    throw Object.assign(new Error(`invalid platform "${s}": expected os/arch[/variant]`), { status: 400 });
+    throw new InvalidError(`invalid platform "${s}": expected os/arch[/variant]`);
   }
   const [os, architecture, variant] = parts.map((p) => p.toLowerCase());
   return variant !== undefined ? { os, architecture, variant } : { os, architecture };

@@ -1,6 +1,7 @@
 // Image references as Docker parses them (distribution/reference): [domain[:port]/]path[:tag][@digest].
 // A single-component name on Docker Hub gets `library/`; no domain means docker.io; no tag and no
 // digest means `latest`. Pure functions: used by the daemon (pull/push) and the CLI (credentials).
+import { InvalidError } from '../model/errors';
 
 export const DEFAULT_DOMAIN = 'docker.io';
 /** Where docker.io's API really lives. */
@@ -14,11 +15,9 @@ const DIGEST = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
 const SHA256 = /^sha256:[a-f0-9]{64}$/;
 const MAX_NAME = 255;
 
-export class InvalidReferenceError extends Error {
-  readonly status = 400;
+export class InvalidReferenceError extends InvalidError {
   constructor(ref: string, why: string) {
     super(`invalid reference "${ref}": ${why}`);
-    this.name = 'InvalidReferenceError';
   }
 }
 

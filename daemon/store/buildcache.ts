@@ -1,6 +1,7 @@
 // Build cache: key (hash of parent layer id + instruction + content checksum) -> resulting layer / image.
 import type { Database, Statement } from 'better-sqlite3';
-import { NotFoundError, isForeignKeyViolation } from './errors';
+import { NotFoundError } from '../model/errors';
+import { isForeignKeyViolation } from './sqlite-errors';
 import type { BuildCacheRow } from './types';
 import { nowIso } from './util';
 

@@ -1,6 +1,7 @@
 // Containers: a writable layer on top of an image, plus their volume attachments.
 import type { Database, Statement } from 'better-sqlite3';
-import { AmbiguousError, ConflictError, NotFoundError, isForeignKeyViolation, isUniqueViolation } from './errors';
+import { AmbiguousError, ConflictError, NotFoundError } from '../model/errors';
+import { isForeignKeyViolation, isUniqueViolation } from './sqlite-errors';
 import type { ContainerMount, ContainerRow, ContainerState, NewContainer } from './types';
 import { HEX_RE, nowIso, parseJson } from './util';
 

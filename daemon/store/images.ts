@@ -1,9 +1,11 @@
 // Images, their layer chains (image_layers) and their name:tag refs (image_refs).
 import type { Database, Statement } from 'better-sqlite3';
-import { AmbiguousError, ConflictError, NotFoundError, isForeignKeyViolation, isUniqueViolation } from './errors';
+import { AmbiguousError, ConflictError, NotFoundError } from '../model/errors';
+import { isForeignKeyViolation, isUniqueViolation } from './sqlite-errors';
 import { layerFromRaw } from './layers';
 import type { HistoryRecord, ImageConfig, ImageListEntry, ImageRow, LayerRow, NewImage } from './types';
-import { HEX_RE, normalizeRef, nowIso, parseJson } from './util';
+import { normalizeRef } from '../model/validate';
+import { HEX_RE, nowIso, parseJson } from './util';
 
 interface RawImage {
   id: string;

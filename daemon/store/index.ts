@@ -7,6 +7,4 @@ export { ImageRepo, MIN_IMAGE_PREFIX } from './images';
 export { ContainerRepo, MIN_CONTAINER_PREFIX } from './containers';
 export { VolumeRepo } from './volumes';
 export { BuildCacheRepo } from './buildcache';
-export { normalizeRef } from './util';
-export * from './errors';
 export * from './types';

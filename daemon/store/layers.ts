@@ -1,6 +1,7 @@
 // Layers: rows describing layer directories on disk, linked by parent.
 import type { Database, Statement } from 'better-sqlite3';
-import { ConflictError, NotFoundError, isForeignKeyViolation, isUniqueViolation } from './errors';
+import { ConflictError, NotFoundError } from '../model/errors';
+import { isForeignKeyViolation, isUniqueViolation } from './sqlite-errors';
 import type { LayerReferences, LayerRow, LayerState, NewLayer } from './types';
 import { nowIso } from './util';
 

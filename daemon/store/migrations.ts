@@ -1,6 +1,6 @@
 // Versioned schema migrations, tracked in PRAGMA user_version. Append only: never edit a shipped one.
 import type { Database } from 'better-sqlite3';
-import { SchemaVersionError } from './errors';
+import { SchemaVersionError } from '../model/errors';
 
 export interface Migration {
   version: number;

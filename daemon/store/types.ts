@@ -1,5 +1,5 @@
 // Row shapes the store hands out. JSON columns are already parsed.
-import type { ImageConfig, MountSpec } from '../api/types';
+import type { ImageConfig, MountSpec } from '../model/types';
 
 export type { ImageConfig, MountSpec };
 

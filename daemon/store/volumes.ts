@@ -1,6 +1,7 @@
 // Named and anonymous volumes, and which containers use them.
 import type { Database, Statement } from 'better-sqlite3';
-import { ConflictError, NotFoundError, isForeignKeyViolation, isUniqueViolation } from './errors';
+import { ConflictError, NotFoundError } from '../model/errors';
+import { isForeignKeyViolation, isUniqueViolation } from './sqlite-errors';
 import type { NewVolume, VolumeListEntry, VolumeRow } from './types';
 import { nowIso, parseJson } from './util';
 

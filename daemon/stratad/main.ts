@@ -7,6 +7,9 @@ import * as path from 'node:path';
 import yargs from 'yargs';
 import { buildRouter } from '../api/routes';
 import { createApiServer } from '../api/server';
+import { RunService } from '../runtime/run-service';
+import { DEFAULT_SOCKET } from '../model/types';
+import { packageVersion } from '../util/version';
 import { ContainerService } from '../containers/containers';
 import { ImageService } from '../images/images';
 import { LayerStore } from '../layers/layer-store';
@@ -15,18 +18,13 @@ import { MountManager, clearStale } from '../mounts/mount-manager';
 import { configureEngine } from '../mounts/union-mount';
 import { Store } from '../store';
 import { VolumeService } from '../volumes/volumes';
-import { StorageRoot } from './root';
+import { StorageRoot } from '../root/storage-root';
 
 const DEFAULT_ROOT = '/var/lib/strata';
-const DEFAULT_SOCKET = '/run/strata/strata.sock';
 /** SIGTERM to exit, at most (unmounts run in parallel, each bounded: mount-manager.ts). */
 const SHUTDOWN_LIMIT_MS = 4_500;
 
 const FS_NAMES: Record<number, string> = { 0xef53: 'extfs', 0x58465342: 'xfs', 0x9123683e: 'btrfs', 0x01021994: 'tmpfs', 0x2fc12fc1: 'zfs', 0x794c7630: 'overlayfs' };
-
-function version(): string {
-  return (JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
-}
 
 /** Refuses a socket path another live daemon answers on; removes a stale socket file. */
 async function claimSocket(socket: string): Promise<void> {
@@ -102,7 +100,7 @@ async function main(): Promise<void> {
       if (!Number.isInteger(a['fuse-threads']) || a['fuse-threads'] < 1 || a['fuse-threads'] > 256) throw new Error(`--fuse-threads must be an integer from 1 to 256, not ${a['fuse-threads']}`);
       return true;
     })
-    .version(version())
+    .version(packageVersion())
     .strict()
     .parseSync();
 
@@ -136,7 +134,7 @@ async function main(): Promise<void> {
   if (recovered.remounted.length || recovered.failed.length) log.info(recovered, 'containers recovered after restart');
 
   const fsType = fs.statfsSync(root.dir).type;
-  const router = buildRouter({ root, store, images, containers, volumes, mounts, layers, log, version: version(), backingFilesystem: FS_NAMES[fsType] ?? `0x${fsType.toString(16)}`, certsDir: path.resolve(argv['certs-dir']), insecureRegistries: argv['insecure-registry'].map(String) });
+  const router = buildRouter({ root, store, images, containers, volumes, runs: new RunService({ root, images, containers, volumes }), mounts, layers, log, version: packageVersion(), backingFilesystem: FS_NAMES[fsType] ?? `0x${fsType.toString(16)}`, certsDir: path.resolve(argv['certs-dir']), insecureRegistries: argv['insecure-registry'].map(String) });
   const server = createApiServer(router, log);
   await listenPrivately(server, socket, log);
   log.info({ root: root.dir, socket }, 'stratad ready'); // pino adds pid itself

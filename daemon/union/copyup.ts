@@ -9,12 +9,9 @@ import { UPPER, type LayerStack } from './layers';
 import type { Logger } from '../log';
 import type { Node, NodeTable } from './nodes';
 import { isPrivateXattr } from './whiteouts';
+import { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK } from '../util/file-mode';
 
 const { ST } = native;
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
 const CHUNK = 1 << 30;
 const PLAIN_CHUNK = 1 << 20;
 

@@ -5,15 +5,13 @@
 // As fuse-overlayfs: only directories and regular files are overridden, before id mapping.
 import * as native from '../../native-shims';
 import { readableXattr } from './whiteouts';
+import { S_IFMT, S_IFDIR, S_IFREG } from '../util/file-mode';
 
 export const OVERRIDE_PRIVILEGED = 'security.fuseoverlayfs.override_stat';
 export const OVERRIDE_CONTAINERS = 'user.containers.override_stat';
 const OVERRIDE_USER = 'user.fuseoverlayfs.override_stat';
 
 const { ST } = native;
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
 
 export interface StatOverride {
   uid: number;

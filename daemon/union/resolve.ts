@@ -7,11 +7,10 @@ import { FuseError } from '../fuse/filesystem';
 import { UPPER, type LayerStack } from './layers';
 import type { LowerRef, Node } from './nodes';
 import { hasMarkerWhiteout, overlayXattr, isMarkerName, isOpaqueDir, isWhiteout } from './whiteouts';
+import { S_IFMT, S_IFDIR } from '../util/file-mode';
 
 const E = os.constants.errno;
 const { ST } = native;
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
 
 export interface Resolved {
   isDir: boolean;

@@ -1,7 +1,8 @@
 // The union filesystem: FUSE operations with kernel overlayfs semantics over a
 // LayerStack. Lookups go through Resolver, listings through mergedListing,
 // changes to lower entries through CopyUp; whiteouts and opaque directories are
-// written in the kernel's on-disk format.
+// written in the kernel's on-disk format. Open files and their data live in
+// data-path.ts, rename in rename.ts; this class routes the FUSE operations to them.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as native from '../../native-shims';
@@ -17,31 +18,25 @@ import {
   type SetAttrIn,
   type StatfsOut,
 } from '../fuse/filesystem';
-import { Fattr, WRITE_KILL_SUIDGID } from '../fuse/protocol';
+import { Fattr } from '../fuse/protocol';
 import type { Logger } from '../log';
+import { S_IFMT, S_IFREG, S_IFLNK, S_ISGID } from '../util/file-mode';
 import type { UnionConfig } from './config';
 import { CopyUp } from './copyup';
+import { DataPath, type Handle } from './data-path';
 import { IdMap, overflowIds } from './idmap';
 import { applyOverride, formatOverride, overrideXattrFor } from './override-stat';
 import { LayerStack, UPPER } from './layers';
 import { Node, NodeTable, type LowerRef } from './nodes';
 import { mergedListing } from './readdir';
+import { Renamer, type Alias } from './rename';
 import { Resolver, type Resolved } from './resolve';
-import { TRUSTED_MARKERS, USER_MARKERS, WH_PREFIX, WhiteoutMaker, isCharWhiteout, isOpaqueDir, isPrivateXattr, isWhiteout, overlayXattr, type MarkerXattrs } from './whiteouts';
+import { TRUSTED_MARKERS, USER_MARKERS, WH_PREFIX, WhiteoutMaker, isOpaqueDir, isPrivateXattr, isWhiteout, type MarkerXattrs } from './whiteouts';
 
 const E = os.constants.errno;
 const { ST } = native;
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
-const S_ISGID = 0o2000;
-const S_ISUID = 0o4000;
-const S_IXGRP = 0o010;
-const O_ACCMODE = 3;
 const { O_RDONLY, O_RDWR, O_TRUNC, O_CREAT, O_EXCL, O_WRONLY } = fs.constants;
 const NAME_MAX = 255;
-/** Files at least this large at open use FUSE passthrough; smaller ones the page cache. */
-const PASSTHROUGH_MIN_SIZE = 256 * 1024;
 const ACL_DEFAULT = 'system.posix_acl_default';
 const SELINUX_LABEL = 'security.selinux';
 /**
@@ -51,33 +46,6 @@ const SELINUX_LABEL = 'security.selinux';
  * asking for the rest of the mount. A label that is set is still returned.
  */
 const HOST_HAS_SELINUX = fs.existsSync('/sys/fs/selinux/enforce');
-
-function hasSetIds(mode: number): boolean {
-  return (mode & S_IFMT) === S_IFREG && (mode & (S_ISUID | S_ISGID)) !== 0;
-}
-
-/** Whether the caller belongs to group `gid` (its fsgid or a supplementary group). */
-function callerInGroup(ctx: RequestContext, gid: number): boolean {
-  if (ctx.gid === gid) return true;
-  try {
-    const groups = /^Groups:(.*)$/m.exec(fs.readFileSync(`/proc/${ctx.pid}/status`, 'utf8'))?.[1] ?? '';
-    return groups.trim().split(/\s+/).includes(String(gid));
-  } catch {
-    return false; // the caller is gone
-  }
-}
-
-interface Handle {
-  fd: number;
-  node: Node;
-  /** The handle holds a reference on node.backingId. */
-  backing: boolean;
-}
-
-interface Alias {
-  parent: Node;
-  name: string;
-}
 
 function fail(errno: number, msg?: string): never {
   throw new FuseError(errno, msg);
@@ -89,15 +57,14 @@ export class UnionFs implements FuseFilesystem {
   private readonly resolver: Resolver;
   private readonly copy: CopyUp;
   private readonly handles = new Map<number, Handle>();
+  /** Open files and their data (data-path.ts). */
+  private readonly data: DataPath;
+  /** rename(2) (rename.ts). */
+  private readonly renames: Renamer;
   /** Extra names of hard-linked nodes, so one name's removal leaves the others usable. */
   private readonly aliases = new Map<Node, Alias[]>();
-  private nextFh = 1;
-  private channel: FuseChannel | null = null;
-  private passthrough = false;
   private posixAcl = false;
   private readonly st = native.newStatArray();
-  /** Small files' data on its way into the page cache (see storePages). */
-  private readonly storeBuf = Buffer.allocUnsafe(PASSTHROUGH_MIN_SIZE);
   private readonly whiteouts: WhiteoutMaker;
   /** The overlay xattrs this union writes: trusted.overlay.*, or user.overlay.* without the privilege (userxattr). */
   private readonly markers: MarkerXattrs;
@@ -127,6 +94,41 @@ export class UnionFs implements FuseFilesystem {
     this.markers = cfg.userxattr ? USER_MARKERS : TRUSTED_MARKERS;
     this.whiteouts = new WhiteoutMaker(this.layers.workTmp, this.markers);
     if (this.layers.writable) this.prepareWorkdir();
+    this.data = new DataPath(
+      {
+        nodes: this.nodes,
+        copy: this.copy,
+        gids: this.gids,
+        log: this.log,
+        noFsync: cfg.noFsync === true,
+        writable: () => this.writable(),
+        realPath: (n) => this.realPath(n),
+        upperPath: (n) => this.upperPath(n),
+        stat: (n, fh) => this.stat(n, fh),
+        dropIfUnused: (n) => this.dropIfUnused(n),
+      },
+      this.handles,
+    );
+    this.renames = new Renamer({
+      layers: this.layers,
+      nodes: this.nodes,
+      resolver: this.resolver,
+      copy: this.copy,
+      whiteouts: this.whiteouts,
+      markers: this.markers,
+      aliases: this.aliases,
+      redirectDir: cfg.redirectDir === true,
+      dirNode: (id) => this.dirNode(id),
+      checkName: (name) => this.checkName(name),
+      writable: () => this.writable(),
+      upperPath: (n) => this.upperPath(n),
+      resolveOrFail: (parent, name) => this.resolveOrFail(parent, name),
+      nodeFor: (parent, name, r) => this.nodeFor(parent, name, r),
+      isEmptyDir: (parent, name, r) => this.isEmptyDir(parent, name, r),
+      liveChild: (parent, name, r) => this.liveChild(parent, name, r),
+      removeName: (node, parent, name) => this.removeName(node, parent, name),
+      dropIfUnused: (n) => this.dropIfUnused(n),
+    });
   }
 
   private rootInfo(): { upper: boolean; lowers: LowerRef[]; realKey: number } {
@@ -155,26 +157,18 @@ export class UnionFs implements FuseFilesystem {
   }
 
   init(channel: FuseChannel): void {
-    this.channel = channel;
-    this.passthrough = channel.passthrough;
+    this.data.init(channel);
     this.posixAcl = channel.posixAcl;
     // Modes arrive already masked by the request's umask, so creation runs with umask 0: in a
     // filesystem context of this thread's own, so that the process (the daemon's API, its
     // other mounts) keeps its umask.
     native.unshare(native.CLONE_FS);
     native.umask(0);
-    this.log?.info({ passthrough: this.passthrough, markers: this.markers.prefix, layers: this.layers.roots }, 'union mounted');
+    this.log?.info({ passthrough: this.data.passthrough, markers: this.markers.prefix, layers: this.layers.roots }, 'union mounted');
   }
 
   destroy(): void {
-    for (const h of this.handles.values()) {
-      try {
-        fs.closeSync(h.fd);
-      } catch {
-        // already closed
-      }
-    }
-    this.handles.clear();
+    this.data.closeAll();
   }
 
   // --- helpers ----------------------------------------------------------------
@@ -471,7 +465,7 @@ export class UnionFs implements FuseFilesystem {
     }
     // Truncate by a caller without CAP_FSETID (HANDLE_KILLPRIV_V2); for chown the
     // real filesystem has already cleared the bits.
-    if (a.valid & Fattr.KILL_SUIDGID && a.valid & Fattr.SIZE) this.dropSetIds(ctx, node, h ? a.fh : undefined);
+    if (a.valid & Fattr.KILL_SUIDGID && a.valid & Fattr.SIZE) this.data.dropSetIds(ctx, node, h ? a.fh : undefined);
     return { ino: node.ino, st: this.present(node, this.stat(node, h ? a.fh : undefined)) };
   }
 
@@ -509,7 +503,7 @@ export class UnionFs implements FuseFilesystem {
     const parent = this.dirNode(parentId);
     const perm = this.effectiveMode(parent, mode & 0o7777, umask);
     const node = this.createEntry(ctx, parent, name, false, perm, (p) => fs.closeSync(fs.openSync(p, O_CREAT | O_EXCL | O_WRONLY, perm)));
-    const open = this.openNode(ctx, node, flags & ~O_TRUNC, false);
+    const open = this.data.openNode(ctx, node, flags & ~O_TRUNC, false);
     return [this.entry(node, this.stat(node)), open];
   }
 
@@ -532,8 +526,8 @@ export class UnionFs implements FuseFilesystem {
     }
     const node = this.nodes.intern(parent, '', false, true, [], this.layers.realKey(st));
     node.unlinked = true;
-    const fh = this.addHandle(fd, node);
-    const open = this.withBacking(node, fh, fd, 0, 0, true);
+    const fh = this.data.addHandle(fd, node);
+    const open = this.data.withBacking(node, fh, fd, 0, 0, true);
     native.fstatInto(fd, st);
     return [this.entry(node, st), open];
   }
@@ -589,156 +583,7 @@ export class UnionFs implements FuseFilesystem {
   }
 
   rename(_ctx: RequestContext, p1: number, n1: string, p2: number, n2: string, flags: number): void {
-    const from = this.dirNode(p1);
-    const to = this.dirNode(p2);
-    // RENAME_WHITEOUT is refused as overlayfs refuses it: our whiteouts are the union's own format.
-    if (flags & ~(native.RENAME_NOREPLACE | native.RENAME_EXCHANGE)) fail(E.EINVAL);
-    const exchange = (flags & native.RENAME_EXCHANGE) !== 0;
-    if (exchange && flags & native.RENAME_NOREPLACE) fail(E.EINVAL);
-    this.checkName(n2);
-    const src = this.resolveOrFail(from, n1);
-    const dst = this.resolver.child(to, n2);
-    if (dst !== null && flags & native.RENAME_NOREPLACE) fail(E.EEXIST);
-    if (exchange && dst === null) fail(E.ENOENT);
-    this.writable();
-    if (from === to && n1 === n2) return;
-    if (dst !== null && !exchange) {
-      if (src.isDir && !dst.isDir) fail(E.ENOTDIR);
-      if (!src.isDir && dst.isDir) fail(E.EISDIR);
-    }
-    if (!this.cfg.redirectDir && ((src.isDir && src.lowers.length > 0) || (exchange && dst!.isDir && dst!.lowers.length > 0))) {
-      fail(E.EXDEV); // as overlayfs with redirect_dir=off
-    }
-    const srcNode = this.nodeFor(from, n1, src);
-    const dstNode = dst !== null ? this.nodeFor(to, n2, dst) : undefined;
-    if (dstNode === srcNode) return; // two names of one inode: rename(2) does nothing
-    // As overlayfs: a target with lower parts is checked for emptiness before anything is
-    // copied up; an upper-only target is checked by the upper filesystem's own rename, after
-    // the copy-ups (its errno stands: xfs says EEXIST where ext4 says ENOTEMPTY).
-    const overMerged = !exchange && dst !== null && dst.isDir && dst.lowers.length > 0;
-    try {
-      if (overMerged && !this.isEmptyDir(to, n2, dst!)) fail(E.ENOTEMPTY);
-      this.copy.copyUp(srcNode, true);
-      this.copy.ensureUpperDir(to);
-      if (exchange) {
-        this.copy.copyUp(dstNode!, true);
-        this.copy.ensureUpperDir(from);
-      }
-      const samedir = from === to;
-      this.markMoved(srcNode, src, to, samedir);
-      if (exchange) this.markMoved(dstNode!, dst!, from, samedir);
-      if (exchange) {
-        // By name: a hard-linked node's primary name may be another of its names.
-        native.renameat2(this.upperPath(from) + '/' + n1, this.upperPath(to) + '/' + n2, native.RENAME_EXCHANGE);
-        this.renameNode(srcNode, from, n1, to, n2);
-        this.renameNode(dstNode!, to, n2, from, n1);
-      } else {
-        this.move(from, n1, srcNode, to, n2, dst);
-      }
-    } finally {
-      this.dropIfUnused(srcNode);
-      if (dstNode !== undefined) this.dropIfUnused(dstNode);
-    }
-    from.dirCache = null;
-    to.dirCache = null;
-    if (src.isDir) this.layers.forgetDeepPaths();
-  }
-
-  /**
-   * A directory with lower parts gets a redirect to them (relative when it stays
-   * in its directory, absolute otherwise); an upper-only directory moving into a
-   * merged directory becomes opaque, so no same-named lower directory shows through.
-   */
-  private markMoved(node: Node, r: Resolved, newParent: Node, samedir: boolean): void {
-    if (!node.isDir) return;
-    const path = this.upperPath(node);
-    if (r.lowers.length > 0) {
-      const existing = overlayXattr(path, 'redirect')?.toString('utf8');
-      if (existing !== undefined && (samedir || existing.startsWith('/'))) return;
-      const value = samedir ? node.name : this.absoluteRedirect(node);
-      native.lsetxattr(path, this.markers.redirect, Buffer.from(value), 0);
-    } else if (newParent.lowers.length > 0 && !isOpaqueDir(path)) {
-      native.lsetxattr(path, this.markers.opaque, Buffer.from('y'), 0);
-    }
-  }
-
-  /**
-   * The absolute redirect overlayfs writes (ovl_get_redirect): the directory's path in the union,
-   * each ancestor named by its own redirect where it has one, up to the first absolute one. It
-   * names the union's path, not a layer's, so lower layers' own redirects still apply when it is
-   * followed, and whiteouts in layers above the origin do not hide it.
-   */
-  private absoluteRedirect(node: Node): string {
-    const parts: string[] = [];
-    for (let d: Node | null = node; d !== null && d.parent !== null; d = d.parent) {
-      const own = d.upper ? overlayXattr(this.upperPath(d), 'redirect')?.toString('utf8') : undefined;
-      parts.unshift(own ?? d.name);
-      if (own?.startsWith('/')) return parts.join('/');
-    }
-    return '/' + parts.join('/');
-  }
-
-  private move(from: Node, n1: string, node: Node, to: Node, n2: string, dst: Resolved | null): void {
-    // By name: a hard-linked node's primary name may be another of its names.
-    const srcPath = this.upperPath(from) + '/' + n1;
-    const dstPath = this.upperPath(to) + '/' + n2;
-    const st = native.newStatArray();
-    const dstIsWhiteout = native.lstatInto(dstPath, st) === 0 && isWhiteout(dstPath, st);
-    if (node.isDir && dst !== null && dst.upper && dst.lowers.length > 0) {
-      // The merged target is empty in the union but its upper dir may hold whiteouts.
-      const tmp = this.copy.tmpName();
-      native.renameat2(dstPath, tmp, 0);
-      fs.rmSync(tmp, { recursive: true, force: true });
-    }
-    const needWhiteout = this.resolver.lowerPositive(from, n1);
-    if (dstIsWhiteout) {
-      // Swap with the whiteout: it lands on the old name, which may need one.
-      native.renameat2(srcPath, dstPath, native.RENAME_EXCHANGE);
-      if (!needWhiteout) fs.unlinkSync(srcPath);
-      else if (native.lstatInto(srcPath, st) === 0 && !isCharWhiteout(st)) this.whiteouts.markParent(srcPath);
-    } else if (needWhiteout) {
-      this.renameLeavingWhiteout(srcPath, dstPath);
-    } else {
-      native.renameat2(srcPath, dstPath, 0);
-    }
-    if (dst !== null) {
-      const over = this.liveChild(to, n2, dst);
-      if (over !== undefined && over !== node) this.removeName(over, to, n2);
-      if (dst.upper && (dst.isDir || dst.st[ST.NLINK] <= 1)) this.layers.forgetOrigin(this.layers.realKey(dst.st));
-    }
-    this.renameNode(node, from, n1, to, n2);
-  }
-
-  /** rename(2) that leaves a whiteout behind: RENAME_WHITEOUT, or, where that needs a CAP_MKNOD we lack, a whiteout made in the work dir and moved in. */
-  private renameLeavingWhiteout(srcPath: string, dstPath: string): void {
-    try {
-      return native.renameat2(srcPath, dstPath, native.RENAME_WHITEOUT);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
-    }
-    const tmp = this.copy.tmpName();
-    const xattrWhiteout = this.whiteouts.make(tmp);
-    try {
-      native.renameat2(srcPath, dstPath, 0);
-    } catch (err) {
-      fs.rmSync(tmp, { force: true });
-      throw err;
-    }
-    native.renameat2(tmp, srcPath, 0);
-    if (xattrWhiteout) this.whiteouts.markParent(srcPath);
-  }
-
-  private renameNode(node: Node, from: Node, n1: string, to: Node, n2: string): void {
-    if (node.parent === from && node.name === n1) {
-      this.nodes.move(node, to, n2);
-      return;
-    }
-    const list = this.aliases.get(node);
-    const a = list?.find((x) => x.parent === from && x.name === n1);
-    if (a !== undefined) {
-      a.parent = to;
-      a.name = n2;
-    }
+    this.renames.rename(p1, n1, p2, n2, flags);
   }
 
   link(ctx: RequestContext, nodeid: number, parentId: number, name: string): EntryOut {
@@ -765,153 +610,28 @@ export class UnionFs implements FuseFilesystem {
 
   // --- files ------------------------------------------------------------------------
 
-  private addHandle(fd: number, node: Node): number {
-    const fh = this.nextFh++;
-    this.handles.set(fh, { fd, node, backing: false });
-    node.handles.add(fh);
-    return fh;
-  }
-
-  /**
-   * Chooses how the kernel reads and writes an open file. Writers and large files use
-   * passthrough (the kernel serves data from the backing file; one backing per
-   * node). Small files are served by the daemon with the page cache kept: warm
-   * reads then cost no request at all, where every passthrough read would
-   * invalidate the cached atime and cost a GETATTR. An inode keeps one mode while
-   * it has open handles (the kernel refuses to mix them).
-   */
-  private withBacking(node: Node, fh: number, fd: number, size: number, mode: number, write: boolean): OpenOut {
-    // A writer of a set-id file is served here: the kernel does not clear set-id
-    // bits on passthrough writes when we handle that (HANDLE_KILLPRIV_V2).
-    const setIdWriter = write && hasSetIds(mode);
-    const usePassthrough =
-      this.passthrough &&
-      this.channel !== null &&
-      (node.backingRefs > 0 || (node.handles.size <= 1 && !setIdWriter && (write || size >= PASSTHROUGH_MIN_SIZE)));
-    if (!usePassthrough) {
-      // Data written through a passthrough handle bypassed the page cache: drop it once.
-      const keepCache = !node.passthroughUsed;
-      node.passthroughUsed = false;
-      if (!keepCache) node.pagesStored = false;
-      else if (!write && !node.pagesStored && size > 0) this.storePages(node, fd, size);
-      // Served reads of a large file: a wider readahead on the backing file keeps the disk ahead of them.
-      if (!write && size >= PASSTHROUGH_MIN_SIZE) native.fadvise(fd, 0, 0, native.POSIX_FADV_SEQUENTIAL);
-      return { fh, keepCache };
-    }
-    if (node.backingRefs === 0) {
-      try {
-        node.backingId = this.channel!.openBacking(fd);
-      } catch (err) {
-        this.log?.warn({ err: String(err) }, 'passthrough unavailable; serving reads and writes in the daemon');
-        this.passthrough = false;
-        return { fh, keepCache: false };
-      }
-    }
-    node.backingRefs++;
-    node.passthroughUsed = true;
-    this.handles.get(fh)!.backing = true;
-    return { fh, backingId: node.backingId };
-  }
-
-  /**
-   * Hands a small file's data to the kernel's page cache as it is opened for
-   * reading: the reads that follow then cost no READ request, and no GETATTR
-   * either (a READ reply invalidates the cached atime; stored pages do not).
-   */
-  private storePages(node: Node, fd: number, size: number): void {
-    const buf = this.storeBuf;
-    if (size > buf.length) return;
-    const n = fs.readSync(fd, buf, 0, size, 0);
-    if (n === size) node.pagesStored = this.channel!.storeData(node.id, 0, buf.subarray(0, n));
-  }
-
-  private openNode(ctx: RequestContext, node: Node, flags: number, killSuidGid: boolean): OpenOut {
-    const acc = flags & O_ACCMODE;
-    const write = acc !== O_RDONLY || (flags & O_TRUNC) !== 0;
-    if (write) {
-      this.writable();
-      if (!node.upper) {
-        // The kernel reopens the backing path itself: a backing on the lower file
-        // cannot serve a writer, so a copy-up while it is open has to wait.
-        if (node.backingRefs > 0) fail(E.EBUSY, 'file open read-only from a lower layer');
-        this.copy.copyUp(node, (flags & O_TRUNC) === 0);
-      }
-    }
-    const path = this.realPath(node);
-    const fd = fs.openSync(path, (write ? O_RDWR : O_RDONLY) | (flags & O_TRUNC));
-    const fh = this.addHandle(fd, node);
-    // An O_TRUNC open truncates like SETATTR does; and a writer that must share an
-    // existing passthrough backing cannot have set-id bits cleared on write later.
-    if (killSuidGid || (write && node.backingRefs > 0 && ctx.uid !== 0)) this.dropSetIds(ctx, node, fh);
-    const st = this.st;
-    native.fstatInto(fd, st);
-    if ((st[ST.MODE] & S_IFMT) !== S_IFREG) return { fh };
-    return this.withBacking(node, fh, fd, st[ST.SIZE], st[ST.MODE], write);
-  }
-
-  /**
-   * Clears the set-id bits a write or truncate by a caller without CAP_FSETID
-   * clears, as the VFS does: set-user-ID, and set-group-ID when group execute is
-   * set or the caller is not in the file's group. The kernel's cached mode is
-   * then stale, so its attributes are invalidated.
-   */
-  private dropSetIds(ctx: RequestContext, node: Node, fh?: number): void {
-    const st = this.stat(node, fh);
-    const mode = st[ST.MODE];
-    if (!hasSetIds(mode)) return;
-    let kill = mode & S_ISUID;
-    if (mode & S_ISGID && (mode & S_IXGRP || !callerInGroup(ctx, this.gids.toShown(st[ST.GID])))) kill |= S_ISGID;
-    if (kill === 0) return;
-    if (fh !== undefined) fs.fchmodSync(this.handle(fh).fd, mode & 0o7777 & ~kill);
-    else fs.chmodSync(this.upperPath(node), mode & 0o7777 & ~kill);
-    this.channel?.invalidateAttrs(node.id);
-  }
-
   open(ctx: RequestContext, nodeid: number, flags: number, killSuidGid: boolean): OpenOut {
-    const node = this.nodes.get(nodeid);
-    if (node.isDir) fail(E.EISDIR);
-    return this.openNode(ctx, node, flags, killSuidGid);
-  }
-
-  private handle(fh: number): Handle {
-    const h = this.handles.get(fh);
-    if (h === undefined) fail(E.EBADF);
-    return h;
+    return this.data.open(ctx, nodeid, flags, killSuidGid);
   }
 
   read(_ctx: RequestContext, _nodeid: number, fh: number, offset: number, size: number, out: Buffer, outOffset: number): number {
-    return fs.readSync(this.handle(fh).fd, out, outOffset, size, offset);
+    return this.data.read(fh, offset, size, out, outOffset);
   }
 
   readSource(fh: number): number | undefined {
-    return this.handles.get(fh)?.fd;
+    return this.data.readSource(fh);
   }
 
   write(ctx: RequestContext, _nodeid: number, fh: number, offset: number, data: Buffer, writeFlags: number): number {
-    const h = this.handle(fh);
-    if (writeFlags & WRITE_KILL_SUIDGID) this.dropSetIds(ctx, h.node, fh);
-    return fs.writeSync(h.fd, data, 0, data.length, offset);
+    return this.data.write(ctx, fh, offset, data, writeFlags);
   }
 
   release(_ctx: RequestContext, _nodeid: number, fh: number): void {
-    const h = this.handles.get(fh);
-    if (h === undefined) return;
-    this.handles.delete(fh);
-    fs.closeSync(h.fd);
-    const node = h.node;
-    node.handles.delete(fh);
-    if (h.backing && --node.backingRefs === 0) {
-      this.channel?.closeBacking(node.backingId);
-      node.backingId = 0;
-    }
-    if (node.nlookup <= 0 && node.handles.size === 0) this.dropIfUnused(node);
+    this.data.release(fh);
   }
 
   fsync(_ctx: RequestContext, _nodeid: number, fh: number, datasync: boolean): void {
-    if (this.cfg.noFsync) return;
-    const fd = this.handle(fh).fd;
-    if (datasync) fs.fdatasyncSync(fd);
-    else fs.fsyncSync(fd);
+    this.data.fsync(fh, datasync);
   }
 
   fsyncdir(_ctx: RequestContext, nodeid: number): void {
@@ -926,21 +646,15 @@ export class UnionFs implements FuseFilesystem {
   }
 
   fallocate(ctx: RequestContext, _nodeid: number, fh: number, mode: number, offset: number, length: number): void {
-    const h = this.handle(fh);
-    if (ctx.uid !== 0) this.dropSetIds(ctx, h.node, fh); // no kill flag comes with FALLOCATE
-    native.fallocate(h.fd, mode, offset, length);
+    this.data.fallocate(ctx, fh, mode, offset, length);
   }
 
   lseek(_ctx: RequestContext, _nodeid: number, fh: number, offset: number, whence: number): number {
-    const r = native.lseek(this.handle(fh).fd, offset, whence);
-    if (r < 0) fail(E.ENXIO);
-    return r;
+    return this.data.lseek(fh, offset, whence);
   }
 
   copyFileRange(ctx: RequestContext, _a: number, fhIn: number, offIn: number, _b: number, fhOut: number, offOut: number, len: number): number {
-    const out = this.handle(fhOut);
-    if (ctx.uid !== 0) this.dropSetIds(ctx, out.node, fhOut); // no kill flag comes with COPY_FILE_RANGE
-    return native.copyFileRange(this.handle(fhIn).fd, offIn, out.fd, offOut, len);
+    return this.data.copyFileRange(ctx, fhIn, offIn, fhOut, offOut, len);
   }
 
   // --- directories --------------------------------------------------------------------

@@ -7,11 +7,9 @@
 // a union writes the one its privileges allow (MarkerXattrs).
 import * as fs from 'node:fs';
 import * as native from '../../native-shims';
+import { S_IFMT, S_IFCHR, S_IFREG } from '../util/file-mode';
 
 const { ST } = native;
-const S_IFMT = 0o170000;
-const S_IFCHR = 0o020000;
-const S_IFREG = 0o100000;
 
 export const XATTR_PREFIX = 'trusted.overlay.';
 export const USER_XATTR_PREFIX = 'user.overlay.';

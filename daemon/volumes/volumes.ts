@@ -2,13 +2,13 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { conflict, notFound } from '../api/errors';
-import type { Volume, VolumeCreateRequest } from '../api/types';
-import { checkName } from '../api/validate';
+import { conflict, notFound } from '../model/errors';
+import type { Volume, VolumeCreateRequest } from '../model/types';
+import { checkName } from '../model/validate';
 import type { Logger } from '../log';
 import type { Store } from '../store';
 import type { VolumeRow } from '../store/types';
-import type { StorageRoot } from '../stratad/root';
+import type { StorageRoot } from '../root/storage-root';
 import { diskUsage } from '../util/disk-usage';
 import { mkdirsWithMode } from '../util/mkdirs';
 

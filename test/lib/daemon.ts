@@ -4,9 +4,10 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { run, runAsync, type RunResult, type ShOptions, TEST_GID, TEST_UID } from './exec';
-import { repoRoot } from './mount';
-import { unmountUnder } from './mounts';
+import { repoRoot } from './mount-union';
+import { unmountUnder } from './mount-table';
 import { makeWorkspace, type TestLike } from './workspace';
+import { testEnv } from './env';
 
 export interface CliOptions {
   input?: string;
@@ -43,7 +44,6 @@ export interface Daemon {
 export const STRATAD = (): string => path.join(repoRoot(), 'bin', 'stratad');
 export const STRATA = (): string => path.join(repoRoot(), 'bin', 'strata');
 
-const CLEAN_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', HOME: '/' };
 
 /** Daemons of this process still running: SIGKILLed if the test process exits without its teardowns. */
 const liveDaemons = new Set<ChildProcess>();
@@ -87,8 +87,8 @@ const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * NODE_OPTIONS (its loader) into node children, which slows every CLI call and makes an unprivileged
  * CLI fail at exit writing tap's process info; `env -i` strips it before node starts.
  */
-export function cleanEnv(cmd: string[], extra: Record<string, string> = {}): [string, string[]] {
-  const vars = Object.entries({ ...CLEAN_ENV, ...extra }).map(([k, v]) => `${k}=${v}`);
+export function cleanEnv(cmd: string[], extra: Record<string, string> = {}, coverage = true): [string, string[]] {
+  const vars = Object.entries(testEnv({ LC_ALL: 'C', ...extra }, { coverage })).map(([k, v]) => `${k}=${v}`);
   return ['env', ['-i', ...vars, ...cmd]];
 }
 
@@ -97,9 +97,9 @@ function cliCommand(d: { socket: string }, args: string[], opts: CliOptions): [s
   if (opts.asUser) {
     const u = opts.asUser === true ? { uid: TEST_UID, gid: TEST_GID, groups: [] as number[] } : opts.asUser;
     const groups = u.groups && u.groups.length ? [`--groups=${u.groups.join(',')}`] : ['--clear-groups'];
-    return cleanEnv(['setpriv', `--reuid=${u.uid}`, `--regid=${u.gid}`, ...groups, '--', ...full], opts.env);
+    return cleanEnv(['setpriv', `--reuid=${u.uid}`, `--regid=${u.gid}`, ...groups, '--', ...full], opts.env, false);
   }
-  return cleanEnv(full, opts.env);
+  return cleanEnv(full, opts.env, false);
 }
 
 /**

@@ -1,5 +1,6 @@
 // Small process helpers used by the test harness.
 import { spawn, spawnSync, SpawnSyncOptions } from 'node:child_process';
+import { testEnv } from './env';
 
 export interface RunResult {
   status: number;
@@ -43,7 +44,7 @@ export interface ShOptions {
 /** Run a shell script with `sh -c` in directory `cwd`. */
 export function sh(cwd: string, script: string, opts: ShOptions = {}): RunResult {
   const full = (opts.umask ? `umask ${opts.umask}; ` : '') + script;
-  const env = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', HOME: '/', ...(opts.env ?? {}) };
+  const env = testEnv({ LC_ALL: 'C', ...opts.env });
   if (opts.asUser) {
     const u = opts.asUser === true ? { uid: TEST_UID, gid: TEST_GID, groups: [] as number[] } : opts.asUser;
     const groups = u.groups && u.groups.length ? [`--groups=${u.groups.join(',')}`] : ['--clear-groups'];

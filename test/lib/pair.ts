@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import type { Test } from 'tap';
 import type { Entry, StackDirs } from './layers';
 import { LAYOUTS, LayoutName, LayoutRoots, kernelOptsFor } from './layouts';
-import { mountKernelOverlay, mountStrata, unmount } from './mount';
+import { mountKernelOverlay, mountStrata, unmount } from './mount-union';
 import { RunResult, ShOptions, sh } from './exec';
 import { Snapshot, SnapshotOptions, diffSnapshots, ignoreKernelPrivate, snapshot } from './snapshot';
 import { TestLike, makeWorkspace } from './workspace';

@@ -5,8 +5,8 @@ import * as path from 'node:path';
 import { run } from './exec';
 import type { Entry, StackDirs } from './layers';
 import { LAYOUTS, type LayoutName, LayoutRoots, kernelOptsFor } from './layouts';
-import { mountKernelOverlay, mountStrata, unmount } from './mount';
-import { rmTree, unmountUnder } from './mounts';
+import { mountKernelOverlay, mountStrata, unmount } from './mount-union';
+import { rmTree, unmountUnder } from './mount-table';
 import { type Op, applyOp, isDir } from './random-ops';
 import { diffSnapshots, ignoreKernelPrivate, snapshot } from './snapshot';
 

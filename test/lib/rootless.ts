@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import { run, runOk, type RunResult } from './exec';
-import { sleepMs } from './mounts';
+import { sleepMs } from './mount-table';
 import type { TestLike } from './workspace';
 
 export interface TestUser {

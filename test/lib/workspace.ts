@@ -3,9 +3,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import * as os from 'node:os';
-import { rmTree, unmountUnder } from './mounts';
+import { rmTree, unmountUnder } from './mount-table';
 
-export const TEST_ROOT = '/tmp/strata-test';
+import { TEST_ROOT } from './env';
+
+export { TEST_ROOT };
 
 /** Workspaces of this process not yet removed: cleaned on exit and on SIGTERM/SIGINT/SIGHUP (e.g. tap timeouts). */
 const live = new Set<string>();

@@ -11,6 +11,9 @@
 //                                                  or the HTTP status the error would have had)
 //
 // Errors found before the work starts (bad request bodies) are still plain HTTP errors.
+// Services report through a ProgressReporter (the API's ProgressWriter turns it into lines).
+import { Transform } from 'node:stream';
+import { humanSize } from './units';
 
 export interface ProgressDetail {
   /** What the bytes belong to, e.g. a short layer digest; stable for the life of one piece of work. */
@@ -92,4 +95,27 @@ export class MuxReader {
   get midFrame(): boolean {
     return this.left > 0 || this.header.length > 0;
   }
+}
+
+/** Sizes in step lines, as the CLI prints them (12.3MB). */
+export const sizeText = humanSize;
+
+/** "sha256:" + 12 hex digits: how layers are named in step lines and progress ids. */
+export function digestShort(d: string): string {
+  return d.slice(0, 'sha256:'.length + 12);
+}
+
+const nullCounter: ByteCounter = { add: () => undefined, done: () => undefined };
+
+/** A reporter that drops everything (callers that do not stream). */
+export const noProgress: ProgressReporter = { step: () => undefined, text: () => undefined, bytes: () => nullCounter };
+
+/** A Transform that passes its data through and counts it into `c` (done() is the caller's). */
+export function countingStream(c: ByteCounter): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      c.add(chunk.length);
+      cb(null, chunk);
+    },
+  });
 }

@@ -1,11 +1,12 @@
-// Mounting the union under test (strata-mount) and the kernel overlayfs oracle.
+// Mounting the union under test (strata-mount) and the kernel overlayfs oracle; the test run's capabilities.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { run } from './exec';
-import { isMounted, listMounts, rmTree, sleepMs, unmount, unmountUnder } from './mounts';
+import { isMounted, listMounts, rmTree, sleepMs, unmount, unmountUnder } from './mount-table';
 import { TEST_ROOT, TestLike } from './workspace';
+import { testEnv } from './env';
 
-export { unmount, isMounted } from './mounts';
+export { unmount, isMounted } from './mount-table';
 
 export interface MountSpec {
   /** lower layers, topmost first (same order as lowerdir=) */
@@ -77,7 +78,7 @@ export function mountStrata(t: TestLike | undefined, spec: MountSpec): void {
   fs.mkdirSync(spec.mnt, { recursive: true });
   const opts = [...layerOpts(spec), ...(spec.programDefaults ? [] : STRATA_OPTS), ...(spec.extraOpts ?? [])].join(',');
   registerUnmount(t, spec.mnt);
-  const env = spec.env ? { ...process.env, ...spec.env } : undefined;
+  const env = testEnv(spec.env);
   const r = run(prog, ['-o', opts, spec.mnt], { timeout: 30_000, env });
   if (r.status !== 0) {
     throw new Error(`${prog} -o ${opts} ${spec.mnt} exited ${r.status}: ${r.stderr.trim()}`);

@@ -9,10 +9,10 @@
 //   GET  /containers/{id}/exec                      -> ExecInfo
 //
 // Streamed responses are `application/x-ndjson`: one JSON object per line, written as the
-// work progresses (the progress protocol of types-progress.ts). The last line is always a status:
+// work progresses (the progress protocol of progress.ts). The last line is always a status:
 // `{ "result": { "id": ..., "tags": [...] } }` on success or `{ "error": ..., "code": ... }` on failure.
 
-import type { ProgressMessage } from './types-progress';
+import type { ProgressMessage } from './progress';
 
 export interface BuildResult {
   id: string;

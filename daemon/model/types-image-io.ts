@@ -1,6 +1,6 @@
 // API types of image save/load and container export (routes: daemon/api/routes-image-io.ts).
 //
-//   POST /images/{ref}/save?format=F             -> multiplexed stream (types-progress.ts): the archive
+//   POST /images/{ref}/save?format=F             -> multiplexed stream (daemon/model/progress.ts): the archive
 //                                                   on channel 1, progress ending {result: SaveResponse} on 2
 //   POST /images/load   body: the archive (tar, plain or gzip) -> progress stream, {result: LoadResponse}
 //   POST /images/import?ref=R&message=M  body: a rootfs tar (plain or gzip) -> { id: string }

@@ -8,6 +8,11 @@
 // and contents. The build_cache table maps key -> layer id (null for config-only steps);
 // a last entry maps the whole build's key -> the image it produced, so a fully cached
 // rebuild gives back the same image id. After the first miss nothing is looked up.
+//
+// One class over ~500 lines on purpose: the steps (FROM, RUN, COPY/ADD, config-only) all read and
+// change one build's state (the stage, the cache key chain, the abort signal, the output), which
+// the methods share through `this`; Dockerfile parsing, context files and the upload are their
+// own modules (dockerfile.ts, context.ts, from-upload.ts).
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -15,7 +20,7 @@ import * as path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import { extractLayer } from '../archive';
-import type { ImageConfig } from '../api/types';
+import type { ImageConfig } from '../model/types';
 
 /** What to build: `context` is the daemon's private copy of the context the client sent. */
 export interface BuildSpec {
@@ -29,9 +34,9 @@ export interface BuildSpec {
   buildArgs?: Record<string, string>;
   network?: string;
 }
-import type { ProgressReporter } from '../api/types-progress';
-import { noProgress } from '../api/progress';
-import { formatRef, parseRef } from '../api/validate';
+import type { ProgressReporter } from '../model/progress';
+import { noProgress } from '../model/progress';
+import { canonicalRef } from '../model/validate';
 import type { ImageService } from '../images/images';
 import { emptyConfig } from '../images/oci-config';
 import type { LayerStore } from '../layers/layer-store';
@@ -39,7 +44,7 @@ import type { Logger } from '../log';
 import { clearStale, type MountManager } from '../mounts/mount-manager';
 import type { Store } from '../store';
 import type { HistoryRecord } from '../store/types';
-import type { StorageRoot } from '../stratad/root';
+import type { StorageRoot } from '../root/storage-root';
 import { mergeEnv, processEnv, resolveUser, UserError, writeBundle } from '../runtime/spec';
 import { runcDelete, runcRun } from '../runtime/runc';
 import { checksumSources, cleanRel, copyTree, expandSources, Ignore, mkdirInRoot, resolveInRoot, sourceEntries, sourcesSize, type Owner } from './context';
@@ -132,7 +137,7 @@ export class Builder {
 
   async run(): Promise<{ id: string; tags: string[] }> {
     const req = this.req;
-    const tags = (req.tags ?? []).map((t) => formatRef(parseRef(t)));
+    const tags = (req.tags ?? []).map((t) => canonicalRef(t));
     const ctx = req.context;
     const dfRel = cleanRel(req.dockerfile || 'Dockerfile', 'Dockerfile');
     const dfName = req.dockerfileName || dfRel;

@@ -30,6 +30,9 @@
 // {ref} and {id} accept a name[:tag], a full id, or an unambiguous id prefix (containers: name too);
 // they are URL-encoded by the client.
 
+/** Where stratad listens and the CLI connects unless told otherwise ($STRATA_SOCKET, --socket). */
+export const DEFAULT_SOCKET = '/run/strata/strata.sock';
+
 /**
  * Sent in every answer's Api-Version header. 2: the answers' keys are Docker's names (1: camelCase);
  * a CLI that finds another version says so rather than misreading the answer.

@@ -4,13 +4,13 @@
 // volumes and binds inside it) is left alone, and volumes are not part of the export (as in docker).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { Writable } from 'node:stream';
 import { notUnder, packTree } from '../archive';
-import { Streamed } from '../api/server';
-import type { ContainerService } from '../containers/containers';
+import type { ContainerService } from './containers';
 import type { ContainerRow } from '../store/types';
 import { startUnionMount } from '../mounts/union-mount';
 import { resolveConfig } from '../union/config';
-import type { ImageIoDeps } from './oci-layout';
+import type { ImageIoDeps } from '../images/oci-layout';
 
 /** Mounts a private read-only view of the container's root for `fn`, and always takes it down. */
 async function withExportView<T>(d: ImageIoDeps, c: ContainerRow, fn: (root: string) => Promise<T>): Promise<T> {
@@ -37,17 +37,18 @@ async function withExportView<T>(d: ImageIoDeps, c: ContainerRow, fn: (root: str
 }
 
 /**
- * `container export`: the tar is the response body (an error midway aborts it); the client writes
- * it where it wants. The empty mountpoints of volumes and binds are left out (as docker does).
+ * `container export`: checks the container exists (before any byte is sent) and returns the writer
+ * of its tar (an error midway aborts the output). The empty mountpoints of volumes and binds are
+ * left out (as docker does).
  */
-export function exportContainerStream(d: ImageIoDeps & { containers: ContainerService }, ref: string): Streamed {
-  d.containers.resolve(ref); // unknown containers fail before any byte is sent
-  return new Streamed(async (res) => {
+export function exportContainer(d: ImageIoDeps & { containers: ContainerService }, ref: string): (res: Writable) => Promise<void> {
+  d.containers.resolve(ref);
+  return async (res) => {
     // the container is not unmounted, removed or committed meanwhile
     const { c, size } = await d.containers.exclusive(ref, async (c) => {
       const keep = notUnder(d.containers.mountpointLeftovers(c, true));
       return { c, ...(await withExportView(d, c, (root) => packTree(root, res, { keep }))) };
     });
     d.log.info({ container: c.id, bytes: size }, 'container exported to the client');
-  }, 'application/x-tar');
+  };
 }

@@ -1,9 +1,9 @@
 // Unit tests of the registry pieces that need no network: reference parsing (Docker's rules),
 // WWW-Authenticate challenges, scope merging, token expiry, manifest parsing and platform choice.
 import t from 'tap';
-import { mergeScopes, parseChallenge, TokenCache } from '../daemon/registry/auth';
-import { hostPlatform, MT, parseManifest, parsePlatform, selectPlatform } from '../daemon/registry/manifest';
-import { canonicalString, familiarName, localTagOf, parseReference, registryKey } from '../daemon/registry/reference';
+import { mergeScopes, parseChallenge, TokenCache } from '../../daemon/registry/auth';
+import { hostPlatform, MT, parseManifest, parsePlatform, selectPlatform } from '../../daemon/registry/manifest';
+import { canonicalString, familiarName, localTagOf, parseReference, registryKey } from '../../daemon/registry/reference';
 
 const D = 'sha256:' + 'ab'.repeat(32);
 

@@ -1,6 +1,6 @@
 // API types of registry pull, push and login (routes: daemon/api/routes-registry.ts).
 //
-//   POST /images/pull          body PullRequest   -> progress stream (types-progress.ts), {result: PullResponse}
+//   POST /images/pull          body PullRequest   -> progress stream (daemon/model/progress.ts), {result: PullResponse}
 //   POST /images/{ref}/push    body PushRequest   -> progress stream, {result: PushResponse}
 //   POST /registry/login       body LoginRequest  -> LoginResponse
 //

@@ -1,29 +1,11 @@
-// Mount table inspection and robust unmounting.
-import * as fs from 'node:fs';
+// The mount table (parsed by daemon/util/mountinfo.ts) and robust unmounting of what tests mounted.
+import { readMountinfo, type MountEntry } from '../../daemon/util/mountinfo';
 import { run } from './exec';
 
-export interface MountInfo {
-  mountPoint: string;
-  fsType: string;
-  source: string;
-}
-
-function unescapeMountField(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
+export type MountInfo = MountEntry;
 
 export function listMounts(): MountInfo[] {
-  const text = fs.readFileSync('/proc/self/mountinfo', 'utf8');
-  const out: MountInfo[] = [];
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    const [pre, post] = line.split(' - ');
-    if (!pre || !post) continue;
-    const f = pre.split(' ');
-    const g = post.split(' ');
-    out.push({ mountPoint: unescapeMountField(f[4] ?? ''), fsType: g[0] ?? '', source: unescapeMountField(g[1] ?? '') });
-  }
-  return out;
+  return readMountinfo();
 }
 
 export function isMounted(mnt: string): boolean {
