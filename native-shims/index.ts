@@ -119,6 +119,13 @@ interface NativeShims {
   setPipeSize(fd: number, size: number): number;
   splice(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): number;
   fadvise(fd: number, offset: number, len: number, advice: number): number;
+  seqpacketSocket(): number;
+  bindUnix(fd: number, path: string): void;
+  listen(fd: number, backlog: number): void;
+  accept4(fd: number): number;
+  connectUnix(fd: number, path: string): number;
+  sendmsgFds(fd: number, buf: Buffer, len: number, fds: number[]): number;
+  recvmsgFds(fd: number, buf: Buffer): number | [number, number[]];
 }
 
 // This file runs both compiled (dist/native-shims/index.js) and from source
@@ -223,6 +230,20 @@ export const splice: NativeShims['splice'] = native.splice;
 /** posix_fadvise(2): 0 or the errno. */
 export const fadvise: NativeShims['fadvise'] = native.fadvise;
 export const POSIX_FADV_SEQUENTIAL = 2;
+/** socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC): the fd (throws). */
+export const seqpacketSocket: NativeShims['seqpacketSocket'] = native.seqpacketSocket;
+/** bind(2) to a Unix socket path (throws). */
+export const bindUnix: NativeShims['bindUnix'] = native.bindUnix;
+/** listen(2) (throws). */
+export const listen: NativeShims['listen'] = native.listen;
+/** accept4(SOCK_CLOEXEC): the fd, or -errno. */
+export const accept4: NativeShims['accept4'] = native.accept4;
+/** connect(2) to a Unix socket path: 0, or -errno. */
+export const connectUnix: NativeShims['connectUnix'] = native.connectUnix;
+/** sendmsg(2) of buf[0, len) with SCM_RIGHTS fds (at most 16), MSG_NOSIGNAL: bytes sent, or -errno. */
+export const sendmsgFds: NativeShims['sendmsgFds'] = native.sendmsgFds;
+/** recvmsg(2) with SCM_RIGHTS fds (close-on-exec): -errno, or [bytes, fds] (0 bytes: the peer closed). */
+export const recvmsgFds: NativeShims['recvmsgFds'] = native.recvmsgFds;
 export const SPLICE_F_MOVE = 1;
 export const SPLICE_F_NONBLOCK = 2;
 export const LOCK_SH = 1;

@@ -167,8 +167,12 @@ t.test('info and system df', async (t) => {
     Containers: 4,
     ContainersMounted: 1,
     Volumes: 5,
+    Engine: { Threads: 1, MaxThreads: 2, MountsServed: 1, LiveRestore: true, HolderPid: 42, Takeovers: 3, LastTakeover: { At: '2026-01-01T00:00:00.000Z', Ms: 120, Mounts: 1 } },
   });
   t.match(info, /^Storage Driver: strata-fuse$/m);
+  t.match(info, /^FUSE Engine: 1 of 2 threads running, 1 mounts served$/m);
+  t.match(info, /^Live Restore: on \(fd holder pid 42\)$/m);
+  t.match(info, /^Takeovers: 3 \(last 2026-01-01T00:00:00.000Z, 120 ms, 1 mounts\)$/m);
   t.match(info, /^Passthrough: on$/m);
   t.match(info, /^Containers: 4 \(mounted 1\)$/m);
   const df: SystemDf = {

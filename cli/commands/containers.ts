@@ -72,7 +72,8 @@ export function containerRows(cs: ContainerSummary[], noTrunc = false, now = Dat
 /** docker's STATUS: "Up 3 minutes" while a process runs in it, "Exited (0) 2 minutes ago" after, else Mounted or Created. */
 export function containerStatus(c: ContainerSummary, now = Date.now()): string {
   if (c.StartedAt && !c.FinishedAt) return `Up ${humanDuration(now - Date.parse(c.StartedAt))}`;
-  if (c.State === 'mounted') return 'Mounted';
+  if (c.State === 'mounted') return c.MountStatus === 'taken-over' ? 'Mounted (taken over)' : 'Mounted';
+  if (c.MountStatus === 'lost') return 'Lost';
   if (c.FinishedAt) return `Exited (${c.ExitCode ?? 'unknown'}) ${ago(c.FinishedAt, now)}`;
   return 'Created';
 }

@@ -14,6 +14,9 @@ export function infoText(i: Info): string {
     `Layers: ${i.Layers}`,
     `Containers: ${i.Containers} (mounted ${i.ContainersMounted})`,
     `Volumes: ${i.Volumes}`,
+    `FUSE Engine: ${i.Engine.Threads} of ${i.Engine.MaxThreads} threads running, ${i.Engine.MountsServed} mounts served`,
+    `Live Restore: ${i.Engine.LiveRestore ? 'on' : 'off'}${i.Engine.HolderPid ? ` (fd holder pid ${i.Engine.HolderPid})` : ''}`,
+    `Takeovers: ${i.Engine.Takeovers}${i.Engine.LastTakeover ? ` (last ${i.Engine.LastTakeover.At}, ${i.Engine.LastTakeover.Ms} ms, ${i.Engine.LastTakeover.Mounts} mounts)` : ''}`,
   ].join('\n');
 }
 

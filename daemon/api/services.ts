@@ -8,6 +8,7 @@ import type { LayerStore } from '../layers/layer-store';
 import type { Logger } from '../log';
 import type { RunService } from '../runtime/run-service';
 import type { VolumeService } from '../volumes/volumes';
+import type { EngineInfo } from '../model/types';
 
 export interface Services {
   root: StorageRoot;
@@ -21,6 +22,8 @@ export interface Services {
   log: Logger;
   version: string;
   backingFilesystem: string;
+  /** The FUSE engine and the takeovers of the mounts (for `strata info`). */
+  engine: () => EngineInfo;
   /** Per-registry CA files: <certsDir>/<host[:port]>/*.crt. */
   certsDir?: string;
   /** Registries (host[:port]) reached over plain HTTP or unverified TLS without --tls-verify=false. */

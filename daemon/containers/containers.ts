@@ -294,6 +294,7 @@ export class ContainerService {
       StartedAt: c.started ?? null,
       FinishedAt: c.finished ?? null,
       ExitCode: c.exitCode ?? null,
+      MountStatus: this.mounts.mountStatus(c.id),
     };
   }
 
@@ -361,6 +362,11 @@ export class ContainerService {
     };
   }
 
+  /** Its mount, kept alive by the fd holder, is served by this process now. */
+  markTakenOver(id: string, mountpoint: string): void {
+    if (this.store.containers.get(id) !== undefined) this.store.containers.setState(id, 'mounted', mountpoint);
+  }
+
   /** A mount that vanished under us: the container is no longer mounted. */
   markLost(id: string): void {
     if (this.store.containers.get(id) !== undefined) this.store.containers.setState(id, 'created');
@@ -374,6 +380,7 @@ export class ContainerService {
     const remounted: string[] = [];
     const failed: string[] = [];
     for (const c of this.store.containers.list(true)) {
+      if (this.mounts.isActive(c.id)) continue; // taken over from the fd holder: served, nothing to recover
       clearStale(this.dirs(c.id).merged);
       if (c.mountpoint !== null) clearStale(c.mountpoint);
       fs.rmSync(this.dirs(c.id).work + '/work', { recursive: true, force: true });
@@ -383,6 +390,7 @@ export class ContainerService {
         remounted.push(c.id);
       } catch (err) {
         this.log.error({ container: c.id, err: String(err) }, 'remount after restart failed');
+        this.mounts.noteLost(c.id);
         this.store.containers.setState(c.id, 'created');
         failed.push(c.id);
       }

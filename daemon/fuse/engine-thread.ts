@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as native from '../../native-shims';
 import { FuseSession, newSessionBuffers } from './session';
+import { Journal, type JournalState } from './journal';
 import type { FuseFilesystem } from './filesystem';
 import { createLogger } from '../log';
 
@@ -30,13 +31,17 @@ export interface AttachCommand {
   config: unknown;
   passthrough: boolean;
   posixAcl?: boolean;
+  /** Journal file of the connection's state (journal.ts), for a takeover by another process. */
+  journal?: string;
+  /** The connection was served by a process that is gone: resume from the journal instead of waiting for INIT. */
+  resume?: boolean;
 }
 
 /** quit: the process is exiting; return to Node so it can stop this thread (a thread blocked in epoll_wait cannot be). */
 export type EngineCommand = AttachCommand | { type: 'detach'; id: number } | { type: 'quit' };
 
 export type EngineEvent =
-  | { type: 'ready'; id: number; passthrough: boolean; minor: number }
+  | { type: 'ready'; id: number; passthrough: boolean; minor: number; resumed: boolean }
   | { type: 'error'; id: number; message: string }
   /** The connection is no longer served (unmounted, failed or detached): its fd may be closed. */
   | { type: 'ended'; id: number };
@@ -66,12 +71,20 @@ function main(): void {
     byFd.delete(s.session.deviceFd);
     byId.delete(s.id);
     s.session.end();
+    s.session.journal?.remove(); // the connection is over: nothing left to take over
     post({ type: 'ended', id: s.id });
   };
 
   const attach = (c: AttachCommand) => {
     let fsys: FuseFilesystem;
+    let journal: Journal | undefined;
+    let state: JournalState | undefined;
     try {
+      if (c.journal !== undefined) {
+        if (c.resume) state = Journal.read(c.journal);
+        else fs.rmSync(c.journal, { force: true }); // left by an earlier connection
+        journal = new Journal(c.journal);
+      }
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const mod = require(c.module) as { createFilesystem(config: unknown, log: unknown): FuseFilesystem };
       fsys = mod.createFilesystem(c.config, log);
@@ -79,6 +92,7 @@ function main(): void {
       const fl = native.fcntl(c.devFd, native.F_GETFL, 0);
       if (fl < 0 || native.fcntl(c.devFd, native.F_SETFL, fl | native.O_NONBLOCK) < 0) throw new Error(`fcntl on /dev/fuse fd failed: errno ${-fl}`);
     } catch (err) {
+      journal?.close();
       post({ type: 'error', id: c.id, message: (err as Error).message });
       post({ type: 'ended', id: c.id });
       return;
@@ -89,12 +103,28 @@ function main(): void {
       {
         passthrough: c.passthrough,
         posixAcl: c.posixAcl,
-        onReady: (info) => post({ type: 'ready', id: c.id, ...info }),
+        onReady: (info) => post({ type: 'ready', id: c.id, ...info, resumed: false }),
         log: (level, msg, fields) => log[level]({ mount: c.id, ...fields }, msg),
+        journal,
       },
       buffers,
     );
     const s = { id: c.id, session };
+    if (state !== undefined) {
+      try {
+        if (session.resume(state)) {
+          journal!.compact(); // what was restored, without the history that led to it
+          post({ type: 'ready', id: c.id, passthrough: session.passthrough, minor: state.init!.minor, resumed: true });
+        }
+      } catch (err) {
+        log.error({ mount: c.id, err: (err as Error).message }, 'takeover of a FUSE connection failed');
+        post({ type: 'error', id: c.id, message: `takeover failed: ${(err as Error).message}` });
+        session.end();
+        journal?.close();
+        post({ type: 'ended', id: c.id });
+        return;
+      }
+    }
     byFd.set(c.devFd, s);
     byId.set(c.id, s);
     const r = watch(c.devFd);
@@ -149,6 +179,8 @@ function main(): void {
     }
   }
   fs.closeSync(epfd);
+  // The connections stay (the holder keeps them for the next process): so do their journals.
+  for (const s of byId.values()) s.session.journal?.close();
   process.exit(0); // in a worker: ends this thread only
 }
 

@@ -21,7 +21,7 @@ export type ConnectionSpec = Omit<AttachCommand, 'type' | 'id'>;
 
 export interface ServedConnection {
   /** Resolves once INIT is answered (the mount is live); rejects if serving could not start. */
-  ready: Promise<{ passthrough: boolean; minor: number }>;
+  ready: Promise<{ passthrough: boolean; minor: number; resumed: boolean }>;
   /** Resolves when the connection is no longer served; its fd is closed by then. */
   ended: Promise<void>;
   /** Stops serving it (for a connection the kernel no longer ends by itself). */
@@ -31,7 +31,7 @@ export interface ServedConnection {
 interface Pending {
   thread: EngineThread;
   devFd: number;
-  readyResolve(v: { passthrough: boolean; minor: number }): void;
+  readyResolve(v: { passthrough: boolean; minor: number; resumed: boolean }): void;
   readyReject(e: Error): void;
   endedResolve(): void;
 }
@@ -66,6 +66,18 @@ export class FuseEngine {
     for (const t of this.threads) this.send(t, { type: 'quit' });
   }
 
+  /**
+   * Stops every thread once it has answered the request it is serving, and resolves when all
+   * have ended (within `limitMs`): the connections, unread, are left to whoever takes them over.
+   */
+  async quit(limitMs = 2_000): Promise<void> {
+    const exits = this.threads.map((t) => new Promise<void>((resolve) => t.worker.once('exit', () => resolve())));
+    this.stop();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(exits), new Promise<void>((r) => (timer = setTimeout(r, limitMs)))]);
+    clearTimeout(timer);
+  }
+
   /** Threads running now and the connections they serve. */
   stats(): { threads: number; connections: number } {
     return { threads: this.threads.length, connections: this.conns.size };
@@ -76,7 +88,7 @@ export class FuseEngine {
     const thread = this.pick();
     const id = this.nextId++;
     let conn!: Pending;
-    const ready = new Promise<{ passthrough: boolean; minor: number }>((readyResolve, readyReject) => {
+    const ready = new Promise<{ passthrough: boolean; minor: number; resumed: boolean }>((readyResolve, readyReject) => {
       conn = { thread, devFd: spec.devFd, readyResolve, readyReject, endedResolve: () => undefined };
     });
     const ended = new Promise<void>((r) => (conn.endedResolve = r));
@@ -138,7 +150,7 @@ export class FuseEngine {
   private onEvent(t: EngineThread, m: EngineEvent): void {
     const conn = this.conns.get(m.id);
     if (!conn) return;
-    if (m.type === 'ready') conn.readyResolve({ passthrough: m.passthrough, minor: m.minor });
+    if (m.type === 'ready') conn.readyResolve({ passthrough: m.passthrough, minor: m.minor, resumed: m.resumed });
     else if (m.type === 'error') conn.readyReject(new Error(m.message));
     else this.finish(t, m.id);
   }

@@ -3,6 +3,8 @@
 // handles one request at a time. Methods report failure by throwing an error with
 // an `errno` (Node's negative style or positive) or a FuseError.
 
+import type { Journal, JournalState } from './journal';
+
 /** Stat fields in the layout of native-shims' StatArray (see ST there). */
 export type StatArray = Float64Array;
 
@@ -67,6 +69,8 @@ export interface StatfsOut {
 export interface FuseChannel {
   readonly passthrough: boolean;
   readonly posixAcl: boolean;
+  /** Where nodeids and file handles handed to the kernel are recorded, when the connection can be taken over. */
+  readonly journal: Journal | null;
   openBacking(fd: number): number;
   closeBacking(id: number): void;
   /** Drops the kernel's cached attributes of a node (FUSE_NOTIFY_INVAL_INODE). */
@@ -78,6 +82,11 @@ export interface FuseChannel {
 export interface FuseFilesystem {
   init(channel: FuseChannel): void;
   destroy(): void;
+  /**
+   * Taking over a connection another process served: rebuilds the nodes and file handles the
+   * kernel still holds from the journal (after init). Without it, a connection cannot be taken over.
+   */
+  restore?(state: JournalState): void;
 
   lookup(ctx: RequestContext, parent: number, name: string): EntryOut;
   forget(nodeid: number, nlookup: number): void;

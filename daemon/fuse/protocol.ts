@@ -66,6 +66,8 @@ export const enum Op {
 export const enum Notify {
   INVAL_INODE = 2,
   STORE = 4,
+  /** Requests read but not answered go back to the pending queue, resent with bit 63 of unique set (kernel 6.9). */
+  RESEND = 7,
 }
 
 /** fuse_notify_inval_inode_out: nodeid, offset (negative: attributes only), length. */

@@ -42,6 +42,8 @@ import {
   readU64,
   writeU64,
 } from './protocol';
+import { Journal, type JournalState } from './journal';
+import { RESEND_BIT_HI, alreadyDone, isMutating } from './replay';
 import { FuseError, type EntryOut, type FuseChannel, type FuseFilesystem, type OpenOut, type RequestContext, type StatArray } from './filesystem';
 
 const E = os.constants.errno;
@@ -57,6 +59,8 @@ export interface SessionOptions {
   /** Called once INIT has been answered: the mount is live. */
   onReady?: (info: { passthrough: boolean; minor: number }) => void;
   log?: (level: 'debug' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /** Records what a takeover needs (INIT settings, intents of mutating requests; the filesystem adds its nodes). */
+  journal?: Journal;
 }
 
 /** Positive errno for any thrown value; 0 when it carries none. */
@@ -96,6 +100,11 @@ export class FuseSession implements FuseChannel {
   passthrough = false;
   posixAcl = false;
   private stopped = false;
+  readonly journal: Journal | null;
+  /** After a takeover: the request in flight at the crash (its unique, lo/hi words), until it is seen again. */
+  private inFlight: { lo: number; hi: number } | null = null;
+  /** The request being served is that one, resent: errors that mean "already done" are answered as done. */
+  private replaying = false;
   /** Requests served, by opcode (logged at debug level when the session ends). */
   private readonly counts = new Float64Array(64);
   /** READ replies go through this pipe by splice (null: not available, data is copied). */
@@ -112,7 +121,31 @@ export class FuseSession implements FuseChannel {
   ) {
     this.inBuf = buffers.inBuf;
     this.outBuf = buffers.outBuf;
+    this.journal = opts.journal ?? null;
     this.openPipe();
+  }
+
+  /**
+   * Takes over a connection another process served (the kernel does not repeat INIT): the
+   * settings INIT had, the filesystem's nodes and handles from the journal, then the kernel is
+   * asked to send again the requests the dead server had read but not answered. False when the
+   * journal holds no INIT (it never completed): then INIT is still to come, and is served as usual.
+   */
+  resume(state: JournalState): boolean {
+    if (state.init !== null) {
+      if (this.fs.restore === undefined) throw new Error('this filesystem cannot be taken over');
+      this.minor = state.init.minor;
+      this.passthrough = state.init.passthrough;
+      this.posixAcl = state.init.posixAcl;
+      this.inFlight = state.intent && { lo: state.intent.lo, hi: state.intent.hi };
+      this.journal?.init(state.init);
+      this.fs.init(this);
+      this.fs.restore(state);
+    }
+    this.notifyBody(0);
+    const n = this.notify(Notify.RESEND, OUT_HEADER_SIZE);
+    if (n < 0) this.log('warn', 'resend of requests in flight refused', { errno: -n });
+    return state.init !== null;
   }
 
   private openPipe(): void {
@@ -209,10 +242,18 @@ export class FuseSession implements FuseChannel {
     const extlen = b.readUInt16LE(36) * 8;
     // Extensions (security context, supplementary groups) trail the request; we ask for none.
     const end = Math.min(len, declared) - extlen;
+    this.replaying = false;
+    if (this.uniqueHi & RESEND_BIT_HI && this.inFlight !== null) {
+      this.replaying = this.inFlight.lo === this.uniqueLo && this.inFlight.hi === (this.uniqueHi & ~RESEND_BIT_HI) >>> 0;
+      if (this.replaying) this.inFlight = null;
+    }
+    // Written before the request runs: a takeover then knows which request may be half done.
+    if (this.journal !== null && isMutating(opcode)) this.journal.intent(this.uniqueLo, (this.uniqueHi & ~RESEND_BIT_HI) >>> 0, opcode);
     try {
       this.handle(opcode, nodeid, end);
     } catch (err) {
       const errno = errnoOf(err);
+      if (this.replaying && errno !== 0 && this.answerDone(opcode, nodeid, end, errno)) return;
       if (errno === 0) {
         this.log('error', 'request failed', { opcode, nodeid, err: err instanceof Error ? err.stack : String(err) });
         this.replyError(E.EIO);
@@ -221,6 +262,44 @@ export class FuseSession implements FuseChannel {
         this.replyError(errno);
       }
     }
+  }
+
+  /**
+   * A resent request that was in flight at the crash failed in a way its own first run explains
+   * (replay.ts): answered as done. False when the error stands.
+   */
+  private answerDone(opcode: number, nodeid: number, end: number, errno: number): boolean {
+    const how = alreadyDone(opcode, errno);
+    if (how === null) return false;
+    const p = IN_HEADER_SIZE;
+    const b = this.inBuf;
+    try {
+      if (how === 'empty') {
+        this.replyEmpty();
+      } else if (how === 'renamed') {
+        const newdir = readU64(b, p);
+        const [, next] = this.cstring(opcode === Op.RENAME2 ? p + 16 : p + 8, end);
+        const [newName] = this.cstring(next, end);
+        const e = this.fs.lookup(this.ctx, newdir, newName);
+        if (e.nodeid === 0) return false;
+        this.fs.forget(e.nodeid, 1);
+        this.replyEmpty();
+      } else {
+        const nameAt = opcode === Op.MKDIR || opcode === Op.LINK ? p + 8 : opcode === Op.SYMLINK ? p : p + 16;
+        const [name] = this.cstring(nameAt, end);
+        const e = this.fs.lookup(this.ctx, nodeid, name);
+        if (e.nodeid === 0) return false;
+        if (how === 'entry') this.replyEntry(e);
+        else {
+          const flags = b.readUInt32LE(p) & ~(fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_TRUNC);
+          this.replyCreate(e, this.fs.open(this.ctx, e.nodeid, flags, false));
+        }
+      }
+    } catch {
+      return false;
+    }
+    this.log('debug', 'resent request found done', { opcode, errno });
+    return true;
   }
 
   // --- decoding helpers -------------------------------------------------------
@@ -586,6 +665,8 @@ export class FuseSession implements FuseChannel {
     o.writeUInt32LE(flags2 >>> 0, q + 32);
     // Backing files sit on a plain filesystem: one level of stacking.
     o.writeUInt32LE(this.passthrough ? 1 : 0, q + 36);
+    // Recorded before the reply: the kernel never repeats INIT for a process that takes over.
+    this.journal?.init({ minor: this.minor, passthrough: this.passthrough, posixAcl: this.posixAcl });
     this.fs.init(this);
     this.send(q + INIT_OUT_SIZE, 0);
     this.opts.onReady?.({ passthrough: this.passthrough, minor: this.minor });

@@ -54,6 +54,22 @@ export interface Info {
   Containers: number;
   ContainersMounted: number;
   Volumes: number;
+  Engine: EngineInfo;
+}
+
+/** The FUSE engine serving the container mounts, and their survival across daemon restarts. */
+export interface EngineInfo {
+  /** Serving threads running now (at most `MaxThreads`). */
+  Threads: number;
+  MaxThreads: number;
+  MountsServed: number;
+  /** Mounts outlive a stop of stratad (--live-restore). */
+  LiveRestore: boolean;
+  /** The fd holder keeping the mounts' FUSE connections (0: none). */
+  HolderPid: number;
+  /** Times a stratad took the mounts over from the holder (crash, live restore, upgrade), on this root. */
+  Takeovers: number;
+  LastTakeover: { At: string; Ms: number; Mounts: number } | null;
 }
 
 export interface ImageSummary {
@@ -150,6 +166,12 @@ export interface ContainerSummary {
   StartedAt: string | null;
   FinishedAt: string | null;
   ExitCode: number | null;
+  /**
+   * 'taken-over': mounted, and served by this stratad after taking the mount over from the fd
+   * holder (a crash, live restore or upgrade of the previous one); 'lost': its mount ended without
+   * an unmount (the holder gone too, or unmounted from outside) and could not be mounted again.
+   */
+  MountStatus?: 'taken-over' | 'lost' | null;
 }
 
 /** docker container inspect's shape: Image is the image id, Config.Image the reference. */

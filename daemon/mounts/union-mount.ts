@@ -3,7 +3,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MountError, isMounted, mountFuse, privilegedHost, unmount, type FuseConnection } from '../fuse/mount';
-import { FuseEngine, type ConnectionSpec, type EngineOptions } from '../fuse/engine';
+import { FuseEngine, type ConnectionSpec, type EngineOptions, type ServedConnection } from '../fuse/engine';
+import type { HolderClient } from '../holder/client';
 import type { UnionConfig } from '../union/config';
 import * as native from '../../native-shims';
 import { abortFuseConnection, isStrataMount, mountTable } from './mount-table';
@@ -21,6 +22,27 @@ export interface UnionMountOptions {
   posixAcl?: boolean;
   logLevel?: string;
   logFile?: string;
+  /** Keep the connection in the fd holder, so that it outlives this process (takeover.ts). */
+  hold?: HoldOptions;
+}
+
+export interface HoldOptions {
+  holder: HolderClient;
+  /** The holder's key for this mount. */
+  key: string;
+  /** The journal file of the connection's state. */
+  journal: string;
+  /** Kept with the connection and given back at a takeover (for the caller's own use). */
+  owner: string;
+}
+
+/** What the holder keeps beside a connection's fd: all a new process needs to serve it. */
+export interface HeldMountState {
+  version: 1;
+  owner: string;
+  mountpoint: string;
+  spec: Omit<ConnectionSpec, 'devFd'>;
+  via: FuseConnection['via'];
 }
 
 /** How file data moves: the kernel's passthrough, or READ/WRITE served by the filesystem. */
@@ -34,12 +56,16 @@ export interface RunningMount {
   via: FuseConnection['via'];
   /** Resolves when the FUSE connection ends (unmounted). */
   done: Promise<void>;
+  /** Served from the journal of a process that is gone, rather than mounted here. */
+  resumed: boolean;
   /**
    * Detaches the mount from this namespace (lazily when still busy after a short grace) and ends
    * the FUSE connection: if a copy of the mount in another namespace keeps it alive, the connection
    * is aborted (the copies then fail with ENOTCONN) rather than waited for. Bounded in time.
    */
   unmount(): Promise<void>;
+  /** The fd holder lets go of the connection (it ended without us). */
+  forget(): void;
 }
 
 /** How long a busy mount gets before it is detached lazily, and a detached one before its connection is aborted. */
@@ -115,30 +141,73 @@ export async function startUnionMount(cfg: UnionConfig, mountpoint: string, opts
     // Passthrough needs CAP_SYS_ADMIN in the initial user namespace: detected, never a failure.
     passthrough: (opts.passthrough ?? true) && privilegedHost(),
     posixAcl: opts.posixAcl,
+    journal: opts.hold?.journal,
   };
+  if (opts.hold) {
+    // Kept before INIT is served: from here on a crash leaves the mount waiting, not dead.
+    const { devFd: _fd, ...rest } = spec;
+    const state: HeldMountState = { version: 1, owner: opts.hold.owner, mountpoint: target, spec: rest, via: conn.via };
+    try {
+      opts.hold.holder.put(opts.hold.key, JSON.stringify(state), devFd);
+    } catch (err) {
+      unmount(target, true);
+      fs.closeSync(devFd);
+      throw new MountError(`cannot keep the mount in the fd holder: ${(err as Error).message}`);
+    }
+  }
   const served = fuseEngine({ logLevel: opts.logLevel, logFile: opts.logFile }).serve(spec);
+  return running(target, conn.via, served, opts.hold);
+}
+
+/**
+ * Serves a connection kept by the fd holder for a process that is gone (crashed, stopped with
+ * live restore, or upgraded): its nodes and handles come from the journal, and the requests it
+ * left unanswered are sent again by the kernel.
+ */
+export async function resumeUnionMount(devFd: number, state: HeldMountState, opts: Pick<UnionMountOptions, 'logLevel' | 'logFile' | 'hold'> = {}): Promise<RunningMount> {
+  const served = fuseEngine({ logLevel: opts.logLevel, logFile: opts.logFile }).serve({ ...state.spec, devFd, resume: true });
+  return running(state.mountpoint, state.via, served, opts.hold);
+}
+
+async function running(target: string, via: FuseConnection['via'], served: ServedConnection, hold: HoldOptions | undefined): Promise<RunningMount> {
   const done = served.ended;
+  const connDev = mountTable().filter((m) => m.mountPoint === target && isStrataMount(m)).pop()?.dev;
+  const forget = () => {
+    try {
+      hold?.holder.del(hold.key);
+    } catch {
+      // the holder is gone: nothing kept there any more
+    }
+  };
   const info = await served.ready.catch(async (err: Error) => {
+    // Requests waiting on a connection nobody will serve would wait for ever: fail them.
+    if (connDev !== undefined) abortFuseConnection(connDev);
     if (isMounted(target)) unmount(target, true);
     served.detach();
     await done;
+    forget();
     throw new MountError(err.message);
   });
-  const connDev = mountTable().filter((m) => m.mountPoint === target && isStrataMount(m)).pop()?.dev;
   return {
     mountpoint: target,
     passthrough: info.passthrough,
     dataPath: info.passthrough ? 'passthrough' : 'served',
-    via: conn.via,
+    via,
     done,
+    resumed: info.resumed,
     async unmount() {
-      if (isMounted(target)) await detach(target);
-      if (await within(done, END_GRACE_MS)) return;
-      // Still served: a copy of the mount lives in another mount namespace (or a lazy detach left users).
-      if (connDev !== undefined) abortFuseConnection(connDev);
-      if (await within(done, END_GRACE_MS)) return;
-      served.detach();
-      await within(done, END_GRACE_MS);
+      try {
+        if (isMounted(target)) await detach(target);
+        if (await within(done, END_GRACE_MS)) return;
+        // Still served: a copy of the mount lives in another mount namespace (or a lazy detach left users).
+        if (connDev !== undefined) abortFuseConnection(connDev);
+        if (await within(done, END_GRACE_MS)) return;
+        served.detach();
+        await within(done, END_GRACE_MS);
+      } finally {
+        forget();
+      }
     },
+    forget,
   };
 }

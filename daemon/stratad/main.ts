@@ -1,26 +1,24 @@
 // stratad: the strata daemon. Owns the storage root, serves the API on a Unix
 // socket, and serves every container's union mount from one pool of FUSE threads.
+//
+// Start-up takes the mounts kept by the fd holder over first, with only the modules that needs
+// loaded; SQLite, the services and the API are loaded after (processes in the containers wait
+// meanwhile).
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import yargs from 'yargs';
-import { buildRouter } from '../api/routes';
-import { createApiServer } from '../api/server';
-import { RunService } from '../runtime/run-service';
-import { DEFAULT_SOCKET } from '../model/types';
-import { packageVersion } from '../util/version';
-import { ContainerService } from '../containers/containers';
-import { ImageService } from '../images/images';
-import { LayerStore } from '../layers/layer-store';
+import type { ContainerService } from '../containers/containers';
 import { createLogger, type Logger } from '../log';
 import { MountManager, clearStale } from '../mounts/mount-manager';
-import { configureEngine } from '../mounts/union-mount';
-import { Store } from '../store';
-import { VolumeService } from '../volumes/volumes';
+import { configureEngine, fuseEngine } from '../mounts/union-mount';
+import { TakeoverRecord, takeOverMounts } from '../mounts/takeover';
+import { HolderClient, holderSocketPath } from '../holder/client';
+import { USAGE, UsageError, parseDaemonArgs, type DaemonArgs } from './args';
+import { askToHandOver, handoverDone, handoverRequested } from './handover';
+import { DEFAULT_SOCKET } from '../model/types';
+import { packageVersion } from '../util/version';
 import { StorageRoot } from '../root/storage-root';
 
-const DEFAULT_ROOT = '/var/lib/strata';
 /** SIGTERM to exit, at most (unmounts run in parallel, each bounded: mount-manager.ts). */
 const SHUTDOWN_LIMIT_MS = 4_500;
 
@@ -85,29 +83,56 @@ async function listenPrivately(server: net.Server, socket: string, log: Logger):
   }
 }
 
-async function main(): Promise<void> {
-  const argv = yargs(process.argv.slice(2))
-    .scriptName('stratad')
-    .usage('$0 [options]: the strata daemon')
-    .option('root', { type: 'string', default: process.env.STRATA_ROOT ?? DEFAULT_ROOT, describe: 'storage root (env STRATA_ROOT)' })
-    .option('socket', { type: 'string', default: process.env.STRATA_SOCKET ?? DEFAULT_SOCKET, describe: 'API socket (env STRATA_SOCKET)' })
-    .option('log-level', { type: 'string', default: process.env.STRATA_LOG_LEVEL ?? 'info', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] })
-    .option('log-file', { type: 'string', describe: 'also write logs here (JSON lines)' })
-    .option('insecure-registry', { type: 'string', array: true, default: [] as string[], describe: 'HOST[:PORT] reached over plain HTTP or unverified TLS (repeatable)' })
-    .option('certs-dir', { type: 'string', default: process.env.STRATA_CERTS_DIR ?? '/etc/strata/certs.d', describe: 'per-registry CA files: DIR/<host[:port]>/*.crt (env STRATA_CERTS_DIR)' })
-    .option('fuse-threads', { type: 'number', default: os.availableParallelism(), describe: 'threads serving all FUSE mounts (default: the number of CPUs)' })
-    .check((a) => {
-      if (!Number.isInteger(a['fuse-threads']) || a['fuse-threads'] < 1 || a['fuse-threads'] > 256) throw new Error(`--fuse-threads must be an integer from 1 to 256, not ${a['fuse-threads']}`);
-      return true;
-    })
-    .version(packageVersion())
-    .strict()
-    .parseSync();
+function commandLine(): DaemonArgs {
+  try {
+    const a = parseDaemonArgs(process.argv.slice(2));
+    if (a === 'help') process.stdout.write(USAGE);
+    if (a === 'version') process.stdout.write(`${packageVersion()}\n`);
+    if (typeof a === 'string') process.exit(0);
+    return a;
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`${USAGE}\nstratad: ${err.message}\n`);
+    process.exit(2);
+  }
+}
 
-  const log = createLogger('stratad', { level: argv['log-level'], file: argv['log-file'] });
-  configureEngine({ threads: argv['fuse-threads'], logLevel: argv['log-level'], logFile: argv['log-file'] });
+async function main(): Promise<void> {
+  const startedAt = performance.now();
+  const argv = commandLine();
+  const log = createLogger('stratad', { level: argv.logLevel, file: argv.logFile });
+  configureEngine({ threads: argv.fuseThreads, logLevel: argv.logLevel, logFile: argv.logFile });
   const root = new StorageRoot(path.resolve(argv.root));
+  if (argv.upgrade) await askToHandOver(root, log);
   root.open();
+
+  // Mounts kept alive by the fd holder are served again before anything looks at them: a stat of
+  // a mount nobody serves waits. Without a holder they were lost with it (a reboot, or the holder
+  // killed): their journals go, and recovery below mounts them afresh.
+  const runDir = path.join(root.dir, 'run');
+  fs.mkdirSync(runDir, { recursive: true, mode: 0o700 });
+  const journalDir = path.join(runDir, 'journals');
+  const holderSocket = holderSocketPath(root.dir);
+  let holder = HolderClient.existing(holderSocket);
+  if (holder === null) fs.rmSync(journalDir, { recursive: true, force: true });
+  holder ??= HolderClient.connect(holderSocket);
+  const takeovers = new TakeoverRecord(runDir);
+  let containers: ContainerService | undefined;
+  const mounts = new MountManager(log, (id) => containers?.markLost(id), { level: argv.logLevel, file: argv.logFile });
+  mounts.keepIn(holder, journalDir);
+  // A container that was removed has no directory any more: its kept mount, if any, is ended.
+  const taken = await takeOverMounts(holder, mounts, (id) => fs.existsSync(root.containerDir(id)), log);
+  if (taken.resumed.length > 0) takeovers.add(Math.round(performance.now() - startedAt), taken.resumed.length);
+  handoverDone(root);
+
+  const { Store } = await import('../store');
+  const { LayerStore } = await import('../layers/layer-store');
+  const { ImageService } = await import('../images/images');
+  const { VolumeService } = await import('../volumes/volumes');
+  const { ContainerService } = await import('../containers/containers');
+  const { buildRouter } = await import('../api/routes');
+  const { createApiServer } = await import('../api/server');
+  const { RunService } = await import('../runtime/run-service');
   const store = Store.open(root.database);
 
   // Leftovers of a crash: mounts of interrupted builds, temp dirs, half-written layers.
@@ -124,9 +149,12 @@ async function main(): Promise<void> {
 
   const images = new ImageService(store, layers, log);
   const volumes = new VolumeService(root, store, log);
-  let containers: ContainerService | undefined;
-  const mounts = new MountManager(log, (id) => containers?.markLost(id), { level: argv['log-level'], file: argv['log-file'] });
   containers = new ContainerService(root, store, images, layers, volumes, mounts, log);
+  for (const r of taken.resumed) {
+    // Lost while being taken over: recovery below mounts it afresh.
+    const at = mounts.mountpointOf(r.id);
+    if (at !== undefined) containers.markTakenOver(r.id, at);
+  }
   // Refuse a live socket before recovery remounts anything this process would then abandon.
   const socket = path.resolve(argv.socket);
   await claimSocket(socket);
@@ -134,7 +162,19 @@ async function main(): Promise<void> {
   if (recovered.remounted.length || recovered.failed.length) log.info(recovered, 'containers recovered after restart');
 
   const fsType = fs.statfsSync(root.dir).type;
-  const router = buildRouter({ root, store, images, containers, volumes, runs: new RunService({ root, images, containers, volumes }), mounts, layers, log, version: packageVersion(), backingFilesystem: FS_NAMES[fsType] ?? `0x${fsType.toString(16)}`, certsDir: path.resolve(argv['certs-dir']), insecureRegistries: argv['insecure-registry'].map(String) });
+  const router = buildRouter({ root, store, images, containers, volumes, runs: new RunService({ root, images, containers, volumes }), mounts, layers, log, version: packageVersion(), backingFilesystem: FS_NAMES[fsType] ?? `0x${fsType.toString(16)}`, engine: () => {
+    const e = fuseEngine().stats();
+    const t = takeovers.read();
+    return {
+      Threads: e.threads,
+      MaxThreads: fuseEngine().size,
+      MountsServed: mounts.count,
+      LiveRestore: argv.liveRestore,
+      HolderPid: holder.pid,
+      Takeovers: t.takeovers,
+      LastTakeover: t.last && { At: t.last.at, Ms: t.last.ms, Mounts: t.last.mounts },
+    };
+  }, certsDir: path.resolve(argv.certsDir), insecureRegistries: argv.insecureRegistry });
   const server = createApiServer(router, log);
   await listenPrivately(server, socket, log);
   log.info({ root: root.dir, socket }, 'stratad ready'); // pino adds pid itself
@@ -152,7 +192,15 @@ async function main(): Promise<void> {
     log.info({ reason }, 'stopping');
     server.close();
     server.closeAllConnections();
-    await mounts.unmountAll();
+    // Live restore, or an upgrade taking over: the mounts stay, kept by the holder for the next stratad.
+    if ((argv.liveRestore && code === 0) || handoverRequested(root)) {
+      mounts.leaveMounted();
+      await fuseEngine().quit(); // before the root is let go: the next stratad must be the only server
+      log.info({ reason }, 'mounts left served for the next stratad');
+    } else {
+      await mounts.unmountAll();
+    }
+    holder.close();
     store.close();
     root.close();
     fs.rmSync(socket, { force: true });

@@ -2,7 +2,7 @@
 // gathered from the store and the services.
 import type { ContainerService } from '../containers/containers';
 import type { ImageService } from '../images/images';
-import type { Info, SystemDf } from '../model/types';
+import type { EngineInfo, Info, SystemDf } from '../model/types';
 import type { MountManager } from '../mounts/mount-manager';
 import type { StorageRoot } from '../root/storage-root';
 import type { Store } from '../store';
@@ -17,6 +17,7 @@ export interface SystemDeps {
   mounts: MountManager;
   version: string;
   backingFilesystem: string;
+  engine: () => EngineInfo;
 }
 
 export function systemInfo(s: SystemDeps): Info {
@@ -32,6 +33,7 @@ export function systemInfo(s: SystemDeps): Info {
     Containers: counts.containers,
     ContainersMounted: counts.containersMounted,
     Volumes: counts.volumes,
+    Engine: s.engine(),
   };
 }
 

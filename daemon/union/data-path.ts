@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as native from '../../native-shims';
 import { FuseError, type FuseChannel, type OpenOut, type RequestContext } from '../fuse/filesystem';
 import { WRITE_KILL_SUIDGID } from '../fuse/protocol';
+import type { Journal } from '../fuse/journal';
 import type { Logger } from '../log';
 import { S_IFMT, S_IFREG, S_ISGID, S_ISUID, S_IXGRP } from '../util/file-mode';
 import type { CopyUp } from './copyup';
@@ -25,6 +26,8 @@ export interface Handle {
   node: Node;
   /** The handle holds a reference on node.backingId. */
   backing: boolean;
+  /** Opened for writing (journaled, so a takeover reopens it the same way). */
+  write: boolean;
 }
 
 /** What the data path needs of the union around it. */
@@ -64,6 +67,8 @@ function callerInGroup(ctx: RequestContext, gid: number): boolean {
 export class DataPath {
   private nextFh = 1;
   private channel: FuseChannel | null = null;
+  /** Handles handed to the kernel, for a process taking over the connection. */
+  private journal: Journal | null = null;
   /** Whether opens may use passthrough (off for good after the kernel refuses a backing). */
   passthrough = false;
   private readonly st = native.newStatArray();
@@ -79,6 +84,7 @@ export class DataPath {
   init(channel: FuseChannel): void {
     this.channel = channel;
     this.passthrough = channel.passthrough;
+    this.journal = channel.journal;
   }
 
   /** Closes every handle (the mount is going away). */
@@ -93,11 +99,35 @@ export class DataPath {
     this.handles.clear();
   }
 
-  addHandle(fd: number, node: Node): number {
+  addHandle(fd: number, node: Node, write: boolean): number {
     const fh = this.nextFh++;
-    this.handles.set(fh, { fd, node, backing: false });
+    this.handles.set(fh, { fd, node, backing: false, write });
     node.handles.add(fh);
     return fh;
+  }
+
+  /** Journals an open handle before the kernel learns of it. */
+  recordOpen(fh: number, out: OpenOut): OpenOut {
+    const h = this.handles.get(fh);
+    if (h !== undefined) this.journal?.open(fh, h.node.id, h.write, out.backingId ?? 0);
+    return out;
+  }
+
+  /** Never hands out `fh` again: the kernel holds it from before a takeover (even one that could not be reopened). */
+  reserveFh(fh: number): void {
+    this.nextFh = Math.max(this.nextFh, fh + 1);
+  }
+
+  /** A handle the kernel holds from before a takeover, on its backing file opened again. */
+  restoreHandle(fh: number, node: Node, fd: number, write: boolean, backingId: number): void {
+    this.reserveFh(fh);
+    this.handles.set(fh, { fd, node, backing: backingId > 0, write });
+    node.handles.add(fh);
+    if (backingId > 0) {
+      node.backingId = backingId;
+      node.backingRefs++;
+      node.passthroughUsed = true;
+    }
   }
 
   /**
@@ -121,7 +151,9 @@ export class DataPath {
       const keepCache = !node.passthroughUsed;
       node.passthroughUsed = false;
       if (!keepCache) node.pagesStored = false;
-      else if (!write && !node.pagesStored && size > 0) this.storePages(node, fd, size);
+      // Only for the sole open handle: a read through another one may hold the very pages locked
+      // while it waits for a READ this thread would never get to answer (the store would wait too).
+      else if (!write && !node.pagesStored && size > 0 && node.handles.size <= 1) this.storePages(node, fd, size);
       // Served reads of a large file: a wider readahead on the backing file keeps the disk ahead of them.
       if (!write && size >= PASSTHROUGH_MIN_SIZE) native.fadvise(fd, 0, 0, native.POSIX_FADV_SEQUENTIAL);
       return { fh, keepCache };
@@ -167,14 +199,14 @@ export class DataPath {
     }
     const path = this.host.realPath(node);
     const fd = fs.openSync(path, (write ? O_RDWR : O_RDONLY) | (flags & O_TRUNC));
-    const fh = this.addHandle(fd, node);
+    const fh = this.addHandle(fd, node, write);
     // An O_TRUNC open truncates like SETATTR does; and a writer that must share an
     // existing passthrough backing cannot have set-id bits cleared on write later.
     if (killSuidGid || (write && node.backingRefs > 0 && ctx.uid !== 0)) this.dropSetIds(ctx, node, fh);
     const st = this.st;
     native.fstatInto(fd, st);
-    if ((st[ST.MODE] & S_IFMT) !== S_IFREG) return { fh };
-    return this.withBacking(node, fh, fd, st[ST.SIZE], st[ST.MODE], write);
+    if ((st[ST.MODE] & S_IFMT) !== S_IFREG) return this.recordOpen(fh, { fh });
+    return this.recordOpen(fh, this.withBacking(node, fh, fd, st[ST.SIZE], st[ST.MODE], write));
   }
 
   /**
@@ -225,6 +257,7 @@ export class DataPath {
     const h = this.handles.get(fh);
     if (h === undefined) return;
     this.handles.delete(fh);
+    this.journal?.release(fh);
     fs.closeSync(h.fd);
     const node = h.node;
     node.handles.delete(fh);

@@ -3,8 +3,15 @@
 import * as os from 'node:os';
 import { FuseError } from '../fuse/filesystem';
 import type { LayerStack } from './layers';
+import type { Journal } from '../fuse/journal';
 
 const E = os.constants.errno;
+/**
+ * The lookup count of a node rebuilt after a takeover. The kernel's count is unknown, and a FORGET
+ * cannot tell which of the lookups since the takeover it covers (an inode evicted and looked up
+ * again has a count of its own), so such a node stays: a few bytes kept, never an ESTALE.
+ */
+const UNKNOWN_LOOKUPS = 2 ** 52;
 
 /** Where a node exists in one lower layer: the layer index and the path inside it. */
 export interface LowerRef {
@@ -68,6 +75,8 @@ export class NodeTable {
   private readonly byName = new Map<string, Node>();
   private nextId = 2;
   readonly root: Node;
+  /** Records every node handed to the kernel, and every change of its name, for a takeover. */
+  journal: Journal | null = null;
 
   constructor(
     private readonly layers: LayerStack,
@@ -94,10 +103,11 @@ export class NodeTable {
   intern(parent: Node, name: string, isDir: boolean, upper: boolean, lowers: LowerRef[], realKey: number): Node {
     const existing = this.byReal.get(realKey);
     if (existing !== undefined && existing.isDir === isDir && existing.upper === upper) {
-      if (isDir || existing.unlinked || existing.parent === null) {
+      if ((isDir || existing.unlinked || existing.parent === null) && (existing.parent !== parent || existing.name !== name || existing.unlinked)) {
         existing.parent = parent;
         existing.name = name;
         existing.unlinked = false;
+        this.record(existing);
       }
       existing.lowers = lowers;
       return existing;
@@ -105,6 +115,7 @@ export class NodeTable {
     const node = new Node(this.nextId++, this.layers.unionIno(realKey), parent, name, isDir, upper, lowers, realKey);
     this.byId.set(node.id, node);
     if (existing === undefined) this.byReal.set(realKey, node);
+    this.record(node);
     return node;
   }
 
@@ -121,6 +132,7 @@ export class NodeTable {
     node.unshared = true;
     this.byId.set(node.id, node);
     this.byName.set(key, node);
+    this.record(node);
     return node;
   }
 
@@ -132,6 +144,7 @@ export class NodeTable {
       this.unname(node);
       node.unshared = false;
       node.ino = this.layers.unionIno(realKey);
+      this.record(node);
     } else {
       this.layers.rememberOrigin(realKey, node.ino);
     }
@@ -145,6 +158,36 @@ export class NodeTable {
     node.parent = parent;
     node.name = name;
     if (node.unshared) this.byName.set(nameKey(parent, name), node);
+    this.record(node);
+  }
+
+  /** Journals a node's current name (it is new, or renamed). */
+  record(node: Node): void {
+    this.journal?.node(node.id, node.parent?.id ?? 0, node.name, node.ino, node.unlinked);
+  }
+
+  /** Every node (for a snapshot of the table). */
+  all(): IterableIterator<Node> {
+    return this.byId.values();
+  }
+
+  /**
+   * A node the kernel holds from before a takeover, rebuilt under its old id; an unlinked one
+   * has no real inode (realKey 0) and serves only what its handles allow.
+   */
+  restore(id: number, parent: Node, name: string, isDir: boolean, upper: boolean, lowers: LowerRef[], realKey: number, ino: number, unshared: boolean): Node {
+    const node = new Node(id, ino, parent, name, isDir, upper, lowers, realKey);
+    node.nlookup = UNKNOWN_LOOKUPS;
+    node.unlinked = realKey === 0;
+    this.byId.set(id, node);
+    if (unshared) {
+      node.unshared = true;
+      this.byName.set(nameKey(parent, name), node);
+    } else if (realKey !== 0 && !this.byReal.has(realKey)) {
+      this.byReal.set(realKey, node);
+    }
+    if (id >= this.nextId) this.nextId = id + 1;
+    return node;
   }
 
   private unname(node: Node): void {
@@ -162,7 +205,7 @@ export class NodeTable {
 
   /** Removes a node nothing references any more. */
   drop(n: Node): void {
-    this.byId.delete(n.id);
+    if (this.byId.delete(n.id)) this.journal?.drop(n.id);
     if (n.unshared) this.unname(n);
     if (this.byReal.get(n.realKey) === n) this.byReal.delete(n.realKey);
   }
@@ -172,7 +215,8 @@ export class NodeTable {
     if (n.unshared) this.unname(n);
     n.unlinked = true;
     if (this.byReal.get(n.realKey) === n) this.byReal.delete(n.realKey);
-    if (n.nlookup <= 0 && n.handles.size === 0 && n !== this.root) this.byId.delete(n.id);
+    this.journal?.detach(n.id);
+    if (n.nlookup <= 0 && n.handles.size === 0 && n !== this.root) this.drop(n);
   }
 
   /** The node indexed under a real inode, if any. */
@@ -185,6 +229,7 @@ export class NodeTable {
     if (this.byReal.get(n.realKey) === n) this.byReal.delete(n.realKey);
     if (n.unshared) this.unname(n);
     n.unlinked = true;
+    this.journal?.detach(n.id);
   }
 
   /** Finds a live node by its primary name (used to update nodes on rename/unlink). */

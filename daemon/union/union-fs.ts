@@ -19,6 +19,7 @@ import {
   type StatfsOut,
 } from '../fuse/filesystem';
 import { Fattr } from '../fuse/protocol';
+import type { JournalSnapshot, JournalState } from '../fuse/journal';
 import type { Logger } from '../log';
 import { S_IFMT, S_IFREG, S_IFLNK, S_ISGID } from '../util/file-mode';
 import type { UnionConfig } from './config';
@@ -159,6 +160,8 @@ export class UnionFs implements FuseFilesystem {
   init(channel: FuseChannel): void {
     this.data.init(channel);
     this.posixAcl = channel.posixAcl;
+    this.nodes.journal = channel.journal;
+    channel.journal?.setSnapshotSource({ write: (s) => this.snapshot(s), live: () => this.nodes.size + this.handles.size });
     // Modes arrive already masked by the request's umask, so creation runs with umask 0: in a
     // filesystem context of this thread's own, so that the process (the daemon's API, its
     // other mounts) keeps its umask.
@@ -285,6 +288,7 @@ export class UnionFs implements FuseFilesystem {
       if (next !== undefined) {
         node.parent = next.parent;
         node.name = next.name;
+        this.nodes.record(node);
       } else {
         this.nodes.detach(node);
       }
@@ -526,8 +530,9 @@ export class UnionFs implements FuseFilesystem {
     }
     const node = this.nodes.intern(parent, '', false, true, [], this.layers.realKey(st));
     node.unlinked = true;
-    const fh = this.data.addHandle(fd, node);
-    const open = this.data.withBacking(node, fh, fd, 0, 0, true);
+    this.nodes.journal?.detach(node.id);
+    const fh = this.data.addHandle(fd, node, true);
+    const open = this.data.recordOpen(fh, this.data.withBacking(node, fh, fd, 0, 0, true));
     native.fstatInto(fd, st);
     return [this.entry(node, st), open];
   }
@@ -702,6 +707,65 @@ export class UnionFs implements FuseFilesystem {
     if (!node.upper && native.lgetxattr(this.realPath(node), name) === null) fail(E.ENODATA);
     this.copy.copyUp(node, true);
     native.lremovexattr(this.upperPath(node), name);
+  }
+
+  // --- takeover (fuse/journal.ts) -------------------------------------------------------
+
+  /** The live nodes and handles, for a compacted journal. */
+  private snapshot(s: JournalSnapshot): void {
+    for (const n of this.nodes.all()) {
+      if (n !== this.nodes.root) s.node(n.id, n.parent?.id ?? 0, n.name, n.ino, n.unlinked);
+    }
+    for (const [fh, h] of this.handles) s.open(fh, h.node.id, h.write, h.backing ? h.node.backingId : 0);
+  }
+
+  /**
+   * Rebuilds, after a takeover, the nodes and handles the kernel holds: each node found again
+   * by its name under its parent, each handle's backing file opened again. A node whose name is
+   * gone stays known (as unlinked) so the kernel's use of it fails cleanly; so does a handle of
+   * one (its passthrough data path, in the kernel, goes on working).
+   */
+  restore(state: JournalState): void {
+    const made = new Map<number, Node>([[this.nodes.root.id, this.nodes.root]]);
+    const build = (id: number, depth: number): Node | undefined => {
+      const done = made.get(id);
+      if (done !== undefined || depth > 4096) return done;
+      const rec = state.nodes.get(id);
+      if (rec === undefined) return undefined;
+      const parent = build(rec.parent, depth + 1);
+      let r: Resolved | null = null;
+      try {
+        if (parent !== undefined && parent.isDir && !parent.unlinked && !rec.detached) r = this.resolver.child(parent, rec.name);
+      } catch {
+        r = null;
+      }
+      let node: Node;
+      if (r === null) {
+        node = this.nodes.restore(id, parent ?? this.nodes.root, rec.name, false, false, [], 0, rec.ino, false);
+      } else {
+        const key = this.layers.realKey(r.st);
+        const unshared = !r.isDir && !r.upper && r.st[ST.NLINK] > 1;
+        if (!unshared && this.layers.unionIno(key) !== rec.ino) this.layers.rememberOrigin(key, rec.ino);
+        node = this.nodes.restore(id, parent!, rec.name, r.isDir, r.upper, r.lowers, key, rec.ino, unshared);
+      }
+      made.set(id, node);
+      return node;
+    };
+    for (const id of state.nodes.keys()) build(id, 0);
+    let lost = 0;
+    for (const [fh, h] of state.handles) {
+      const node = made.get(h.nodeid);
+      let fd = -1;
+      try {
+        if (node !== undefined) fd = fs.openSync(this.realPath(node), h.write ? fs.constants.O_RDWR : fs.constants.O_RDONLY);
+      } catch {
+        fd = -1;
+      }
+      this.data.reserveFh(fh);
+      if (node === undefined || fd < 0) lost++;
+      else this.data.restoreHandle(fh, node, fd, h.write, h.backingId);
+    }
+    this.log?.info({ nodes: made.size, handles: this.handles.size, lost }, 'union taken over');
   }
 }
 

@@ -829,6 +829,15 @@ static bool fd_and_buffer(napi_env env, napi_value *argv, int32_t *fd, void **da
   return true;
 }
 
+/* Argument 3, a byte count within a Buffer of `len` bytes; false with a RangeError pending. */
+static bool arg_len_within(napi_env env, napi_value v, size_t len, uint32_t *count) {
+  if (napi_get_value_uint32(env, v, count) != napi_ok || *count > len) {
+    napi_throw_range_error(env, NULL, "argument 3 must be a length within the Buffer");
+    return false;
+  }
+  return true;
+}
+
 /* read(2) into a Buffer without throwing: bytes read, or -errno (e.g. -EAGAIN). */
 static napi_value js_read_into(napi_env env, napi_callback_info info) {
   napi_value argv[2];
@@ -848,10 +857,7 @@ static napi_value js_write_from(napi_env env, napi_callback_info info) {
   void *data;
   size_t len;
   if (!get_args(env, info, 3, argv) || !fd_and_buffer(env, argv, &fd, &data, &len)) return NULL;
-  if (napi_get_value_uint32(env, argv[2], &count) != napi_ok || count > len) {
-    napi_throw_range_error(env, NULL, "argument 3 must be a length within the Buffer");
-    return NULL;
-  }
+  if (!arg_len_within(env, argv[2], len, &count)) return NULL;
   ssize_t n = write(fd, data, count);
   return ret_int32(env, n >= 0 ? (int32_t)n : -errno);
 }
@@ -1021,6 +1027,155 @@ static napi_value js_fadvise(napi_env env, napi_callback_info info) {
   return ret_int32(env, posix_fadvise(fd, off, len, advice));
 }
 
+/* ---------- Unix seqpacket sockets with SCM_RIGHTS (the fd holder, daemon/holder) ---------- */
+
+#include <sys/un.h>
+
+static bool unix_addr(napi_env env, napi_value v, int idx, struct sockaddr_un *sa, const char *syscall) {
+  char path[STR_BUF];
+  if (!arg_str_throw(env, v, idx, path, syscall)) return false;
+  if (strlen(path) >= sizeof sa->sun_path) {
+    throw_errno(env, ENAMETOOLONG, syscall, path, NULL);
+    return false;
+  }
+  memset(sa, 0, sizeof *sa);
+  sa->sun_family = AF_UNIX;
+  strcpy(sa->sun_path, path);
+  return true;
+}
+
+/* socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0): the fd; throws on failure. */
+static napi_value js_seqpacket_socket(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket", NULL, NULL);
+  return ret_int32(env, fd);
+}
+
+/* bind(fd, path) for an AF_UNIX socket; throws on failure. */
+static napi_value js_bind_unix(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t fd;
+  struct sockaddr_un sa;
+  if (!get_args(env, info, 2, argv) || !arg_i32(env, argv[0], 1, &fd) || !unix_addr(env, argv[1], 2, &sa, "bind")) return NULL;
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) return throw_errno(env, errno, "bind", sa.sun_path, NULL);
+  return ret_undefined(env);
+}
+
+/* listen(fd, backlog); throws on failure. */
+static napi_value js_listen(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t fd, backlog;
+  if (!get_args(env, info, 2, argv) || !arg_i32(env, argv[0], 1, &fd) || !arg_i32(env, argv[1], 2, &backlog)) return NULL;
+  if (listen(fd, backlog) != 0) return throw_errno(env, errno, "listen", NULL, NULL);
+  return ret_undefined(env);
+}
+
+/* accept4(fd, NULL, NULL, SOCK_CLOEXEC): the new fd, or -errno. */
+static napi_value js_accept4(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int32_t fd;
+  if (!get_args(env, info, 1, argv) || !arg_i32(env, argv[0], 1, &fd)) return NULL;
+  int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+  return ret_int32(env, c >= 0 ? c : -errno);
+}
+
+/* connect(fd, path) for an AF_UNIX socket: 0, or -errno (ENOENT, ECONNREFUSED are routine). */
+static napi_value js_connect_unix(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t fd;
+  struct sockaddr_un sa;
+  if (!get_args(env, info, 2, argv) || !arg_i32(env, argv[0], 1, &fd) || !unix_addr(env, argv[1], 2, &sa, "connect")) return NULL;
+  int r;
+  do r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+  while (r != 0 && errno == EINTR);
+  return ret_int32(env, r == 0 ? 0 : -errno);
+}
+
+#define MAX_PASSED_FDS 16
+
+/* sendmsg(fd, buf[0, len), SCM_RIGHTS fds, MSG_NOSIGNAL): bytes sent, or -errno. */
+static napi_value js_sendmsg_fds(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  int32_t fd;
+  uint32_t count, nfds;
+  void *data;
+  size_t len;
+  if (!get_args(env, info, 4, argv) || !fd_and_buffer(env, argv, &fd, &data, &len)) return NULL;
+  if (!arg_len_within(env, argv[2], len, &count)) return NULL;
+  if (napi_get_array_length(env, argv[3], &nfds) != napi_ok || nfds > MAX_PASSED_FDS) {
+    napi_throw_range_error(env, NULL, "argument 4 must be an array of at most 16 fds");
+    return NULL;
+  }
+  int fds[MAX_PASSED_FDS];
+  for (uint32_t i = 0; i < nfds; i++) {
+    napi_value e;
+    if (napi_get_element(env, argv[3], i, &e) != napi_ok || !arg_i32(env, e, 4, &fds[i])) return NULL;
+  }
+  struct iovec iov = {.iov_base = data, .iov_len = count};
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(int) * MAX_PASSED_FDS)];
+  } ctl;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (nfds > 0) {
+    memset(&ctl, 0, sizeof ctl);
+    msg.msg_control = ctl.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+  }
+  ssize_t n;
+  do n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  return ret_int32(env, n >= 0 ? (int32_t)n : -errno);
+}
+
+/* recvmsg(fd, buf, MSG_CMSG_CLOEXEC) with up to 16 SCM_RIGHTS fds: -errno, or [bytes, fds]
+ * (bytes 0: the peer closed). A message cut short by the buffer fails with EMSGSIZE. */
+static napi_value js_recvmsg_fds(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t fd;
+  void *data;
+  size_t len;
+  if (!get_args(env, info, 2, argv) || !fd_and_buffer(env, argv, &fd, &data, &len)) return NULL;
+  struct iovec iov = {.iov_base = data, .iov_len = len};
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(int) * MAX_PASSED_FDS)];
+  } ctl;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+  ssize_t n;
+  do n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return ret_int32(env, -errno);
+  int fds[MAX_PASSED_FDS];
+  uint32_t nfds = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    uint32_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (uint32_t i = 0; i < k && nfds < MAX_PASSED_FDS; i++) memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+  }
+  if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+    for (uint32_t i = 0; i < nfds; i++) close(fds[i]);
+    return ret_int32(env, -EMSGSIZE);
+  }
+  napi_value arr, list, v;
+  NAPI_CALL(env, napi_create_array_with_length(env, 2, &arr));
+  NAPI_CALL(env, napi_create_array_with_length(env, nfds, &list));
+  for (uint32_t i = 0; i < nfds; i++) {
+    NAPI_CALL(env, napi_create_int32(env, fds[i], &v));
+    NAPI_CALL(env, napi_set_element(env, list, i, v));
+  }
+  NAPI_CALL(env, napi_create_int32(env, (int32_t)n, &v));
+  NAPI_CALL(env, napi_set_element(env, arr, 0, v));
+  NAPI_CALL(env, napi_set_element(env, arr, 1, list));
+  return arr;
+}
+
 /* ---------- module ---------- */
 
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_default, NULL}
@@ -1067,6 +1222,13 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("setPipeSize", js_set_pipe_size),
       FN("splice", js_splice),
       FN("fadvise", js_fadvise),
+      FN("seqpacketSocket", js_seqpacket_socket),
+      FN("bindUnix", js_bind_unix),
+      FN("listen", js_listen),
+      FN("accept4", js_accept4),
+      FN("connectUnix", js_connect_unix),
+      FN("sendmsgFds", js_sendmsg_fds),
+      FN("recvmsgFds", js_recvmsg_fds),
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -37,6 +37,10 @@ export interface Daemon {
   kill(signal?: NodeJS.Signals, waitMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** stop (SIGTERM, then SIGKILL) if running, then start again on the same root and socket */
   restart(): Promise<void>;
+  /** start a new stratad with --upgrade while this one runs: it takes the root and the mounts over, the old one exits */
+  upgrade(): Promise<void>;
+  /** pids of the fd holders kept for this root (strata-holder processes) */
+  holderPids(): number[];
   /** the log so far */
   log(): string;
 }
@@ -47,11 +51,23 @@ export const STRATA = (): string => path.join(repoRoot(), 'bin', 'strata');
 
 /** Daemons of this process still running: SIGKILLed if the test process exits without its teardowns. */
 const liveDaemons = new Set<ChildProcess>();
+/** Roots of the daemons of this process (their fd holders are killed at exit). */
+const liveRoots = new Set<string>();
 let exitHooked = false;
 function hookExit(): void {
   if (exitHooked) return;
   exitHooked = true;
   process.on('exit', () => {
+    // A daemon with --live-restore leaves its mounts to the holder: end them with it.
+    for (const root of liveRoots) {
+      for (const pid of holderPids(root)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    }
     for (const p of liveDaemons) {
       try {
         p.kill('SIGKILL');
@@ -102,6 +118,22 @@ function cliCommand(d: { socket: string }, args: string[], opts: CliOptions): [s
   return cleanEnv(full, opts.env, false);
 }
 
+/** Processes running daemon/holder/main.js for `root`'s holder socket. */
+export function holderPids(root: string): number[] {
+  const sock = path.join(root, 'holder.sock');
+  const out: number[] = [];
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
+      if (argv.some((a) => a.endsWith('holder/main.js')) && argv.includes(sock)) out.push(Number(e));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
 /**
  * Start `bin/stratad --root R --socket S --log-level warn` in a fresh workspace (/tmp/strata-test/<label>-...)
  * and wait until /_ping answers. Teardown: SIGTERM, SIGKILL after 10 s, then lazily unmount anything left.
@@ -129,10 +161,11 @@ export async function startDaemon(
   let exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> = Promise.resolve({ code: null, signal: null });
   let isRunning = false;
 
-  const start = async (): Promise<void> => {
+  liveRoots.add(root);
+  const start = async (more: string[] = [], before?: Promise<unknown>): Promise<void> => {
     const fd = fs.openSync(logFile, 'a');
     // env -i and sh both exec: the pid is the daemon's
-    const daemonCmd = [STRATAD(), '--root', root, '--socket', socket, '--log-level', opts.logLevel ?? 'warn', ...(opts.extraArgs ?? [])];
+    const daemonCmd = [STRATAD(), '--root', root, '--socket', socket, '--log-level', opts.logLevel ?? 'warn', ...(opts.extraArgs ?? []), ...more];
     const [cmd, argv] = cleanEnv(opts.umask !== undefined ? ['sh', '-c', `umask ${opts.umask} && exec "$@"`, 'sh', ...daemonCmd] : daemonCmd, opts.env);
     const p = spawn(cmd, argv, { stdio: ['ignore', fd, fd] });
     fs.closeSync(fd);
@@ -141,11 +174,12 @@ export async function startDaemon(
     liveDaemons.add(p);
     exited = new Promise((resolve) => {
       p.once('exit', (code, signal) => {
-        isRunning = false;
+        if (proc === p) isRunning = false;
         liveDaemons.delete(p);
         resolve({ code, signal });
       });
     });
+    await before; // an upgrade: the old daemon answers until it has handed over
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
       if (!isRunning) throw new Error(`stratad exited during start-up: ${fs.readFileSync(logFile, 'utf8').trim()}`);
@@ -198,6 +232,11 @@ export async function startDaemon(
       }
       await start();
     },
+    async upgrade() {
+      const old = exited;
+      await start(['--upgrade'], old);
+    },
+    holderPids: () => holderPids(root),
     log: () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : ''),
   };
 
@@ -208,6 +247,14 @@ export async function startDaemon(
           await kill('SIGTERM', 10_000);
         } catch (e) {
           console.error(`# ${String(e)}`);
+        }
+      }
+      // A daemon with --live-restore leaves its mounts to the holder: end them with it.
+      for (const pid of holderPids(root)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone
         }
       }
       unmountUnder(root, true);

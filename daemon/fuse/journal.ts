@@ -1,0 +1,248 @@
+// The state journal of one FUSE connection: what a process taking over the connection after a
+// crash needs to go on serving it. The kernel keeps using the nodeids and file handles it was
+// given, so every one of them is recorded before the reply that hands it out: nodeid -> (parent,
+// name, st_ino), file handle -> (nodeid, access, backing id), the INIT settings, and the request
+// whose effects may be half done (its intent, written before a mutating request runs).
+//
+// An append-only file of binary records, written with one write(2) each: a killed process loses
+// nothing it wrote (the page cache keeps it), and a torn record at the end is ignored. When the
+// file has grown well past what is live, a snapshot is written beside it and renamed over it.
+import * as fs from 'node:fs';
+import * as native from '../../native-shims';
+
+const enum Rec {
+  INIT = 1,
+  INTENT = 2,
+  NODE = 3,
+  DETACH = 4,
+  DROP = 5,
+  OPEN = 6,
+  RELEASE = 7,
+}
+
+const HEADER = 5; // u32 length, u8 type
+/** Compact once the file is past this size and several times what the live state takes. */
+const COMPACT_MIN_BYTES = 4 << 20;
+const COMPACT_RATIO = 4;
+/** Bytes a live node or handle takes in a snapshot, about. */
+const LIVE_RECORD_BYTES = 48;
+
+export interface InitState {
+  minor: number;
+  passthrough: boolean;
+  posixAcl: boolean;
+}
+
+export interface NodeState {
+  parent: number;
+  name: string;
+  ino: number;
+  /** Its name is gone (unlinked, or replaced by a rename); open handles may still use it. */
+  detached: boolean;
+}
+
+export interface HandleState {
+  nodeid: number;
+  write: boolean;
+  /** Passthrough backing id (0: none). */
+  backingId: number;
+}
+
+export interface JournalState {
+  init: InitState | null;
+  /** The last mutating request begun: unique (without the resend bit) as lo/hi words, and its opcode. */
+  intent: { lo: number; hi: number; opcode: number } | null;
+  nodes: Map<number, NodeState>;
+  handles: Map<number, HandleState>;
+}
+
+/** What a filesystem writes into a snapshot: its live nodes and handles. */
+export interface JournalSnapshot {
+  node(id: number, parent: number, name: string, ino: number, detached: boolean): void;
+  open(fh: number, nodeid: number, write: boolean, backingId: number): void;
+}
+
+export class Journal implements JournalSnapshot {
+  private fd: number;
+  private readonly buf = Buffer.allocUnsafe(4096 + HEADER + 32);
+  private bytes: number;
+  private init_: InitState | null = null;
+  private intent_: JournalState['intent'] = null;
+  private snapshotSource: { write(s: JournalSnapshot): void; live(): number } | null = null;
+
+  constructor(readonly path: string) {
+    this.fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND, 0o600);
+    this.bytes = fs.fstatSync(this.fd).size;
+  }
+
+  /** Who provides the live state when the journal is compacted. */
+  setSnapshotSource(src: { write(s: JournalSnapshot): void; live(): number }): void {
+    this.snapshotSource = src;
+  }
+
+  private put(len: number): void {
+    const b = this.buf;
+    b.writeUInt32LE(len, 0);
+    const n = native.writeFrom(this.fd, b, len);
+    if (n !== len) throw new Error(`journal write to ${this.path} failed: ${n < 0 ? `errno ${-n}` : 'short write'}`);
+    this.bytes += len;
+  }
+
+  private afterChange(): void {
+    const src = this.snapshotSource;
+    if (src === null || this.bytes < COMPACT_MIN_BYTES) return;
+    if (this.bytes < COMPACT_RATIO * LIVE_RECORD_BYTES * Math.max(1, src.live())) return;
+    this.compact();
+  }
+
+  init(s: InitState): void {
+    this.init_ = s;
+    const b = this.buf;
+    b[4] = Rec.INIT;
+    b.writeUInt32LE(s.minor, HEADER);
+    b[HEADER + 4] = (s.passthrough ? 1 : 0) | (s.posixAcl ? 2 : 0);
+    this.put(HEADER + 5);
+  }
+
+  /** A mutating request is about to run (unique without the resend bit). */
+  intent(lo: number, hi: number, opcode: number): void {
+    this.intent_ = { lo, hi, opcode };
+    const b = this.buf;
+    b[4] = Rec.INTENT;
+    b.writeUInt32LE(lo, HEADER);
+    b.writeUInt32LE(hi, HEADER + 4);
+    b.writeUInt32LE(opcode, HEADER + 8);
+    this.put(HEADER + 12);
+  }
+
+  node(id: number, parent: number, name: string, ino: number, detached = false): void {
+    const b = this.buf;
+    b[4] = Rec.NODE;
+    b.writeDoubleLE(id, HEADER);
+    b.writeDoubleLE(parent, HEADER + 8);
+    b.writeDoubleLE(ino, HEADER + 16);
+    const n = b.write(name, HEADER + 24, 'utf8');
+    this.put(HEADER + 24 + n);
+    if (detached) this.detach(id);
+    else this.afterChange();
+  }
+
+  detach(id: number): void {
+    this.idRecord(Rec.DETACH, id);
+  }
+
+  drop(id: number): void {
+    this.idRecord(Rec.DROP, id);
+  }
+
+  open(fh: number, nodeid: number, write: boolean, backingId: number): void {
+    const b = this.buf;
+    b[4] = Rec.OPEN;
+    b.writeDoubleLE(fh, HEADER);
+    b.writeDoubleLE(nodeid, HEADER + 8);
+    b.writeInt32LE(backingId, HEADER + 16);
+    b[HEADER + 20] = write ? 1 : 0;
+    this.put(HEADER + 21);
+    this.afterChange();
+  }
+
+  release(fh: number): void {
+    this.idRecord(Rec.RELEASE, fh);
+  }
+
+  private idRecord(type: Rec, id: number): void {
+    const b = this.buf;
+    b[4] = type;
+    b.writeDoubleLE(id, HEADER);
+    this.put(HEADER + 8);
+    this.afterChange();
+  }
+
+  /** Rewrites the journal as a snapshot of the live state (written aside, then renamed over it). */
+  compact(): void {
+    const src = this.snapshotSource;
+    if (src === null) return;
+    const tmp = this.path + '.new';
+    const old = this.fd;
+    this.fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_APPEND, 0o600);
+    this.bytes = 0;
+    const source = this.snapshotSource;
+    this.snapshotSource = null; // no compaction while writing one
+    try {
+      if (this.init_) this.init(this.init_);
+      if (this.intent_) this.intent(this.intent_.lo, this.intent_.hi, this.intent_.opcode);
+      src.write(this);
+      fs.renameSync(tmp, this.path);
+      fs.closeSync(old);
+    } catch (err) {
+      fs.closeSync(this.fd);
+      this.fd = old;
+      this.bytes = fs.fstatSync(old).size;
+      fs.rmSync(tmp, { force: true });
+      throw err;
+    } finally {
+      this.snapshotSource = source;
+    }
+  }
+
+  close(): void {
+    if (this.fd >= 0) fs.closeSync(this.fd);
+    this.fd = -1;
+  }
+
+  /** The connection is over: the journal goes. */
+  remove(): void {
+    this.close();
+    fs.rmSync(this.path, { force: true });
+  }
+
+  /** The state recorded in a journal file (empty when there is none). */
+  static read(path: string): JournalState {
+    const st: JournalState = { init: null, intent: null, nodes: new Map(), handles: new Map() };
+    let data: Buffer;
+    try {
+      data = fs.readFileSync(path);
+    } catch {
+      return st;
+    }
+    for (let off = 0; off + HEADER <= data.length; ) {
+      const len = data.readUInt32LE(off);
+      if (len < HEADER || off + len > data.length) break; // torn tail
+      const p = off + HEADER;
+      switch (data[off + 4] as Rec) {
+        case Rec.INIT:
+          st.init = { minor: data.readUInt32LE(p), passthrough: (data[p + 4] & 1) !== 0, posixAcl: (data[p + 4] & 2) !== 0 };
+          break;
+        case Rec.INTENT:
+          st.intent = { lo: data.readUInt32LE(p), hi: data.readUInt32LE(p + 4), opcode: data.readUInt32LE(p + 8) };
+          break;
+        case Rec.NODE:
+          st.nodes.set(data.readDoubleLE(p), {
+            parent: data.readDoubleLE(p + 8),
+            ino: data.readDoubleLE(p + 16),
+            name: data.toString('utf8', p + 24, off + len),
+            detached: false,
+          });
+          break;
+        case Rec.DETACH: {
+          const n = st.nodes.get(data.readDoubleLE(p));
+          if (n) n.detached = true;
+          break;
+        }
+        case Rec.DROP:
+          st.nodes.delete(data.readDoubleLE(p));
+          break;
+        case Rec.OPEN:
+          st.handles.set(data.readDoubleLE(p), { nodeid: data.readDoubleLE(p + 8), backingId: data.readInt32LE(p + 16), write: data[p + 20] === 1 });
+          break;
+        case Rec.RELEASE:
+          st.handles.delete(data.readDoubleLE(p));
+          break;
+        default:
+          break; // a record of a later version: skipped
+      }
+      off += len;
+    }
+    return st;
+  }
+}
