@@ -2,6 +2,7 @@
 // (inside its own user namespace) using strata-mount as its overlay mount program, checked against
 // fuse-overlayfs doing the same. /dev/fuse is set 0666 as a normal host has it, and put back.
 import t, { type Test } from 'tap';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { hasCommand, run, type RunResult } from './lib/exec';
@@ -42,6 +43,9 @@ t.test('strata-mount as a plain user, through fusermount3', { skip: skip ?? fals
   fs.writeFileSync(`${d.lower}/gone`, 'lower\n');
   fs.mkdirSync(`${d.lower}/dir`);
   fs.writeFileSync(`${d.lower}/dir/old`, 'old\n');
+  // Served reads (no passthrough here): readahead windows answered by the read-offload thread.
+  const data = crypto.randomBytes(6 * 1024 * 1024 + 12345);
+  fs.writeFileSync(`${d.lower}/data`, data);
   run('chown', ['-R', `${user.uid}:${user.gid}`, dir]);
   // Someone else's private directory in a lower layer: visible, not listable (its user.* xattrs unreadable).
   fs.mkdirSync(`${d.lower}/private`, { mode: 0o700 });
@@ -52,13 +56,26 @@ t.test('strata-mount as a plain user, through fusermount3', { skip: skip ?? fals
   t.match(v, /mounts with: fusermount3/);
 
   const log = `${dir}/mount.log`;
-  const m = user.run(prog, ['-o', `lowerdir=${d.lower},upperdir=${d.upper},workdir=${d.work}`, d.mnt], { STRATA_LOG_LEVEL: 'info', STRATA_LOG_FILE: log });
+  const m = user.run(prog, ['-o', `lowerdir=${d.lower},upperdir=${d.upper},workdir=${d.work}`, d.mnt], { STRATA_LOG_LEVEL: 'debug', STRATA_LOG_FILE: log });
   t.teardown(() => void run('umount', ['-l', d.mnt]));
   expectOk(t, m, 'mount as the user');
   t.ok(isMounted(d.mnt), 'mounted');
   const entry = fs.readFileSync('/proc/mounts', 'utf8').split('\n').find((l) => l.split(' ')[1] === d.mnt) ?? '';
   t.match(entry, new RegExp(`fuse\\.strata .*user_id=${user.uid},group_id=${user.gid}`), 'a user mount made by fusermount3');
   t.match(fs.readFileSync(log, 'utf8'), /"dataPath":"served[^"]*","via":"fusermount3".*"msg":"mounted"/, 'the log names the data path and the mount method');
+
+  const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
+  const reads = [
+    'sleep 1', // the read-offload thread starts with the mount; until it is up, READs are answered inline
+    `cd ${d.mnt}`,
+    'sha256sum < data',
+    'dd if=data bs=100000 skip=7 count=20 2>/dev/null | sha256sum',
+    'tail -c 777 data | sha256sum',
+    // two readers at once, each over its own readahead
+    '(sha256sum < data > r1 & sha256sum < data > r2 & wait); cat r1 r2; rm r1 r2',
+  ].join('\n');
+  const want = [sha(data), sha(data.subarray(700000, 2700000)), sha(data.subarray(data.length - 777)), sha(data), sha(data)].map((h) => `${h}  -`).join('\n') + '\n';
+  t.equal(expectOk(t, user.run('sh', ['-c', reads]), 'served reads'), want, 'served reads return the file, whole, in ranges and side by side');
 
   const script = [
     'set -e',
@@ -76,12 +93,16 @@ t.test('strata-mount as a plain user, through fusermount3', { skip: skip ?? fals
   // Only the user sees into its mount (no user_allow_other in /etc/fuse.conf): look as the user.
   const look = `cd ${d.mnt} && ls -1 . && ls -1 dir && cat kept renamed && wc -c < big`;
   const out = expectOk(t, user.run('sh', ['-c', `${script}\n${look}`]), 'writes as the user');
-  t.equal(out, 'lower\nbig\ndir\nkept\nprivate\nrenamed\nf\nlower\nmore\nnew data\n3145728\n', 'the merged view after the writes');
+  t.equal(out, 'lower\nbig\ndata\ndir\nkept\nprivate\nrenamed\nf\nlower\nmore\nnew data\n3145728\n', 'the merged view after the writes');
   const priv = user.run('sh', ['-c', `stat -c '%a %u' ${d.mnt}/private; ls ${d.mnt}/private`]);
   t.equal(priv.stdout, '700 0\n', 'a private lower dir of root shows with its owner');
   t.match(priv.stderr, /Permission denied/, 'and cannot be listed');
   expectOk(t, user.run('fusermount3', ['-u', d.mnt]), 'fusermount3 -u as the user');
   t.ok(waitUnmounted(d.mnt), 'unmounted');
+  // The count is logged as the session ends, which may be just after the mount is gone.
+  let served: RegExpExecArray | null = null;
+  for (const end = Date.now() + 10_000; served === null && Date.now() < end; sleepMs(50)) served = /"offloadedReads":(\d+)/.exec(fs.readFileSync(log, 'utf8'));
+  t.ok(served !== null && Number(served[1]) > 0, `readahead READs went to the read-offload thread (${served?.[1]})`);
 
   // The upper dir, as an unprivileged writer leaves it: owned by the user, whiteouts as 0/0
   // devices (allowed unprivileged), opacity as user.overlay.opaque (trusted.* needs CAP_SYS_ADMIN).
@@ -96,14 +117,14 @@ t.test('strata-mount as a plain user, through fusermount3', { skip: skip ?? fals
   const k = { work: `${dir}/kwork`, mnt: `${dir}/kmnt` };
   fs.mkdirSync(k.work);
   mountKernelOverlay(t, { lowers: [d.lower], upper: d.upper, work: k.work, mnt: k.mnt, programDefaults: true, extraOpts: ['userxattr'] });
-  t.same(fs.readdirSync(k.mnt).sort(), ['big', 'dir', 'kept', 'private', 'renamed'], 'the kernel (userxattr) sees the same names');
+  t.same(fs.readdirSync(k.mnt).sort(), ['big', 'data', 'dir', 'kept', 'private', 'renamed'], 'the kernel (userxattr) sees the same names');
   t.same(fs.readdirSync(`${k.mnt}/dir`), ['f'], 'and the opaque dir');
   t.equal(fs.readFileSync(`${k.mnt}/renamed`, 'utf8'), 'new data\n');
   run('umount', [k.mnt]);
 
   // And strata, mounted by the user again, reads the kernel's and its own markers.
   expectOk(t, user.run(prog, ['-o', `lowerdir=${d.lower},upperdir=${d.upper},workdir=${d.work}`, d.mnt]), 'second mount');
-  t.equal(expectOk(t, user.run('sh', ['-c', look]), 'look again'), 'big\ndir\nkept\nprivate\nrenamed\nf\nlower\nmore\nnew data\n3145728\n', 'the same view');
+  t.equal(expectOk(t, user.run('sh', ['-c', look]), 'look again'), 'big\ndata\ndir\nkept\nprivate\nrenamed\nf\nlower\nmore\nnew data\n3145728\n', 'the same view');
   expectOk(t, user.run('fusermount3', ['-u', d.mnt]), 'second unmount');
   t.ok(waitUnmounted(d.mnt));
 });

@@ -42,14 +42,13 @@ import {
   readU64,
   writeU64,
 } from './protocol';
+import { NOT_SENT, SplicePipe } from './splice-pipe';
+import { offloadedRead, startReadOffload, waitOffloadedReads } from './read-offload';
 import { Journal, type JournalState } from './journal';
 import { RESEND_BIT_HI, alreadyDone, isMutating } from './replay';
 import { FuseError, type EntryOut, type FuseChannel, type FuseFilesystem, type OpenOut, type RequestContext, type StatArray } from './filesystem';
 
 const E = os.constants.errno;
-const PAGE = 4096;
-/** The splice pipe's capacity: a 1 MiB READ fits (pipe-max-size allows 1 MiB to anyone). */
-const PIPE_SIZE = MAX_WRITE + 2 * PAGE;
 
 export interface SessionOptions {
   /** Ask for passthrough when the kernel offers it (needs CAP_SYS_ADMIN). */
@@ -107,10 +106,10 @@ export class FuseSession implements FuseChannel {
   private replaying = false;
   /** Requests served, by opcode (logged at debug level when the session ends). */
   private readonly counts = new Float64Array(64);
+  /** READs answered by the read-offload thread. */
+  private offloaded = 0;
   /** READ replies go through this pipe by splice (null: not available, data is copied). */
-  private pipe: [number, number] | null = null;
-  private pipeSize = 0;
-  private devNull = -1;
+  private pipe: SplicePipe | null = null;
   private readonly spliceSt = native.newStatArray();
 
   constructor(
@@ -137,6 +136,7 @@ export class FuseSession implements FuseChannel {
       this.minor = state.init.minor;
       this.passthrough = state.init.passthrough;
       this.posixAcl = state.init.posixAcl;
+      if (!this.passthrough) startReadOffload();
       this.inFlight = state.intent && { lo: state.intent.lo, hi: state.intent.hi };
       this.journal?.init(state.init);
       this.fs.init(this);
@@ -150,24 +150,15 @@ export class FuseSession implements FuseChannel {
 
   private openPipe(): void {
     try {
-      const p = native.pipe2();
-      // Unprivileged, pipe-max-size (1 MiB by default) caps it: smaller reads still splice.
-      let size = -1;
-      for (const want of [PIPE_SIZE, 1 << 20, 256 * 1024]) if (size < 0) size = native.setPipeSize(p[1], want);
-      this.devNull = fs.openSync('/dev/null', 'w');
-      this.pipe = p;
-      this.pipeSize = Math.max(size, 64 * 1024);
+      this.pipe = SplicePipe.open();
     } catch (err) {
       this.log('warn', 'no splice pipe; READ data is copied', { err: String(err) });
     }
   }
 
   private closePipe(): void {
-    for (const fd of [...(this.pipe ?? []), this.devNull]) {
-      if (fd >= 0) fs.closeSync(fd);
-    }
+    this.pipe?.close();
     this.pipe = null;
-    this.devNull = -1;
   }
 
   get deviceFd(): number {
@@ -215,11 +206,12 @@ export class FuseSession implements FuseChannel {
   /** The connection is over: logs the request counts and lets the filesystem release what it holds. */
   end(): void {
     this.stopped = true;
+    waitOffloadedReads(); // they use this connection's and the filesystem's fds
     const byOp: Record<string, number> = {};
     this.counts.forEach((c, op) => {
       if (c > 0) byOp[op] = c;
     });
-    this.log('debug', 'requests served by opcode', { requests: byOp });
+    this.log('debug', 'requests served by opcode', { requests: byOp, offloadedReads: this.offloaded });
     this.closePipe();
     try {
       this.fs.destroy();
@@ -432,6 +424,11 @@ export class FuseSession implements FuseChannel {
         const fh = readU64(b, p);
         const offset = readU64(b, p + 8);
         const size = Math.min(b.readUInt32LE(p + 16), MAX_WRITE);
+        // Readahead windows go to the offload thread, so the next request is read meanwhile.
+        if (offloadedRead(this.fd, this.fs, fh, offset, size, this.uniqueLo, this.uniqueHi)) {
+          this.offloaded++;
+          return;
+        }
         if (this.spliceRead(fh, offset, size)) return;
         const n = fsys.read(ctx, nodeid, fh, offset, size, this.outBuf, OUT_HEADER_SIZE);
         return this.send(OUT_HEADER_SIZE + n, 0);
@@ -570,46 +567,21 @@ export class FuseSession implements FuseChannel {
    * pipe, or the file changed size under us.
    */
   private spliceRead(fh: number, offset: number, size: number): boolean {
-    // A pipe holds whole pages: room for the header's page and an unaligned range's extra one.
-    if (this.pipe === null || size + 2 * PAGE > this.pipeSize) return false;
+    if (this.pipe === null || !this.pipe.fits(size)) return false;
     const fd = this.fs.readSource?.(fh);
     if (fd === undefined) return false;
     const st = this.spliceSt;
     if (native.fstatInto(fd, st) !== 0) return false;
     const n = Math.max(0, Math.min(size, st[native.ST.SIZE] - offset));
     if (n === 0) return false;
-    const [r, w] = this.pipe;
     const o = this.outBuf;
     o.writeUInt32LE(OUT_HEADER_SIZE + n, 0);
     o.writeInt32LE(0, 4);
     o.writeUInt32LE(this.uniqueLo, 8);
     o.writeUInt32LE(this.uniqueHi, 12);
-    if (native.writeFrom(w, o, OUT_HEADER_SIZE) !== OUT_HEADER_SIZE) return this.spliceFailed();
-    let moved = 0;
-    while (moved < n) {
-      const m = native.splice(fd, offset + moved, w, -1, n - moved, native.SPLICE_F_MOVE);
-      if (m <= 0) return this.spliceFailed();
-      moved += m;
-    }
-    const sent = native.splice(r, -1, this.fd, -1, OUT_HEADER_SIZE + n, native.SPLICE_F_MOVE);
-    // ENOENT: the request was interrupted and is gone. Anything else left in the pipe is dropped.
-    if (sent !== OUT_HEADER_SIZE + n) {
-      if (sent !== -E.ENOENT) this.log('warn', 'spliced reply failed', { errno: sent < 0 ? -sent : 0, len: OUT_HEADER_SIZE + n });
-      this.drainPipe();
-    }
-    return true;
-  }
-
-  /** A short splice into the pipe: empty it and let the copying path answer. */
-  private spliceFailed(): false {
-    this.drainPipe();
-    return false;
-  }
-
-  private drainPipe(): void {
-    if (this.pipe === null) return;
-    // Non-blocking: nothing else writes to the pipe, so an empty pipe ends it.
-    while (native.splice(this.pipe[0], -1, this.devNull, -1, this.pipeSize, native.SPLICE_F_NONBLOCK) > 0);
+    const r = this.pipe.reply(this.fd, fd, offset, n, o);
+    if (r > 0) this.log('warn', 'spliced reply failed', { errno: r, len: OUT_HEADER_SIZE + n });
+    return r !== NOT_SENT;
   }
 
   // --- INIT ------------------------------------------------------------------------
@@ -648,6 +620,7 @@ export class FuseSession implements FuseChannel {
     let flags2 = 0;
     if (this.opts.passthrough && kflags2 & Init2.PASSTHROUGH) flags2 |= Init2.PASSTHROUGH;
     this.passthrough = (flags2 & Init2.PASSTHROUGH) !== 0;
+    if (!this.passthrough) startReadOffload();
     this.posixAcl = (flags & Init.POSIX_ACL) !== 0;
 
     const o = this.outBuf;

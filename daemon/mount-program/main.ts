@@ -11,7 +11,7 @@ import { parseMountArgs, USAGE, UsageError, type MountCommand } from './options'
 
 const STATUS_FD = 3;
 
-const SERVED = 'served (READ/WRITE answered by strata-mount: 1 MiB requests, page cache kept for unchanged files, reads spliced from the file)';
+const SERVED = 'served (READ/WRITE answered by strata-mount: 1 MiB requests, page cache kept for unchanged files, reads spliced from the file, readahead answered on a second thread)';
 
 /** What --version says about this environment: the data path and how mounts are made. */
 function environment(): string {

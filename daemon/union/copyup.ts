@@ -8,6 +8,8 @@ import * as native from '../../native-shims';
 import { UPPER, type LayerStack } from './layers';
 import type { Logger } from '../log';
 import type { Node, NodeTable } from './nodes';
+import type { LayerXattrs } from './layer-xattrs';
+import { formatOverride, overridable, readOverride, type StatOverride } from './override-stat';
 import { isPrivateXattr } from './whiteouts';
 import { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK } from '../util/file-mode';
 
@@ -25,6 +27,8 @@ export class CopyUp {
     private readonly log?: Logger,
     /** Unprivileged: an owner we may not give (EPERM, or EINVAL for an id our namespace lacks) is left as ours, as fuse-overlayfs does. */
     private readonly lenientOwner = false,
+    /** Override xattrs and renamed names per layer (none: xattrs are copied as they are). */
+    private readonly xattrs?: LayerXattrs,
   ) {
     this.tmpPrefix = `${layers.workTmp}/#${process.pid.toString(16)}_`;
   }
@@ -51,13 +55,15 @@ export class CopyUp {
     const st = native.newStatArray();
     const err = native.lstatInto(src, st);
     if (err !== 0) throw Object.assign(new Error(`copy-up source ${src} vanished`), { errno: -err });
+    const override = this.override(ref.layer, src, st);
     const tmp = this.tmpName();
     // A copy-up is not a change anyone made: the parent keeps its times (as overlayfs does).
     const parentDir = dst.slice(0, dst.lastIndexOf('/'));
     const pst = native.newStatArray();
     native.lstatInto(parentDir, pst);
     try {
-      this.build(src, tmp, st, withData);
+      this.build(src, tmp, st, withData, (name) => this.copiedName(ref.layer, name));
+      if (override !== null) native.lsetxattr(tmp, this.xattrs!.override(UPPER)!, Buffer.from(formatOverride(override)), 0);
       native.renameat2(tmp, dst, native.RENAME_NOREPLACE);
     } catch (e) {
       fs.rmSync(tmp, { recursive: true, force: true });
@@ -71,6 +77,30 @@ export class CopyUp {
     this.nodes.rekey(node, this.layers.realKey(up));
   }
 
+  /** The name an xattr of layer `from` gets in the upper; null: not copied. */
+  private copiedName(from: number, name: string): string | null {
+    if (this.xattrs === undefined) return isPrivateXattr(name) ? null : name;
+    return this.xattrs.copied(from, name);
+  }
+
+  /**
+   * The owner and mode a copy keeps, as fuse-overlayfs keeps them: with an override xattr in the
+   * upper, written there (the source's override, else its real ones); without one, the source's
+   * override (if any) becomes the real owner and mode (`st` is changed, its type kept).
+   */
+  private override(from: number, src: string, st: Float64Array): StatOverride | null {
+    if (this.xattrs === undefined || !overridable(st)) return null;
+    const name = this.xattrs.override(from);
+    const o = name === null ? null : readOverride(src, name);
+    if (this.xattrs.override(UPPER) !== null) return o ?? { uid: st[ST.UID], gid: st[ST.GID], mode: st[ST.MODE] & 0o7777 };
+    if (o !== null) {
+      st[ST.UID] = o.uid;
+      st[ST.GID] = o.gid;
+      st[ST.MODE] = (st[ST.MODE] & S_IFMT) | o.mode;
+    }
+    return null;
+  }
+
   private chown(give: () => void): void {
     try {
       give();
@@ -79,7 +109,7 @@ export class CopyUp {
     }
   }
 
-  private build(src: string, tmp: string, st: Float64Array, withData: boolean): void {
+  private build(src: string, tmp: string, st: Float64Array, withData: boolean, rename: (name: string) => string | null): void {
     const type = st[ST.MODE] & S_IFMT;
     const perm = st[ST.MODE] & 0o7777;
     if (type === S_IFREG) {
@@ -94,9 +124,10 @@ export class CopyUp {
           }
         }
         for (const name of native.llistxattr(src)) {
-          if (isPrivateXattr(name)) continue;
+          const to = rename(name);
+          if (to === null) continue;
           const v = native.lgetxattr(src, name);
-          if (v !== null) native.fsetxattr(out, name, v, 0);
+          if (v !== null) native.fsetxattr(out, to, v, 0);
         }
         this.chown(() => fs.fchownSync(out, st[ST.UID], st[ST.GID]));
         fs.fchmodSync(out, perm); // after chown, which clears set-id bits
@@ -109,21 +140,22 @@ export class CopyUp {
     if (type === S_IFDIR) fs.mkdirSync(tmp, 0o700);
     else if (type === S_IFLNK) fs.symlinkSync(fs.readlinkSync(src, 'buffer') as unknown as string, tmp);
     else native.mknod(tmp, st[ST.MODE], st[ST.RDEV_MAJOR], st[ST.RDEV_MINOR]);
-    copyXattrs(src, tmp);
+    copyXattrs(src, tmp, rename);
     this.chown(() => fs.lchownSync(tmp, st[ST.UID], st[ST.GID]));
     if (type !== S_IFLNK) fs.chmodSync(tmp, perm);
     native.utimensat(tmp, st[ST.ATIME], st[ST.ATIME_NS], st[ST.MTIME], st[ST.MTIME_NS], native.AT_SYMLINK_NOFOLLOW);
   }
 }
 
-/** Copies every xattr but overlayfs' own from one path to another (no symlink follow). */
-export function copyXattrs(src: string, dst: string): void {
+/** Copies the xattrs `rename` names (null: skipped) from one path to another (no symlink follow). */
+export function copyXattrs(src: string, dst: string, rename: (name: string) => string | null): void {
   for (const name of native.llistxattr(src)) {
-    if (isPrivateXattr(name)) continue;
+    const to = rename(name);
+    if (to === null) continue;
     const v = native.lgetxattr(src, name);
     if (v === null) continue;
     try {
-      native.lsetxattr(dst, name, v, 0);
+      native.lsetxattr(dst, to, v, 0);
     } catch (err) {
       // user.* xattrs are not allowed on symlinks and special files of some filesystems.
       if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;

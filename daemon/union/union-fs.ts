@@ -26,13 +26,14 @@ import type { UnionConfig } from './config';
 import { CopyUp } from './copyup';
 import { DataPath, type Handle } from './data-path';
 import { IdMap, overflowIds } from './idmap';
-import { applyOverride, formatOverride, overrideXattrFor } from './override-stat';
+import { applyOverride, formatOverride, overridable } from './override-stat';
+import { LayerXattrs, initUpperOverride } from './layer-xattrs';
 import { LayerStack, UPPER } from './layers';
 import { Node, NodeTable, type LowerRef } from './nodes';
 import { mergedListing } from './readdir';
 import { Renamer, type Alias } from './rename';
 import { Resolver, type Resolved } from './resolve';
-import { TRUSTED_MARKERS, USER_MARKERS, WH_PREFIX, WhiteoutMaker, isOpaqueDir, isPrivateXattr, isWhiteout, type MarkerXattrs } from './whiteouts';
+import { TRUSTED_MARKERS, USER_MARKERS, WH_PREFIX, WhiteoutMaker, isOpaqueDir, isWhiteout, type MarkerXattrs } from './whiteouts';
 
 const E = os.constants.errno;
 const { ST } = native;
@@ -74,8 +75,8 @@ export class UnionFs implements FuseFilesystem {
   /** uidmapping= / gidmapping=: stored ids <-> shown ids. */
   private readonly uids: IdMap;
   private readonly gids: IdMap;
-  /** Per layer, the xattr holding owner and mode overrides (override-stat.ts), or null; null when no layer has one. */
-  private readonly overrides: (string | null)[] | null;
+  /** Per layer, the xattr holding owner and mode overrides, and the names xattrs are stored under (layer-xattrs.ts). */
+  private readonly xattrs: LayerXattrs;
 
   constructor(
     private readonly cfg: UnionConfig,
@@ -85,16 +86,18 @@ export class UnionFs implements FuseFilesystem {
     const overflow = overflowIds();
     this.uids = new IdMap(cfg.uidMapping ?? [], cfg.overflowUid ?? overflow.uid);
     this.gids = new IdMap(cfg.gidMapping ?? [], cfg.overflowGid ?? overflow.gid);
-    const overrides = this.layers.roots.map((root, i) => (root === '' ? null : overrideXattrFor(root, i === UPPER ? cfg.xattrPermissions : undefined)));
-    this.overrides = overrides.some((o) => o !== null) ? overrides : null;
+    this.xattrs = new LayerXattrs(this.layers.roots, cfg.xattrPermissions);
     this.resolver = new Resolver(this.layers, cfg.followRedirects !== false);
     this.opaqueNewDirs = cfg.redirectDir === true || cfg.xino === true;
     const rootInfo = this.rootInfo();
     this.nodes = new NodeTable(this.layers, rootInfo);
-    this.copy = new CopyUp(this.layers, this.nodes, this.log, cfg.userxattr === true);
+    this.copy = new CopyUp(this.layers, this.nodes, this.log, cfg.userxattr === true, this.xattrs);
     this.markers = cfg.userxattr ? USER_MARKERS : TRUSTED_MARKERS;
     this.whiteouts = new WhiteoutMaker(this.layers.workTmp, this.markers);
-    if (this.layers.writable) this.prepareWorkdir();
+    if (this.layers.writable) {
+      this.prepareWorkdir();
+      initUpperOverride(this.layers.roots, this.xattrs);
+    }
     this.data = new DataPath(
       {
         nodes: this.nodes,
@@ -221,9 +224,9 @@ export class UnionFs implements FuseFilesystem {
   /** Adjusts real attributes to what the union reports. */
   private present(node: Node, st: Float64Array): Float64Array {
     if (node.isMergedDir) st[ST.NLINK] = 1;
-    if (this.overrides !== null && !node.unlinked) {
+    if (this.xattrs.overrides !== null && !node.unlinked) {
       const layer = node.upper ? UPPER : node.lowers[0]?.layer;
-      const name = layer === undefined ? null : this.overrides[layer];
+      const name = layer === undefined ? null : this.xattrs.override(layer);
       if (name) applyOverride(this.realPath(node), name, st);
     }
     // As fuse-overlayfs: squash_to_* wins over the mappings.
@@ -386,6 +389,14 @@ export class UnionFs implements FuseFilesystem {
   private setOwner(path: string, uid: number, gid: number, mode: number): void {
     const st = this.st;
     native.lstatInto(path, st);
+    const override = this.xattrs.override(UPPER);
+    if (override !== null && overridable(st)) {
+      // As fuse-overlayfs with xattr_permissions: owner and mode live in the xattr; the real mode
+      // keeps the owner (this process) able to use the entry.
+      native.lsetxattr(path, override, Buffer.from(formatOverride({ uid, gid, mode: mode & 0o7777 })), 0);
+      fs.chmodSync(path, (st[ST.MODE] & 0o7777) | 0o755);
+      return;
+    }
     if (st[ST.UID] === uid && st[ST.GID] === gid) return;
     try {
       fs.lchownSync(path, uid, gid);
@@ -434,14 +445,15 @@ export class UnionFs implements FuseFilesystem {
     const cur = this.stat(node, h ? a.fh : undefined);
     const isLink = (cur[ST.MODE] & S_IFMT) === S_IFLNK;
     const [curUid, curGid] = [cur[ST.UID], cur[ST.GID]];
-    const override = this.overrides?.[UPPER] ?? null;
-    if (override !== null && a.valid & (Fattr.MODE | Fattr.UID | Fattr.GID) && path !== undefined && (node.isDir || (cur[ST.MODE] & S_IFMT) === S_IFREG)) {
+    const override = this.xattrs.override(UPPER);
+    if (override !== null && a.valid & (Fattr.MODE | Fattr.UID | Fattr.GID) && path !== undefined && overridable(cur)) {
       // Owner and mode go to the override xattr, as fuse-overlayfs does where it cannot set them.
-      applyOverride(path, override, cur);
+      const type = applyOverride(path, override, cur)?.type;
       native.lsetxattr(path, override, Buffer.from(formatOverride({
         uid: a.valid & Fattr.UID ? (this.uids.toDisk(a.uid) ?? fail(E.EINVAL)) : cur[ST.UID],
         gid: a.valid & Fattr.GID ? (this.gids.toDisk(a.gid) ?? fail(E.EINVAL)) : cur[ST.GID],
         mode: a.valid & Fattr.MODE ? a.mode & 0o7777 : cur[ST.MODE] & 0o7777,
+        type,
       })), 0);
       a = { ...a, valid: a.valid & ~(Fattr.MODE | Fattr.UID | Fattr.GID) };
     }
@@ -681,32 +693,49 @@ export class UnionFs implements FuseFilesystem {
 
   // --- xattrs -------------------------------------------------------------------------
 
+  /** The layer a node's real path lies in. */
+  private layerOf(node: Node): number {
+    return node.upper ? UPPER : (node.lowers[0]?.layer ?? UPPER);
+  }
+
   getxattr(_ctx: RequestContext, nodeid: number, name: string): Buffer | null {
-    if (isPrivateXattr(name)) return null;
-    const value = native.lgetxattr(this.realPath(this.nodes.get(nodeid)), name);
+    const node = this.nodes.get(nodeid);
+    const stored = this.xattrs.stored(this.layerOf(node), name);
+    if (stored === null) return null;
+    const value = native.lgetxattr(this.realPath(node), stored);
     if (value === null && name === SELINUX_LABEL && !HOST_HAS_SELINUX) fail(E.EOPNOTSUPP);
     return value;
   }
 
   listxattr(_ctx: RequestContext, nodeid: number): string[] {
-    return native.llistxattr(this.realPath(this.nodes.get(nodeid))).filter((n) => !isPrivateXattr(n));
+    const node = this.nodes.get(nodeid);
+    const layer = this.layerOf(node);
+    const names: string[] = [];
+    for (const stored of native.llistxattr(this.realPath(node))) {
+      const name = this.xattrs.shown(layer, stored);
+      if (name !== null) names.push(name);
+    }
+    return names;
   }
 
   setxattr(_ctx: RequestContext, nodeid: number, name: string, value: Buffer, flags: number): void {
-    if (isPrivateXattr(name)) fail(E.EPERM);
+    const stored = this.xattrs.stored(UPPER, name) ?? fail(E.EPERM);
     this.writable();
     const node = this.nodes.get(nodeid);
     this.copy.copyUp(node, true);
-    native.lsetxattr(this.upperPath(node), name, value, flags);
+    native.lsetxattr(this.upperPath(node), stored, value, flags);
   }
 
   removexattr(_ctx: RequestContext, nodeid: number, name: string): void {
-    if (isPrivateXattr(name)) fail(E.EPERM);
+    const stored = this.xattrs.stored(UPPER, name) ?? fail(E.EPERM);
     this.writable();
     const node = this.nodes.get(nodeid);
-    if (!node.upper && native.lgetxattr(this.realPath(node), name) === null) fail(E.ENODATA);
+    if (!node.upper) {
+      const there = this.xattrs.stored(this.layerOf(node), name);
+      if (there === null || native.lgetxattr(this.realPath(node), there) === null) fail(E.ENODATA);
+    }
     this.copy.copyUp(node, true);
-    native.lremovexattr(this.upperPath(node), name);
+    native.lremovexattr(this.upperPath(node), stored);
   }
 
   // --- takeover (fuse/journal.ts) -------------------------------------------------------
