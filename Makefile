@@ -32,7 +32,10 @@ native: $(NATIVE)
 
 # The CLI is also bundled into one file (bin/strata runs it): one file to read and compile starts
 # much faster than a tree of modules. yargs is ESM: import.meta.url becomes the bundle's own URL;
-# string-width is replaced by cli/string-width.ts (see there).
+# string-width is replaced by cli/string-width.ts (see there). The commonest commands have a
+# smaller bundle of their own, without yargs (cli/fast.ts), which bin/strata tries first; the archive
+# code they never run stays out of it (required from dist/daemon/archive, next to it, if ever).
+# Both get their V8 code cache written by a first run.
 build: deps native
 	./node_modules/.bin/tsc -p tsconfig.json
 	./node_modules/.bin/esbuild dist/cli/main.js --bundle --platform=node --target=node20 --minify \
@@ -40,7 +43,10 @@ build: deps native
 	  --define:import.meta.url=__importMetaUrl \
 	  --banner:js="const __importMetaUrl = require('url').pathToFileURL(__filename).href;" \
 	  --outfile=dist/cli/strata.js
-	rm -f dist/cli/strata.js.cache; bin/strata container ls --help >/dev/null
+	./node_modules/.bin/esbuild dist/cli/fast.js --bundle --platform=node --target=node20 --minify \
+	  --external:*.node --external:../daemon/archive --log-level=warning --outfile=dist/cli/strata-fast.js
+	rm -f dist/cli/strata.js.cache dist/cli/strata-fast.js.cache; bin/strata container ls --help >/dev/null
+	bin/strata --socket /nonexistent/strata.sock ps >/dev/null 2>&1 || true
 	chmod +x bin/*
 
 test: build

@@ -1,6 +1,9 @@
 // HTTP/1.1 JSON client for stratad's API over a Unix socket (routes: daemon/model/types.ts).
-import * as http from 'node:http';
+// JSON calls go through socket-http.ts; node:http, costly to load, only for streamed transfers.
+import type * as Http from 'node:http';
 import type { Readable } from 'node:stream';
+import { API_VERSION } from '../daemon/model/types';
+import { requestOverSocket } from './socket-http';
 
 import { DEFAULT_SOCKET } from '../daemon/model/types';
 
@@ -94,7 +97,8 @@ export class Client {
   }
 
   /** GETs a binary body into `out` (e.g. stdout); rejects if the daemon aborts it midway. */
-  download(path: string, out: NodeJS.WritableStream): Promise<number> {
+  download(path: string, out: NodeJS.WritableStream, onBytes?: (n: number) => void): Promise<number> {
+    const http = require('node:http') as typeof Http;
     return new Promise<number>((resolve, reject) => {
       const req = http.request({ socketPath: this.socket, method: 'GET', path }, (res) => {
         const status = res.statusCode ?? 0;
@@ -107,6 +111,7 @@ export class Client {
         let bytes = 0;
         res.on('data', (c: Buffer) => {
           bytes += c.length;
+          onBytes?.(c.length);
           if (!out.write(c)) {
             res.pause();
             out.once('drain', () => res.resume());
@@ -126,41 +131,38 @@ export class Client {
     return this.request<T>('POST', path, undefined, { body, contentType });
   }
 
-  request<T>(method: string, path: string, body?: unknown, stream?: { body: NodeJS.ReadableStream; contentType: string }): Promise<T> {
+  async request<T>(method: string, path: string, body?: unknown, stream?: { body: NodeJS.ReadableStream; contentType: string }): Promise<T> {
+    if (stream) return this.streamRequest<T>(method, path, stream);
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const headers: http.OutgoingHttpHeaders = { Accept: 'application/json' };
-    if (payload) {
-      headers['Content-Type'] = 'application/json';
-      headers['Content-Length'] = payload.length;
-    } else if (stream) {
-      headers['Content-Type'] = stream.contentType;
+    const headers: Record<string, string> = { Accept: 'application/json' };
+    if (payload) headers['Content-Type'] = 'application/json';
+    let r;
+    try {
+      r = await requestOverSocket(this.socket, method, path, headers, payload);
+    } catch (err) {
+      throw transportError(err as NodeJS.ErrnoException, this.socket);
     }
+    const version = r.headers['api-version'];
+    if (version !== undefined && version !== API_VERSION) {
+      throw new Error(`the strata daemon at ${this.socket} speaks API version ${version} and this strata ${API_VERSION}: restart stratad from the same build as this CLI`);
+    }
+    return answer<T>(r.status, r.statusText, r.headers['content-type'], r.body.toString('utf8'));
+  }
+
+  private streamRequest<T>(method: string, path: string, stream: { body: NodeJS.ReadableStream; contentType: string }): Promise<T> {
+    const http = require('node:http') as typeof Http;
+    const headers: Http.OutgoingHttpHeaders = { Accept: 'application/json', 'Content-Type': stream.contentType };
     return new Promise<T>((resolve, reject) => {
       const req = http.request({ socketPath: this.socket, method, path, headers }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', reject);
         res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          const status = res.statusCode ?? 0;
-          const isJson = /\bjson\b/i.test(String(res.headers['content-type'] ?? ''));
-          let parsed: unknown = text;
-          if (text.length && (isJson || /^\s*[[{"]/.test(text))) {
-            try {
-              parsed = JSON.parse(text);
-            } catch {
-              parsed = text;
-            }
+          try {
+            resolve(answer<T>(res.statusCode ?? 0, res.statusMessage ?? '', res.headers['content-type'], Buffer.concat(chunks).toString('utf8')));
+          } catch (err) {
+            reject(err);
           }
-          if (status < 200 || status >= 300) {
-            const msg =
-              parsed && typeof parsed === 'object' && typeof (parsed as { message?: unknown }).message === 'string'
-                ? (parsed as { message: string }).message
-                : text.trim() || `${status} ${res.statusMessage ?? ''}`.trim();
-            reject(new DaemonError(msg, status));
-            return;
-          }
-          resolve((text.length ? parsed : {}) as T);
         });
       });
       let answered = false;
@@ -171,16 +173,32 @@ export class Client {
         (stream?.body as Readable | undefined)?.destroy();
         reject(transportError(err, this.socket));
       });
-      if (stream) {
-        stream.body.on('error', (err) => {
-          req.destroy();
-          reject(err);
-        });
-        stream.body.pipe(req);
-        return;
-      }
-      if (payload) req.write(payload);
-      req.end();
+      stream.body.on('error', (err) => {
+        req.destroy();
+        reject(err);
+      });
+      stream.body.pipe(req);
     });
   }
+}
+
+/** A JSON answer's value, or the DaemonError its error status carries. */
+function answer<T>(status: number, statusText: string, contentType: string | undefined, text: string): T {
+  const isJson = /\bjson\b/i.test(String(contentType ?? ''));
+  let parsed: unknown = text;
+  if (text.length && (isJson || /^\s*[[{"]/.test(text))) {
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = text;
+    }
+  }
+  if (status < 200 || status >= 300) {
+    const msg =
+      parsed && typeof parsed === 'object' && typeof (parsed as { message?: unknown }).message === 'string'
+        ? (parsed as { message: string }).message
+        : text.trim() || `${status} ${statusText}`.trim();
+    throw new DaemonError(msg, status);
+  }
+  return (text.length ? parsed : {}) as T;
 }

@@ -1,10 +1,11 @@
 // strata: the CLI for stratad. Parses the command line, calls the daemon's HTTP API, prints the answer.
 // Start-up time matters (bin/strata runs a bundle of this tree): what only some commands need (the
 // archive code and native addon, node:os, node:crypto, node:readline) is required where it is used.
+// The commonest commands are run without yargs by fast.ts (bin/strata tries it first).
 import type { Argv, CommandModule } from 'yargs';
 import { DEFAULT_SOCKET } from '../daemon/model/types';
 import { packageVersion } from '../daemon/util/version';
-
+import { GLOBAL_OPTIONS } from './argv';
 
 /** Every command's definition; modules are loaded here, when a command line needs parsing. */
 export function commands(): CommandModule[] {
@@ -33,7 +34,7 @@ export async function main(args: string[]): Promise<void> {
     .scriptName('strata')
     .usage('Usage: $0 [--socket PATH] COMMAND\n\nA container storage engine (client for stratad)')
     .option('socket', {
-      type: 'string',
+      ...GLOBAL_OPTIONS.socket,
       global: true,
       describe: `Daemon socket (default: $STRATA_SOCKET or ${DEFAULT_SOCKET})`,
     });

@@ -1,7 +1,9 @@
-// Client side of the progress protocol (daemon/model/progress.ts), shared by build, save and load:
-// POSTs a request, prints step lines ({stream}) to stdout as they come, draws byte progress bars
-// ({progress}) on stderr when it is a terminal (nothing otherwise), and returns the final {result}.
-import * as http from 'node:http';
+// Client side of the progress protocol (daemon/model/progress.ts), shared by build, save, load,
+// commit, pull and push: POSTs a request, prints step lines ({stream}) to stdout as they come, draws
+// byte progress bars ({progress}) on stderr when it is a terminal (nothing otherwise), and returns the
+// final {result}. Transfers the CLI counts itself (import's upload, export's download) are drawn by
+// the same renderer (countedTransfer).
+import type * as Http from 'node:http';
 import type { ProgressDetail, ProgressMessage } from '../daemon/model/progress';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
@@ -55,6 +57,7 @@ function streamPostOnce(
       failed = true;
       reject(err);
     };
+    const http = require('node:http') as typeof Http; // required here: costly to load, and only transfers need it
     const req = http.request({ socketPath: socket, method: 'POST', path: urlPath, headers }, (res) => {
       answered = true;
       const status = res.statusCode ?? 0;
@@ -128,16 +131,23 @@ function streamPostOnce(
 
 const BAR_WIDTH = 30;
 
-/** `sha256:abcd1234  Loading [=====>     ]  12.3MB/45.6MB` (no brackets when the total is unknown). */
-export function progressLine(p: ProgressDetail): string {
+/**
+ * `sha256:abcd1234  Loading [=====>     ]  12.3MB/45.6MB  8.1MB/s` (no bar when the total is unknown;
+ * the rate, bytes a second, when given).
+ */
+export function progressLine(p: ProgressDetail, rate?: number): string {
+  const speed = rate === undefined ? '' : `  ${humanSize(rate)}/s`;
   if (p.total === null || p.total <= 0) {
-    return `${p.id}  ${p.action}  ${humanSize(p.current)}${p.total === 0 ? '/0B' : ''}`;
+    return `${p.id}  ${p.action}  ${humanSize(p.current)}${p.total === 0 ? '/0B' : ''}${speed}`;
   }
   const frac = Math.max(0, Math.min(1, p.current / p.total));
   const filled = Math.floor(frac * BAR_WIDTH);
   const bar = frac >= 1 ? '='.repeat(BAR_WIDTH) : '='.repeat(filled) + '>' + ' '.repeat(BAR_WIDTH - filled - 1);
-  return `${p.id}  ${p.action} [${bar}]  ${humanSize(p.current)}/${humanSize(p.total)}`;
+  return `${p.id}  ${p.action} [${bar}]  ${humanSize(p.current)}/${humanSize(p.total)}${speed}`;
 }
+
+/** Below this much time a rate says nothing (the first event of a bar). */
+const MIN_RATE_MS = 200;
 
 /** A completion event: current = total (the daemon sets total to current when it was unknown). */
 function isComplete(p: ProgressDetail): boolean {
@@ -157,6 +167,8 @@ export interface TermOut {
  */
 export class ProgressRenderer {
   private readonly active = new Map<string, ProgressDetail>();
+  /** When each bar's first event came: its rate is bytes since then over the time since then. */
+  private readonly started = new Map<string, { at: number; bytes: number }>();
   /** Bar lines currently on screen (below the last text). */
   private drawn = 0;
   /** The last text written did not end with a newline (RUN output mid-line): no bars until it does. */
@@ -166,6 +178,7 @@ export class ProgressRenderer {
     private readonly stdout: TermOut = process.stdout,
     private readonly stderr: TermOut = process.stderr,
     readonly bars: boolean = process.stderr.isTTY === true,
+    private readonly now: () => number = Date.now,
   ) {}
 
   text(s: string): void {
@@ -178,10 +191,12 @@ export class ProgressRenderer {
 
   progress(p: ProgressDetail): void {
     if (!this.bars) return;
+    if (!this.started.has(p.id)) this.started.set(p.id, { at: this.now(), bytes: p.current });
     this.clear();
     if (isComplete(p)) {
       this.active.delete(p.id);
-      if (!this.midLine) this.stderr.write(this.fit(progressLine(p)) + '\n');
+      if (!this.midLine) this.stderr.write(this.fit(progressLine(p, this.rate(p))) + '\n');
+      this.started.delete(p.id);
     } else {
       this.active.set(p.id, p);
     }
@@ -192,6 +207,12 @@ export class ProgressRenderer {
   finish(): void {
     this.clear();
     this.active.clear();
+  }
+
+  private rate(p: ProgressDetail): number | undefined {
+    const s = this.started.get(p.id);
+    const ms = s === undefined ? 0 : this.now() - s.at;
+    return s === undefined || ms < MIN_RATE_MS ? undefined : ((p.current - s.bytes) * 1000) / ms;
   }
 
   private fit(line: string): string {
@@ -210,10 +231,41 @@ export class ProgressRenderer {
   private draw(): void {
     if (!this.bars || this.midLine || this.active.size === 0) return;
     let s = '';
-    for (const p of this.active.values()) s += '\r\x1b[2K' + this.fit(progressLine(p)) + '\n';
+    for (const p of this.active.values()) s += '\r\x1b[2K' + this.fit(progressLine(p, this.rate(p))) + '\n';
     this.stderr.write(s);
     this.drawn = this.active.size;
   }
+}
+
+/** How often a counted transfer redraws its bar (as the daemon's events come: PROGRESS_INTERVAL_MS). */
+const REDRAW_MS = 100;
+
+/**
+ * Byte progress of a transfer the CLI counts itself (the upload of `image import`, the download of
+ * `container export`), drawn as the daemon's progress events are: on stderr, only on a terminal.
+ */
+export function countedTransfer(id: string, action: string, total: number | null, r = new ProgressRenderer()): { add(n: number): void; done(ok?: boolean): void } {
+  let current = 0;
+  let last = 0;
+  let finished = false;
+  const show = (t: number | null) => r.progress({ id, action, current, total: t });
+  if (r.bars) show(total);
+  return {
+    add(n) {
+      current += n;
+      const t = Date.now();
+      if (!r.bars || finished || t - last < REDRAW_MS || (total !== null && current >= total)) return;
+      last = t;
+      show(total);
+    },
+    /** Finished: the completion line when `ok`, else the bar is just taken away (an error follows). */
+    done(ok = true) {
+      if (finished || !r.bars) return;
+      finished = true;
+      if (ok) show(current); // the completion line: current = total
+      r.finish();
+    },
+  };
 }
 
 /** The final `{error}` line of a stream, as a thrown error (printed as one "Error: ..." line). */

@@ -25,9 +25,9 @@ async function main(): Promise<void> {
       const killedAt = Date.now();
       await d.kill('SIGKILL');
       await d.restart();
-      const last = (JSON.parse(d.cli(['info', '--format', 'json']).stdout) as Info).engine.lastTakeover;
-      total.push(last ? Date.parse(last.at) - killedAt : NaN);
-      inside.push(last?.ms ?? NaN);
+      const last = (JSON.parse(d.cli(['info', '--format', 'json']).stdout) as Info).Engine.LastTakeover;
+      total.push(last ? Date.parse(last.At) - killedAt : NaN);
+      inside.push(last?.Ms ?? NaN);
       process.stdout.write(`\rkill ${k + 1}/${kills}: ${total[k]} ms   `);
     }
     process.stdout.write('\n');

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import type { Change, ContainerInspect, ImageInspect } from '../daemon/model/types';
+import type { ChangeEntry, ContainerInspect, ImageInspect } from '../daemon/model/types';
 import { type RunResult, run, runOk, TEST_GID, TEST_UID } from './lib/exec';
 import { startDaemon, type Daemon } from './lib/daemon';
 import { jsonBody, rawRequest } from './lib/http';
@@ -262,8 +262,8 @@ t.test('bind and volume dirs are 0755 whatever the umask; empty mountpoints are 
   fs.writeFileSync(path.join(merged, 'etc', 'real-change'), 'x');
   fs.writeFileSync(path.join(merged, 'x', 'in-bind'), 'x');
   t.ok(fs.existsSync(path.join(host, 'x', 'sub', 'in-bind')), 'the bind works');
-  const changes = JSON.parse(ok(t, d.cli(['diff', '--format', 'json', 'c']), 'diff')) as Change[];
-  t.same(changes.map((c) => `${c.kind} ${c.path}`), ['C /etc', 'A /etc/real-change'], 'diff: the real change only, no mountpoints');
+  const changes = JSON.parse(ok(t, d.cli(['diff', '--format', 'json', 'c']), 'diff')) as ChangeEntry[];
+  t.same(changes.map((c) => `${c.Kind} ${c.Path}`), ['C /etc', 'A /etc/real-change'], 'diff: the real change only, no mountpoints');
   const img = ok(t, d.cli(['commit', 'c', 'after:1']), 'commit');
   t.match(img, /^sha256:/);
   const exportTar = path.join(d.ws, 'export.tar');
@@ -274,11 +274,11 @@ t.test('bind and volume dirs are 0755 whatever the umask; empty mountpoints are 
   t.ok(names.includes('etc') && !names.includes('etc/mnt'), 'nor the mountpoint inside an image dir');
   // The committed layer holds the change only.
   const inspect = JSON.parse(ok(t, d.cli(['image', 'inspect', 'after:1']), 'inspect')) as ImageInspect[];
-  const top = inspect[0].layers[inspect[0].layers.length - 1];
-  const layerDir = path.join(d.root, 'layers', top.id.replace('sha256:', ''));
+  const top = inspect[0].Layers[inspect[0].Layers.length - 1];
+  const layerDir = path.join(d.root, 'layers', top.Id.replace('sha256:', ''));
   t.same(runOk('find', [layerDir, '-mindepth', '1', '-printf', '%P\n']).trim().split('\n').sort(), ['etc', 'etc/real-change'], 'commit: no mountpoints in the layer');
   const ci = JSON.parse(ok(t, d.cli(['container', 'inspect', 'c']), 'inspect c')) as ContainerInspect[];
-  t.equal(mode(path.join(ci[0].upperDir, 'x')), '755', 'the mountpoint made in the upper dir is 0755');
+  t.equal(mode(path.join(ci[0].GraphDriver.Data.UpperDir!, 'x')), '755', 'the mountpoint made in the upper dir is 0755');
   ok(t, d.cli(['container', 'unmount', 'c']), 'unmount');
 });
 
@@ -300,7 +300,7 @@ t.test('store files are private: root 0700, database and WAL 0600, container dir
 
 t.test('tags that read as image ids or digests are refused', opts, async (t) => {
   const d = await daemonWithBase(t, 'b-tags');
-  const id = (JSON.parse(ok(t, d.cli(['image', 'inspect', 'base:1']), 'inspect')) as ImageInspect[])[0].id;
+  const id = (JSON.parse(ok(t, d.cli(['image', 'inspect', 'base:1']), 'inspect')) as ImageInspect[])[0].Id;
   const other = `sha256:${'0123456789abcdef'.repeat(4)}`;
   fails(t, d.cli(['image', 'tag', 'base:1', other]), /looks like an image id or digest/, 'sha256:<hex>');
   fails(t, d.cli(['image', 'tag', 'base:1', id]), /looks like an image id or digest/, 'its own id');

@@ -64,7 +64,7 @@ t.test(`API fuzz: ${COUNT} hostile requests (seed ${SEED})`, { skip: skip ?? fal
   t.ok(best < 100, `info within 100 ms (${best} ms)`);
 
   // What the fuzz created and mounted is removed through the API; then nothing may be left.
-  const ids = jsonLines<{ id: string }>(cli(['ps', '-a', '--format', 'json'])).map((c) => c.id);
+  const ids = jsonLines<{ ID: string }>(cli(['ps', '-a', '--format', 'json'])).map((c) => c.ID);
   for (const id of ids) cli(['rm', '-f', id]);
   t.same(
     listMounts().filter((m) => m.mountPoint.startsWith(d.ws + '/')),

@@ -2,17 +2,14 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { ImageInspect, SystemDf } from '../daemon/model/types';
 import { startDaemon, type Daemon } from './lib/daemon';
 import { importBusyboxImage, runtimeSkipReason } from './lib/base-image';
 import { listMounts } from './lib/mount-table';
 
 const skip = runtimeSkipReason();
 
-interface Inspect {
-  id: string;
-  layers: { id: string; size: number }[];
-  config: { entrypoint: string[] | null; env: string[]; workingDir: string; user: string; labels: Record<string, string> };
-}
+type Inspect = ImageInspect;
 
 function inspect(d: Daemon, ref: string): Inspect {
   const r = d.cli(['image', 'inspect', ref]);
@@ -77,22 +74,19 @@ t.test('build', { skip }, async (t) => {
 
     const ia = inspect(d, 'app-a');
     const ib = inspect(d, 'app-b');
-    t.equal(ia.layers.length, 4, 'base + RUN + 2 COPY layers');
-    t.same(ib.layers.slice(0, 3).map((l) => l.id), ia.layers.slice(0, 3).map((l) => l.id), 'three layers shared');
-    t.not(ib.layers[3].id, ia.layers[3].id, 'the source layer differs');
-    t.same(ia.config.entrypoint, ['/bin/cat', '/app/src.txt']);
+    t.equal(ia.Layers.length, 4, 'base + RUN + 2 COPY layers');
+    t.same(ib.Layers.slice(0, 3).map((l) => l.Id), ia.Layers.slice(0, 3).map((l) => l.Id), 'three layers shared');
+    t.not(ib.Layers[3].Id, ia.Layers[3].Id, 'the source layer differs');
+    t.same(ia.Config.Entrypoint, ['/bin/cat', '/app/src.txt']);
 
     // df counts each shared layer once.
-    const df = JSON.parse(d.cli(['system', 'df', '-v', '--format', 'json']).stdout) as {
-      layersSize: number;
-      images: { repoTags: string[]; size: number; sharedSize: number; uniqueSize: number }[];
-    };
+    const df = JSON.parse(d.cli(['system', 'df', '-v', '--format', 'json']).stdout) as SystemDf;
     const distinct = new Map<string, number>();
-    for (const l of [...ia.layers, ...ib.layers, ...inspect(d, 'base').layers]) distinct.set(l.id, l.size);
-    t.equal(df.layersSize, [...distinct.values()].reduce((x, y) => x + y, 0), 'layers size counts shared layers once');
-    const dfa = df.images.find((i) => i.repoTags.includes('app-a:latest'))!;
-    t.equal(dfa.uniqueSize, ia.layers[3].size, 'only the source layer is unique to app-a');
-    t.equal(dfa.sharedSize, ia.layers.slice(0, 3).reduce((x, l) => x + l.size, 0), 'the first three layers are shared');
+    for (const l of [...ia.Layers, ...ib.Layers, ...inspect(d, 'base').Layers]) distinct.set(l.Id, l.Size);
+    t.equal(df.LayersSize, [...distinct.values()].reduce((x, y) => x + y, 0), 'layers size counts shared layers once');
+    const dfa = df.Images.find((i) => i.RepoTags.includes('app-a:latest'))!;
+    t.equal(dfa.UniqueSize, ia.Layers[3].Size, 'only the source layer is unique to app-a');
+    t.equal(dfa.SharedSize, ia.Layers.slice(0, 3).reduce((x, l) => x + l.Size, 0), 'the first three layers are shared');
     const dfv = d.cli(['system', 'df', '-v']);
     t.equal(dfv.status, 0);
     t.match(dfv.stdout, /app-a/);
@@ -112,13 +106,13 @@ t.test('build', { skip }, async (t) => {
   });
 
   await t.test('mtime-only change hits the cache; a content change rebuilds from there', async (t) => {
-    const before = inspect(d, 'app-b').id;
+    const before = inspect(d, 'app-b').Id;
     const future = new Date(Date.now() + 3600_000);
     fs.utimesSync(path.join(ctx, 'deps.txt'), future, future);
     const b = build('Dockerfile.b', 'app-b');
     t.equal(b.status, 0, b.stderr);
     t.same(cachedSteps(b.stdout), [2, 3, 4, 5], 'every step cached');
-    t.equal(inspect(d, 'app-b').id, before, 'a fully cached build gives the same image');
+    t.equal(inspect(d, 'app-b').Id, before, 'a fully cached build gives the same image');
 
     fs.writeFileSync(path.join(ctx, 'deps.txt'), 'dep-v2\n');
     const a = build('Dockerfile.a', 'app-a');
@@ -204,10 +198,10 @@ t.test('build', { skip }, async (t) => {
     const r = d.cli(['build', '-t', 'features', '--build-arg', 'FROM_CLI=cli', c2]);
     t.equal(r.status, 0, `build: ${r.stderr}\n${r.stdout}`);
     const i = inspect(d, 'features');
-    t.ok(i.config.env.includes('GREETING=hello world'));
-    t.equal(i.config.workingDir, '/srv/app');
-    t.equal(i.config.user, '1000');
-    t.same(i.config.labels, { version: '1.0', name: 'my app' });
+    t.ok(i.Config.Env.includes('GREETING=hello world'));
+    t.equal(i.Config.WorkingDir, '/srv/app');
+    t.equal(i.Config.User, '1000');
+    t.same(i.Config.Labels, { version: '1.0', name: 'my app' });
     const run = (cmd: string) => d.cli(['run', '--rm', '-u', '0', 'features', 'sh', '-c', cmd]).stdout;
     t.equal(run('cat out.txt'), 'hello world 1.0 cli dflt\n', 'substitution and build args');
     t.equal(run('ls conf'), 'a.conf\nb.conf\n', 'glob copies only the matching files');

@@ -122,8 +122,8 @@ t.test('listing rows', async (t) => {
   t.same(
     imageRows(
       [
-        { id: `sha256:${HEX}`, repoTags: ['alpine:latest', 'mine:v1'], created, size: 7_340_000 },
-        { id: `sha256:${'cd'.repeat(32)}`, repoTags: [], created, size: 512 },
+        { Id: `sha256:${HEX}`, RepoTags: ['alpine:latest', 'mine:v1'], Created: created, Size: 7_340_000 },
+        { Id: `sha256:${'cd'.repeat(32)}`, RepoTags: [], Created: created, Size: 512 },
       ],
       false,
       now,
@@ -134,14 +134,14 @@ t.test('listing rows', async (t) => {
       ['<none>', '<none>', 'cdcdcdcdcdcd', '2 hours ago', '512B'],
     ],
   );
-  const h = [{ id: '<missing>', created, createdBy: 'x'.repeat(60), size: 4100, comment: 'c', emptyLayer: false }];
+  const h = [{ Id: '<missing>', Created: created, CreatedBy: 'x'.repeat(60), Size: 4100, Comment: 'c', EmptyLayer: false }];
   t.equal(historyRows(h, false, now)[0][2], 'x'.repeat(44) + '…');
   t.equal(historyRows(h, true, now)[0][2], 'x'.repeat(60));
   t.same(
     containerRows(
       [
-        { id: HEX, name: 'web', image: 'alpine', imageId: `sha256:${HEX}`, state: 'mounted', mountpoint: '/m/x', created, size: 0, startedAt: null, finishedAt: null, exitCode: null },
-        { id: 'cd'.repeat(32), name: 'db', image: 'alpine', imageId: `sha256:${HEX}`, state: 'created', mountpoint: null, created, size: 0, startedAt: null, finishedAt: null, exitCode: null },
+        { Id: HEX, Name: 'web', Image: 'alpine', ImageID: `sha256:${HEX}`, State: 'mounted', Mountpoint: '/m/x', Created: created, SizeRw: 0, StartedAt: null, FinishedAt: null, ExitCode: null },
+        { Id: 'cd'.repeat(32), Name: 'db', Image: 'alpine', ImageID: `sha256:${HEX}`, State: 'created', Mountpoint: null, Created: created, SizeRw: 0, StartedAt: null, FinishedAt: null, ExitCode: null },
       ],
       false,
       now,
@@ -157,17 +157,17 @@ t.test('listing rows', async (t) => {
 
 t.test('info and system df', async (t) => {
   const info = infoText({
-    driver: 'strata-fuse',
-    version: '0.1.0',
-    rootDir: '/var/lib/strata',
-    backingFilesystem: 'extfs',
-    passthrough: true,
-    images: 2,
-    layers: 3,
-    containers: 4,
-    containersMounted: 1,
-    volumes: 5,
-    engine: { threads: 1, maxThreads: 2, mountsServed: 1, liveRestore: true, holderPid: 42, takeovers: 3, lastTakeover: { at: '2026-01-01T00:00:00.000Z', ms: 120, mounts: 1 } },
+    Driver: 'strata-fuse',
+    ServerVersion: '0.1.0',
+    DockerRootDir: '/var/lib/strata',
+    BackingFilesystem: 'extfs',
+    Passthrough: true,
+    Images: 2,
+    Layers: 3,
+    Containers: 4,
+    ContainersMounted: 1,
+    Volumes: 5,
+    Engine: { Threads: 1, MaxThreads: 2, MountsServed: 1, LiveRestore: true, HolderPid: 42, Takeovers: 3, LastTakeover: { At: '2026-01-01T00:00:00.000Z', Ms: 120, Mounts: 1 } },
   });
   t.match(info, /^Storage Driver: strata-fuse$/m);
   t.match(info, /^FUSE Engine: 1 of 2 threads running, 1 mounts served$/m);
@@ -176,21 +176,21 @@ t.test('info and system df', async (t) => {
   t.match(info, /^Passthrough: on$/m);
   t.match(info, /^Containers: 4 \(mounted 1\)$/m);
   const df: SystemDf = {
-    layersSize: 10_000,
-    images: [
-      { id: `sha256:${HEX}`, repoTags: ['a:latest'], created: '', size: 6000, sharedSize: 2000, uniqueSize: 4000, containers: 1 },
-      { id: `sha256:${'cd'.repeat(32)}`, repoTags: [], created: '', size: 6000, sharedSize: 2000, uniqueSize: 4000, containers: 0 },
+    LayersSize: 10_000,
+    Images: [
+      { Id: `sha256:${HEX}`, RepoTags: ['a:latest'], Created: '', Size: 6000, SharedSize: 2000, UniqueSize: 4000, Containers: 1 },
+      { Id: `sha256:${'cd'.repeat(32)}`, RepoTags: [], Created: '', Size: 6000, SharedSize: 2000, UniqueSize: 4000, Containers: 0 },
     ],
-    containers: [
-      { id: HEX, name: 'x', image: 'a', size: 100, state: 'mounted', created: '' },
-      { id: HEX, name: 'y', image: 'a', size: 300, state: 'created', created: '' },
+    Containers: [
+      { Id: HEX, Name: 'x', Image: 'a', SizeRw: 100, State: 'mounted', Created: '' },
+      { Id: HEX, Name: 'y', Image: 'a', SizeRw: 300, State: 'created', Created: '' },
     ],
-    volumes: [
-      { name: 'v1', links: 1, size: 50 },
-      { name: 'v2', links: 0, size: 150 },
+    Volumes: [
+      { Name: 'v1', UsageData: { Size: 50, RefCount: 1 } },
+      { Name: 'v2', UsageData: { Size: 150, RefCount: 0 } },
     ],
-    buildCacheSize: 0,
-    buildCacheCount: 0,
+    BuildCacheSize: 0,
+    BuildCacheCount: 0,
   };
   t.equal(
     dfSummary(df),
@@ -218,6 +218,21 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
     });
   });
 }
+
+t.test('a daemon of another API version: said so, exit 1', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-cli-'));
+  const sock = path.join(dir, 's.sock');
+  // What a stratad from before Docker's key names answers.
+  const server = http.createServer((_req, res) => res.writeHead(200, { 'Content-Type': 'application/json', 'Api-Version': '1' }).end('[{"id":"ab","name":"x"}]'));
+  await new Promise<void>((r) => server.listen(sock, r));
+  t.teardown(() => {
+    server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const r = await cli(['--socket', sock, 'ps']);
+  t.equal(r.code, 1);
+  t.equal(r.stderr, `Error: the strata daemon at ${sock} speaks API version 1 and this strata 2: restart stratad from the same build as this CLI\n`);
+});
 
 t.test('no daemon: one-line connect error, exit 1', async (t) => {
   const sock = '/tmp/nonexistent-strata-test.sock';
@@ -260,13 +275,13 @@ t.test('requests sent to the daemon (fake server)', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-cli-'));
   const sock = path.join(dir, 's.sock');
   const seen: Seen[] = [];
-  const img = { id: `sha256:${HEX}`, repoTags: ['alpine:latest'], created: new Date(Date.now() - 300_000).toISOString(), size: 1234567 };
+  const img = { Id: `sha256:${HEX}`, RepoTags: ['alpine:latest'], Created: new Date(Date.now() - 300_000).toISOString(), Size: 1234567 };
   const reply: Record<string, [number, unknown]> = {
     'POST /images/import?ref=mine%3Av1&message=Imported%20from%20rootfs.tar': [200, { id: `sha256:${HEX}` }],
     'GET /images/json': [200, [img]],
     'POST /containers/create': [201, { id: HEX, warnings: ['careful'] }],
     'POST /containers/web/mount': [200, { mountpoint: '/var/lib/strata/mnt/x' }],
-    'POST /containers/web/commit': [201, { id: `sha256:${'ef'.repeat(32)}` }],
+    'POST /containers/web/commit?progress=1': [200, { result: { id: `sha256:${'ef'.repeat(32)}` } }], // a progress stream of one line
     'DELETE /images/alpine%3Alatest?force=1': [200, { untagged: ['alpine:latest'], deleted: [`sha256:${HEX}`] }],
     'DELETE /images/nope?force=1': [404, { message: 'No such image: nope' }],
     'GET /containers/json?all=1': [200, []],
@@ -321,7 +336,11 @@ t.test('requests sent to the daemon (fake server)', async (t) => {
   r = await run('image', 'ls', '-q');
   t.equal(r.stdout, 'abababababab\n');
   r = await run('image', 'ls', '--format', 'json');
-  t.same(r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l)), [img], 'json: one object per line');
+  t.same(
+    r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l)),
+    [{ ID: 'abababababab', Repository: 'alpine', Tag: 'latest', CreatedAt: img.Created, CreatedSince: '5 minutes ago', Size: '1.23MB' }],
+    'json: one object per line, the row by docker\'s names',
+  );
 
   r = await run('container', 'create', '--name', 'web', '-v', 'data:/data', '-v', '/srv:/srv:ro', '--mount', 'type=volume,src=c,dst=/c,ro', 'alpine');
   t.equal(r.code, 0, r.stderr);
@@ -344,7 +363,7 @@ t.test('requests sent to the daemon (fake server)', async (t) => {
 
   r = await run('commit', '-m', 'msg', '-a', 'me', '-c', 'RUN make', 'web', 'new:tag');
   t.equal(r.stdout, `sha256:${'ef'.repeat(32)}\n`);
-  t.same(seen[0], { method: 'POST', url: '/containers/web/commit', body: { ref: 'new:tag', comment: 'msg', author: 'me', createdBy: 'RUN make' } });
+  t.same(seen[0], { method: 'POST', url: '/containers/web/commit?progress=1', body: { ref: 'new:tag', comment: 'msg', author: 'me', createdBy: 'RUN make' } });
 
   r = await run('rmi', '-f', 'alpine:latest', 'nope');
   t.equal(r.code, 1, 'a failed target makes the exit status 1');

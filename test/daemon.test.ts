@@ -5,7 +5,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import BetterSqlite3 from 'better-sqlite3';
-import type { ContainerInspect, ContainerSummary, HistoryEntry, ImageInspect, ImageSummary, SystemDf, Volume } from '../daemon/model/types';
+import type { ContainerInspect, ImageInspect, SystemDf, Volume } from '../daemon/model/types';
+import type { ContainerRow } from '../cli/commands/containers';
+import type { ImageRow } from '../cli/commands/images';
+import type { VolumeListRow } from '../cli/commands/volumes';
 import { type RunResult, runOk } from './lib/exec';
 import { cleanEnv, ping, startDaemon, STRATAD, type Daemon } from './lib/daemon';
 import { ok, fails, jsonLines } from './lib/expect';
@@ -64,11 +67,13 @@ async function daemonWithBase(t: Test, label: string): Promise<{ d: Daemon; imag
 t.test('storage story: import, mount, copy-up, diff, volume, rm', opts, async (t) => {
   const { d } = await daemonWithBase(t, 'dstory');
   const img = jsonOf<ImageInspect[]>(t, d.cli(['image', 'inspect', 'base:1']), 'image inspect')[0]!;
-  t.equal(img.layers.length, 1, 'one layer');
-  const layerDir = path.join(d.root, 'layers', hex(img.layers[0]!.id));
+  t.equal(img.Layers.length, 1, 'one layer');
+  t.same(img.RootFS, { Type: 'layers', Layers: [img.Layers[0]!.DiffId] }, 'RootFS: the diff ids');
+  const layerDir = path.join(d.root, 'layers', hex(img.Layers[0]!.Id));
+  t.equal(img.GraphDriver.Data.LowerDir, layerDir, 'GraphDriver: the layer dirs');
   t.ok(fs.existsSync(layerDir), 'the layer dir is named by the layer id');
   const before = snapshot(layerDir);
-  const indexFile = path.join(d.root, 'layer-index', hex(img.layers[0]!.id) + '.sidx');
+  const indexFile = path.join(d.root, 'layer-index', hex(img.Layers[0]!.Id) + '.sidx');
   t.ok(LayerIndex.open(indexFile, layerDir).entries > 5, 'the imported layer was indexed as it entered the store');
   fs.writeFileSync(indexFile, 'damaged');
 
@@ -95,9 +100,12 @@ t.test('storage story: import, mount, copy-up, diff, volume, rm', opts, async (t
   t.equal(fs.readFileSync(path.join(volData, 'seed'), 'utf8'), SEED, 'the empty volume was filled with the image /data');
   t.equal(fs.readFileSync(path.join(volData, 'written'), 'utf8'), 'by c1\n', 'a write to /data lands in the volume');
   const ins = jsonOf<ContainerInspect[]>(t, d.cli(['container', 'inspect', 'c1']), 'container inspect')[0]!;
-  t.notOk(fs.existsSync(path.join(ins.upperDir, 'data', 'written')), "...and not in the container's upper");
-  t.equal(fs.readFileSync(path.join(ins.upperDir, 'new.txt'), 'utf8'), 'new\n', 'new file is in the upper');
-  t.same(ins.mounts.map((m) => [m.type, m.source, m.target, m.resolvedSource]), [['volume', 'vol1', '/data', volData]]);
+  const upper = ins.GraphDriver.Data.UpperDir!;
+  t.notOk(fs.existsSync(path.join(upper, 'data', 'written')), "...and not in the container's upper");
+  t.equal(fs.readFileSync(path.join(upper, 'new.txt'), 'utf8'), 'new\n', 'new file is in the upper');
+  t.same(ins.Mounts, [{ Type: 'volume', Name: 'vol1', Source: volData, Destination: '/data', RW: true }]);
+  t.same([ins.Name, ins.Config.Image, ins.State.Status, ins.State.Running, ins.Mountpoint, ins.GraphDriver.Data.MergedDir], ['c1', 'base:1', 'mounted', false, mnt, mnt]);
+  t.equal(ins.GraphDriver.Data.LowerDir, layerDir);
 
   ok(t, d.cli(['rm', '-f', 'c1']), 'rm -f c1');
   t.same(mountsUnder(mnt), [], 'c1 unmounted (union and volume)');
@@ -115,7 +123,7 @@ t.test('storage story: import, mount, copy-up, diff, volume, rm', opts, async (t
 
 t.test('commit, history, system df, image rm', opts, async (t) => {
   const { d, imageId } = await daemonWithBase(t, 'dcommit');
-  const baseLayer = jsonOf<ImageInspect[]>(t, d.cli(['image', 'inspect', 'base:1']), 'inspect base')[0]!.layers[0]!;
+  const baseLayer = jsonOf<ImageInspect[]>(t, d.cli(['image', 'inspect', 'base:1']), 'inspect base')[0]!.Layers[0]!;
   ok(t, d.cli(['container', 'create', '--name', 'c1', 'base:1']), 'create');
   const mnt = ok(t, d.cli(['container', 'mount', 'c1']), 'mount');
   fs.writeFileSync(path.join(mnt, 'extra.bin'), Buffer.alloc(3000, 7));
@@ -123,56 +131,58 @@ t.test('commit, history, system df, image rm', opts, async (t) => {
   t.match(derivedId, /^sha256:[0-9a-f]{64}$/);
   t.not(derivedId, imageId);
 
-  const hist = jsonLines<HistoryEntry>(ok(t, d.cli(['history', '--format', 'json', 'derived:1']), 'history json'));
+  const hist = jsonOf<ImageInspect[]>(t, d.cli(['image', 'inspect', 'derived:1']), 'inspect derived')[0]!.History;
   t.equal(hist.length, 2, 'two history entries');
-  t.equal(hist[0]!.id, derivedId, 'top entry carries the image id');
-  t.equal(hist[0]!.comment, 'add extra');
-  t.equal(hist[0]!.createdBy, 'RUN make extra');
-  t.ok(hist[0]!.size >= 3000, `committed layer size ${hist[0]!.size} counts the new file`);
-  t.equal(hist[1]!.id, '<missing>');
-  t.equal(hist[1]!.comment, 'Imported from base.tar');
+  t.equal(hist[0]!.Id, derivedId, 'top entry carries the image id');
+  t.equal(hist[0]!.Comment, 'add extra');
+  t.equal(hist[0]!.CreatedBy, 'RUN make extra');
+  t.ok(hist[0]!.Size >= 3000, `committed layer size ${hist[0]!.Size} counts the new file`);
+  t.equal(hist[1]!.Id, '<missing>');
+  t.equal(hist[1]!.Comment, 'Imported from base.tar');
+  const rows = jsonLines<Record<string, string>>(ok(t, d.cli(['history', '--no-trunc', '--format', 'json', 'derived:1']), 'history json'));
+  t.same(rows.map((r) => [r.ID, r.CreatedBy, r.Comment]), [[derivedId, 'RUN make extra', 'add extra'], ['<missing>', '', 'Imported from base.tar']], 'history --format json: rows by docker names');
   const table = ok(t, d.cli(['history', 'derived:1']), 'history table').split('\n');
   t.match(table[0], /^IMAGE\s+CREATED\s+CREATED BY\s+SIZE\s+COMMENT$/);
   t.match(table[1], new RegExp(`^${hex(derivedId).slice(0, 12)}\\s+.*RUN make extra\\s+\\d+(\\.\\d+)?k?B\\s+add extra$`));
 
   const derived = jsonOf<ImageInspect[]>(t, d.cli(['image', 'inspect', 'derived:1']), 'inspect derived')[0]!;
-  t.equal(derived.layers.length, 2);
-  t.equal(derived.layers[0]!.id, baseLayer.id, 'derived image reuses the base layer');
-  t.equal(derived.parent, imageId);
+  t.equal(derived.Layers.length, 2);
+  t.equal(derived.Layers[0]!.Id, baseLayer.Id, 'derived image reuses the base layer');
+  t.equal(derived.Parent, imageId);
   t.equal(layerCount(d), 2, 'two layer dirs');
 
   const df = jsonOf<SystemDf>(t, d.cli(['system', 'df', '--format', 'json']), 'df json');
-  const topSize = derived.layers[1]!.size;
-  t.equal(df.layersSize, baseLayer.size + topSize, 'shared layer counted once in the total');
-  const dfBase = df.images.find((i) => i.id === imageId)!;
-  const dfDerived = df.images.find((i) => i.id === derivedId)!;
-  t.same([dfBase.sharedSize, dfBase.uniqueSize, dfBase.containers], [baseLayer.size, 0, 1]);
-  t.same([dfDerived.sharedSize, dfDerived.uniqueSize, dfDerived.containers], [baseLayer.size, topSize, 0]);
+  const topSize = derived.Layers[1]!.Size;
+  t.equal(df.LayersSize, baseLayer.Size + topSize, 'shared layer counted once in the total');
+  const dfBase = df.Images.find((i) => i.Id === imageId)!;
+  const dfDerived = df.Images.find((i) => i.Id === derivedId)!;
+  t.same([dfBase.SharedSize, dfBase.UniqueSize, dfBase.Containers], [baseLayer.Size, 0, 1]);
+  t.same([dfDerived.SharedSize, dfDerived.UniqueSize, dfDerived.Containers], [baseLayer.Size, topSize, 0]);
   const dfv = ok(t, d.cli(['system', 'df', '-v']), 'df -v').split('\n');
   t.match(dfv.join('\n'), /REPOSITORY\s+TAG\s+IMAGE ID\s+CREATED\s+SIZE\s+SHARED SIZE\s+UNIQUE SIZE\s+CONTAINERS/);
   const row = (repo: string) => dfv.find((l) => l.startsWith(repo + ' '))!.trim().split(/\s{2,}/);
-  t.equal(row('base')[5], `${baseLayer.size}B`, 'base SHARED SIZE');
-  t.equal(row('derived')[5], `${baseLayer.size}B`, 'derived SHARED SIZE');
+  t.equal(row('base')[5], `${baseLayer.Size}B`, 'base SHARED SIZE');
+  t.equal(row('derived')[5], `${baseLayer.Size}B`, 'derived SHARED SIZE');
   t.equal(row('base')[7], '1', 'base has one container');
 
   fails(t, d.cli(['image', 'rm', 'base:1']), /image base:1 is in use by container\(s\) c1/, 'rm of an image in use');
   t.equal(layerCount(d), 2, 'nothing deleted');
 
   const rmDerived = ok(t, d.cli(['image', 'rm', 'derived:1']), 'rm derived').split('\n');
-  t.same(rmDerived, ['Untagged: derived:1', `Deleted: ${derivedId}`, `Deleted: ${derived.layers[1]!.id}`], 'only the unshared layer goes');
+  t.same(rmDerived, ['Untagged: derived:1', `Deleted: ${derivedId}`, `Deleted: ${derived.Layers[1]!.Id}`], 'only the unshared layer goes');
   t.equal(layerCount(d), 1, 'base layer kept');
-  t.same(fs.readdirSync(path.join(d.root, 'layer-index')), [hex(baseLayer.id) + '.sidx'], "the removed layer's index went with it");
-  t.ok(fs.existsSync(path.join(d.root, 'layers', hex(baseLayer.id))));
+  t.same(fs.readdirSync(path.join(d.root, 'layer-index')), [hex(baseLayer.Id) + '.sidx'], "the removed layer's index went with it");
+  t.ok(fs.existsSync(path.join(d.root, 'layers', hex(baseLayer.Id))));
 
   const forced = ok(t, d.cli(['image', 'rm', '-f', 'base:1']), 'rm -f of an image in use');
   t.same(forced.split('\n'), ['Untagged: base:1'], '-f only untags an image a container uses');
-  const imgs = jsonLines<ImageSummary>(ok(t, d.cli(['images', '--format', 'json']), 'images'));
-  t.same(imgs.map((i) => [i.id, i.repoTags]), [[imageId, []]], 'the image stays, untagged');
+  const imgs = jsonLines<ImageRow>(ok(t, d.cli(['images', '--no-trunc', '--format', 'json']), 'images'));
+  t.same(imgs.map((i) => [i.ID, i.Repository, i.Tag]), [[imageId, '<none>', '<none>']], 'the image stays, untagged');
   t.equal(fs.readFileSync(path.join(mnt, 'extra.bin')).length, 3000, 'the container still works');
 
   ok(t, d.cli(['rm', '-f', 'c1']), 'rm container');
   const rmBase = ok(t, d.cli(['rmi', imageId]), 'rm the unused image by id').split('\n');
-  t.same(rmBase, [`Deleted: ${imageId}`, `Deleted: ${baseLayer.id}`]);
+  t.same(rmBase, [`Deleted: ${imageId}`, `Deleted: ${baseLayer.Id}`]);
   t.equal(layerCount(d), 0, 'no layer dirs left');
   t.same(ok(t, d.cli(['images', '-q']), 'images -q'), '');
 });
@@ -191,13 +201,13 @@ t.test('volumes: labels, inspect fields, rm in use, prune, binds', opts, async (
   fails(t, d.cli(['volume', 'rm', 'myvol']), /volume myvol is in use by container\(s\) [0-9a-f]{12}/, 'rm of a volume in use');
   ok(t, d.cli(['volume', 'create', 'unused']), 'create unused');
   ok(t, d.cli(['container', 'create', '--name', 'gone', '-v', '/anon-free', 'base:1']), 'create gone');
-  const vols = () => jsonLines<Volume>(ok(t, d.cli(['volume', 'ls', '--format', 'json']), 'ls'));
+  const vols = () => jsonLines<VolumeListRow>(ok(t, d.cli(['volume', 'ls', '--format', 'json']), 'ls'));
   const anon = vols().filter((x) => x.Anonymous);
   t.equal(anon.length, 2, 'two anonymous volumes');
   for (const a of anon) t.match(a.Name, /^[0-9a-f]{64}$/);
-  const goneMounts = jsonOf<ContainerInspect[]>(t, d.cli(['container', 'inspect', 'gone']), 'inspect gone')[0]!.mounts;
-  t.same(goneMounts.map((m) => [m.type, m.target]), [['volume', '/anon-free']]);
-  const anonFree = anon.find((x) => x.Name === goneMounts[0]!.source)!;
+  const goneMounts = jsonOf<ContainerInspect[]>(t, d.cli(['container', 'inspect', 'gone']), 'inspect gone')[0]!.Mounts;
+  t.same(goneMounts.map((m) => [m.Type, m.Destination]), [['volume', '/anon-free']]);
+  const anonFree = anon.find((x) => x.Name === goneMounts[0]!.Name)!;
   t.ok(anonFree, 'the anonymous volume of "gone" is listed');
   ok(t, d.cli(['rm', 'gone']), 'rm gone');
   t.ok(vols().some((x) => x.Name === anonFree.Name), 'rm keeps the anonymous volume (as docker rm without -v)');
@@ -251,10 +261,10 @@ t.test('SIGKILL: restart remounts mounted containers', opts, async (t) => {
   const at = mountsUnder(mnt);
   t.same(at.map((m) => m.mountPoint.slice(mnt.length) || '/').sort(), ['/', '/data'], 'one union mount and one volume mount: no stale or duplicate ones');
   t.equal(at.find((m) => m.mountPoint === mnt)?.fsType, 'fuse.strata');
-  const ps = jsonLines<ContainerSummary>(ok(t, d.cli(['ps', '--format', 'json']), 'ps'));
-  t.same(ps.map((c) => [c.name, c.state, c.mountpoint]), [['c1', 'mounted', mnt]], 'ps shows it mounted');
-  const all = jsonLines<ContainerSummary>(ok(t, d.cli(['ps', '-a', '--format', 'json']), 'ps -a'));
-  t.equal(all.find((c) => c.name === 'idle')?.state, 'created', 'the unmounted one stays unmounted');
+  const ps = jsonLines<ContainerRow>(ok(t, d.cli(['ps', '--format', 'json']), 'ps'));
+  t.same(ps.map((c) => [c.Names, c.State, c.Mountpoint]), [['c1', 'mounted', mnt]], 'ps shows it mounted');
+  const all = jsonLines<ContainerRow>(ok(t, d.cli(['ps', '-a', '--format', 'json']), 'ps -a'));
+  t.equal(all.find((c) => c.Names === 'idle')?.State, 'created', 'the unmounted one stays unmounted');
   t.same(ok(t, d.cli(['diff', 'c1']), 'diff').split('\n'), ['A /after', 'A /kept']);
 });
 
@@ -305,8 +315,8 @@ t.test('bad input: names, references, missing objects, hostile tars', opts, asyn
   fails(t, d.cli(['image', 'import', tar, 'good:bad!tag']), /invalid reference "good:bad!tag": tag "bad!tag" must match/, 'bad tag');
   fails(t, d.cli(['image', 'tag', 'base:1', 'x:.dot']), /tag "\.dot" must match/, 'tag starting with a dot');
   fails(t, d.cli(['container', 'create', '-v', 'v:relative', 'base:1']), /-v target "relative" must be an absolute path/, 'relative -v target');
-  t.same(jsonLines<Volume>(ok(t, d.cli(['volume', 'ls', '--format', 'json']), 'ls')).map((v) => v.Name), [], 'failed creates made no volumes');
-  t.same(jsonLines<ContainerSummary>(ok(t, d.cli(['ps', '-a', '--format', 'json']), 'ps')).length, 0, '...and no containers');
+  t.same(jsonLines<VolumeListRow>(ok(t, d.cli(['volume', 'ls', '--format', 'json']), 'ls')).map((v) => v.Name), [], 'failed creates made no volumes');
+  t.same(jsonLines<ContainerRow>(ok(t, d.cli(['ps', '-a', '--format', 'json']), 'ps')).length, 0, '...and no containers');
 
   ok(t, d.cli(['container', 'create', '--name', 'taken', 'base:1']), 'create taken');
   fails(t, d.cli(['container', 'create', '--name', 'taken', 'base:1']), /the container name "taken" is already in use/, 'duplicate container name');
@@ -368,7 +378,7 @@ for n, ents in cases.items():
     } else {
       // Imported: every member must have landed inside the layer.
       const img = jsonOf<ImageInspect[]>(t, d.cli(['image', 'inspect', `evil-${name}:1`]), `${name}: inspect`)[0]!;
-      const dir = path.join(d.root, 'layers', hex(img.layers[0]!.id));
+      const dir = path.join(d.root, 'layers', hex(img.Layers[0]!.Id));
       const files = runOk('find', [dir, '-printf', '%P %y\n']).trim().split('\n').sort();
       t.comment(`${name} imported safely: ${files.join(', ')}`);
       t.ok(files.includes('ok f'), `${name}: layer holds its content`);
@@ -388,13 +398,13 @@ t.test('concurrency: parallel volume and container creates', opts, async (t) => 
   }
   const results = await Promise.all(calls);
   results.forEach((r, i) => t.equal(r.status, 0, `call ${i} succeeded${r.status ? ': ' + r.stderr.trim() : ''}`));
-  const vols = jsonLines<Volume>(ok(t, d.cli(['volume', 'ls', '--format', 'json']), 'volume ls'));
+  const vols = jsonLines<VolumeListRow>(ok(t, d.cli(['volume', 'ls', '--format', 'json']), 'volume ls'));
   const named = vols.filter((v) => !v.Anonymous);
   t.same(named.map((v) => v.Name).sort(), [...Array(N).keys()].map((i) => `cv${i}`).sort(), 'all named volumes listed');
   t.equal(vols.filter((v) => v.Anonymous).length, N, 'one anonymous volume per container');
-  for (const v of named) t.equal(v.UsedBy.length, 1, `${v.Name} used by one container`);
-  const cs = jsonLines<ContainerSummary>(ok(t, d.cli(['ps', '-a', '--format', 'json']), 'ps -a'));
-  t.same(cs.map((c) => c.name).sort(), [...Array(N).keys()].map((i) => `cc${i}`).sort(), 'all containers listed');
+  for (const v of named) t.equal(v.Links, 1, `${v.Name} used by one container`);
+  const cs = jsonLines<ContainerRow>(ok(t, d.cli(['ps', '-a', '--format', 'json']), 'ps -a'));
+  t.same(cs.map((c) => c.Names).sort(), [...Array(N).keys()].map((i) => `cc${i}`).sort(), 'all containers listed');
   t.equal(fs.readdirSync(path.join(d.root, 'containers')).length, N, 'one dir per container');
   t.equal(fs.readdirSync(path.join(d.root, 'volumes')).length, 2 * N, 'one dir per volume');
   // The same container mounted by several calls at once: one union mount, every call prints its mountpoint.
@@ -406,7 +416,7 @@ t.test('concurrency: parallel volume and container creates', opts, async (t) => 
   t.same(mountsUnder(mp).map((m) => m.mountPoint.slice(mp.length)).sort(), ['', '/anon0', '/data'], 'with its volumes once each');
   t.ok(fs.readFileSync(path.join(mp, 'etc/motd'), 'utf8') === MOTD, 'and it works');
   // Parallel mounts of all of them.
-  const mounts = await Promise.all(cs.map((c) => d.cliAsync(['container', 'mount', c.name])));
+  const mounts = await Promise.all(cs.map((c) => d.cliAsync(['container', 'mount', c.Names])));
   mounts.forEach((r, i) => t.equal(r.status, 0, `mount ${i}${r.status ? ': ' + r.stderr.trim() : ''}`));
   const q = ok(t, d.cli(['ps', '-q']), 'ps -q').split('\n');
   t.equal(q.length, N, 'all mounted');
@@ -441,19 +451,22 @@ t.test('--format json and -q on ps, images, volume ls', opts, async (t) => {
   const c2 = ok(t, d.cli(['container', 'create', '--name', 'idle', 'other:2']), 'create idle');
   const mnt = ok(t, d.cli(['container', 'mount', 'm1']), 'mount');
 
-  const ps = jsonLines<ContainerSummary>(ok(t, d.cli(['ps', '--format', 'json']), 'ps json'));
-  t.same(ps.map((c) => ({ id: c.id, name: c.name, image: c.image, imageId: c.imageId, state: c.state, mountpoint: c.mountpoint })), [
-    { id: c1, name: 'm1', image: 'base:1', imageId, state: 'mounted', mountpoint: mnt },
-  ]);
-  t.ok(ps[0]!.created && typeof ps[0]!.size === 'number');
+  const ps = jsonLines<ContainerRow>(ok(t, d.cli(['ps', '--format', 'json']), 'ps json'));
+  t.same(ps.map((c) => ({ ID: c.ID, Names: c.Names, Image: c.Image, State: c.State, Status: c.Status, Mountpoint: c.Mountpoint })), [
+    { ID: c1.slice(0, 12), Names: 'm1', Image: 'base:1', State: 'mounted', Status: 'Mounted', Mountpoint: mnt },
+  ], 'ps --format json: docker\'s row fields, one object per line');
+  t.ok(ps[0]!.CreatedAt && /B$/.test(ps[0]!.Size));
+  t.equal(jsonLines<ContainerRow>(ok(t, d.cli(['ps', '--no-trunc', '--format', 'json']), 'ps json --no-trunc'))[0]!.ID, c1, '--no-trunc: the full id');
+  const api = jsonOf<ContainerInspect[]>(t, d.cli(['container', 'inspect', 'm1']), 'inspect m1')[0]!;
+  t.same([api.Id, api.Image, api.Config.Image], [c1, imageId, 'base:1'], 'inspect: Image is the id, Config.Image the reference');
   t.same(ok(t, d.cli(['ps', '-q']), 'ps -q'), c1.slice(0, 12), 'ps -q: short id of mounted only');
   t.same(ok(t, d.cli(['ps', '-a', '-q', '--no-trunc']), 'ps -aq').split('\n').sort(), [c1, c2].sort(), 'ps -a -q --no-trunc: full ids');
   const table = ok(t, d.cli(['ps', '-a']), 'ps -a table').split('\n');
   t.match(table[0], /^CONTAINER ID\s+IMAGE\s+CREATED\s+STATUS\s+MOUNTPOINT\s+NAMES$/);
   t.equal(table.length, 3);
 
-  const imgs = jsonLines<ImageSummary>(ok(t, d.cli(['images', '--format', 'json']), 'images json'));
-  t.same(imgs.map((i) => [i.id, [...i.repoTags].sort()]), [[imageId, ['base:1', 'other:2']]]);
+  const imgs = jsonLines<ImageRow>(ok(t, d.cli(['images', '--format', 'json']), 'images json'));
+  t.same(imgs.map((i) => [i.ID, `${i.Repository}:${i.Tag}`]).sort(), [[hex(imageId).slice(0, 12), 'base:1'], [hex(imageId).slice(0, 12), 'other:2']], 'one row per tag');
   t.equal(ok(t, d.cli(['images', '-q']), 'images -q'), hex(imageId).slice(0, 12), 'images -q: one id for two tags');
   t.equal(ok(t, d.cli(['image', 'ls', '-q', '--no-trunc']), 'image ls -q --no-trunc'), imageId);
   const itable = ok(t, d.cli(['images']), 'images table').split('\n');
@@ -461,8 +474,8 @@ t.test('--format json and -q on ps, images, volume ls', opts, async (t) => {
   t.equal(itable.length, 3, 'one row per tag');
 
   ok(t, d.cli(['volume', 'create', 'second']), 'volume create');
-  const vols = jsonLines<Volume>(ok(t, d.cli(['volume', 'ls', '--format', 'json']), 'volume ls json'));
-  t.same(vols.map((v) => [v.Name, v.Driver, v.UsedBy.length]).sort(), [['fv', 'local', 1], ['second', 'local', 0]]);
+  const vols = jsonLines<VolumeListRow>(ok(t, d.cli(['volume', 'ls', '--format', 'json']), 'volume ls json'));
+  t.same(vols.map((v) => [v.Name, v.Driver, v.Links]).sort(), [['fv', 'local', 1], ['second', 'local', 0]]);
   t.same(ok(t, d.cli(['volume', 'ls', '-q']), 'volume ls -q').split('\n').sort(), ['fv', 'second']);
   const vtable = ok(t, d.cli(['volume', 'ls']), 'volume ls table').split('\n');
   t.match(vtable[0], /^DRIVER\s+VOLUME NAME$/);

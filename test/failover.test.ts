@@ -13,7 +13,8 @@ import { CONTAINERS, daemonWithContainers, percentiles, startWorkloads, stopWork
 import { missingCapability } from './lib/mount-union';
 import { listMounts } from './lib/mount-table';
 import type { WorkloadReport } from './lib/workload';
-import type { ContainerSummary, Info } from '../daemon/model/types';
+import type { Info } from '../daemon/model/types';
+import type { ContainerRow } from '../cli/commands/containers';
 
 const skip = missingCapability({ fuse: true });
 const opts = { skip: skip ?? false, timeout: 200_000 };
@@ -33,8 +34,8 @@ function checkMounts(t: Test, d: Daemon, mnts: string[]): void {
     t.equal(fs.readFileSync(path.join(m, 'etc', 'motd'), 'utf8'), 'failover\n', `${path.basename(path.dirname(m))} serves`);
     t.same(table.filter((x) => x.mountPoint === m).map((x) => x.fsType), ['fuse.strata'], 'one mount there, no stale one');
   }
-  const ps = ok(t, d.cli(['ps', '--format', 'json']), 'ps').trim().split('\n').map((l) => JSON.parse(l) as ContainerSummary);
-  t.same(ps.map((c) => c.state).sort(), Array(CONTAINERS).fill('mounted'), 'ps: every container mounted');
+  const ps = ok(t, d.cli(['ps', '--format', 'json']), 'ps').trim().split('\n').map((l) => JSON.parse(l) as ContainerRow);
+  t.same(ps.map((c) => c.State).sort(), Array(CONTAINERS).fill('mounted'), 'ps: every container mounted');
 }
 
 function info(t: Test, d: Daemon): Info {
@@ -57,10 +58,10 @@ t.test('SIGKILL of stratad at random moments: the workloads only pause', opts, a
     const killedAt = Date.now();
     await d.kill('SIGKILL');
     await d.restart();
-    const last = info(t, d).engine.lastTakeover;
+    const last = info(t, d).Engine.LastTakeover;
     // The takeover is over when the mounts are served again (recorded then), not when the API answers.
-    times.push(last ? Date.parse(last.at) - killedAt : -1);
-    inside.push(last?.ms ?? -1);
+    times.push(last ? Date.parse(last.At) - killedAt : -1);
+    inside.push(last?.Ms ?? -1);
   }
   const reports = await stopWorkloads(w);
   t.comment(`${times.length} kills; kill to mounts served again: ${stats(times)}`);
@@ -68,10 +69,10 @@ t.test('SIGKILL of stratad at random moments: the workloads only pause', opts, a
   checkWorkloads(t, mnts, reports);
   checkMounts(t, d, mnts);
   t.match(ok(t, d.cli(['ps']), 'ps'), /Mounted \(taken over\)/, 'ps: the mounts were taken over');
-  const e = info(t, d).engine;
-  t.equal(e.takeovers, times.length, 'info counts every takeover');
-  t.equal(e.mountsServed, CONTAINERS, 'info: mounts served');
-  t.ok(e.holderPid > 0 && d.holderPids().includes(e.holderPid), 'info names the fd holder');
+  const e = info(t, d).Engine;
+  t.equal(e.Takeovers, times.length, 'info counts every takeover');
+  t.equal(e.MountsServed, CONTAINERS, 'info: mounts served');
+  t.ok(e.HolderPid > 0 && d.holderPids().includes(e.HolderPid), 'info names the fd holder');
 });
 
 t.test('live restore: stop and start ten times; upgrade ten times', opts, async (t) => {
@@ -97,7 +98,7 @@ t.test('live restore: stop and start ten times; upgrade ten times', opts, async 
   t.comment(`upgrades: ${stats(upgrades)}`);
   checkWorkloads(t, mnts, reports);
   checkMounts(t, d, mnts);
-  t.equal(info(t, d).engine.takeovers, 20, 'twenty takeovers');
+  t.equal(info(t, d).Engine.Takeovers, 20, 'twenty takeovers');
   // Without --live-restore a stop unmounts as before, and the holder goes.
   await d.kill('SIGTERM');
   await d.restart(); // takes over once more (started with --live-restore)
@@ -121,12 +122,12 @@ t.test('holder killed too: start-up recovery mounts again', opts, async (t) => {
   await d.restart();
   checkMounts(t, d, mnts);
   t.equal(fs.readFileSync(path.join(mnts[0], 'kept'), 'utf8'), 'kept\n', 'what was written is there');
-  t.equal(info(t, d).engine.takeovers, 0, 'nothing was taken over');
-  const ps = () => ok(t, d.cli(['ps', '-a', '--format', 'json']), 'ps -a').trim().split('\n').map((l) => JSON.parse(l) as ContainerSummary);
-  t.same(ps().map((c) => c.mountStatus ?? null), Array(CONTAINERS).fill(null), 'mounted afresh: neither taken over nor lost');
+  t.equal(info(t, d).Engine.Takeovers, 0, 'nothing was taken over');
+  const ps = () => ok(t, d.cli(['ps', '-a', '--format', 'json']), 'ps -a').trim().split('\n').map((l) => JSON.parse(l) as ContainerRow);
+  t.same(ps().map((c) => c.Status), Array(CONTAINERS).fill('Mounted'), 'mounted afresh: neither taken over nor lost');
   // A mount that goes away without an unmount is lost, and ps says so.
   execFileSync('umount', ['-l', mnts[4]]);
   const deadline = Date.now() + 10_000;
-  while (ps().find((c) => c.mountpoint === null && c.mountStatus === 'lost') === undefined && Date.now() < deadline) await delay(100);
+  while (ps().find((c) => c.Mountpoint === '' && c.Status === 'Lost') === undefined && Date.now() < deadline) await delay(100);
   t.match(ok(t, d.cli(['ps', '-a']), 'ps -a'), /\bLost\b/, 'ps -a: the mount unmounted from outside is Lost');
 });

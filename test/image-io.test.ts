@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import type { ImageInspect, ImageSummary } from '../daemon/model/types';
+import type { ContainerInspect, ImageInspect } from '../daemon/model/types';
+import type { ImageRow } from '../cli/commands/images';
 import { failsWith, ok } from './lib/assert';
 import { hasCommand, run, runOk, type RunResult } from './lib/exec';
 import { startDaemon, type Daemon } from './lib/daemon';
@@ -110,7 +111,7 @@ function layerDir(d: Daemon, layerId: string): string {
 
 /** No image, no layer dir, nothing in tmp, no stray side files. */
 function assertEmpty(t: Test, d: Daemon, what: string): void {
-  const imgs = jsonLines<ImageSummary>(ok(t, d.cli(['image', 'ls', '--format', 'json']), 'image ls'));
+  const imgs = jsonLines<ImageRow>(ok(t, d.cli(['image', 'ls', '--format', 'json']), 'image ls'));
   t.same(imgs, [], `${what}: no image`);
   t.same(fs.readdirSync(path.join(d.root, 'layers')), [], `${what}: no layer dirs`);
   t.same(fs.readdirSync(path.join(d.root, 'tmp')), [], `${what}: temp dir empty`);
@@ -126,7 +127,7 @@ t.test('save -> load round trip into a fresh root (oci-archive and docker-archiv
   const ws = makeWorkspace(t, 'io-rt');
   const { id, merged } = buildImage(t, d1, makeRootfs(ws));
   const src = inspect(d1, 'img:2');
-  t.equal(src.id, id, 'commit printed the image id');
+  t.equal(src.Id, id, 'commit printed the image id');
 
   const oci = path.join(ws, 'img.oci.tar');
   const docker = path.join(ws, 'img.docker.tar');
@@ -148,7 +149,7 @@ t.test('save -> load round trip into a fresh root (oci-archive and docker-archiv
     layers: { digest: string; mediaType: string }[];
   };
   t.equal(manifest.config.digest, id, 'config digest = image id');
-  t.same(manifest.layers.map((l) => l.digest), src.layers.map((l) => l.diffId), 'layer blob digests = diff ids');
+  t.same(manifest.layers.map((l) => l.digest), src.Layers.map((l) => l.DiffId), 'layer blob digests = diff ids');
   const topTar = path.join(x, 'blobs/sha256', manifest.layers[1].digest.slice(7));
   const names = runOk('tar', ['-tf', topTar]).split('\n').filter(Boolean);
   t.ok(names.includes('etc/.wh.a'), 'top layer: OCI whiteout for etc/a');
@@ -164,13 +165,13 @@ t.test('save -> load round trip into a fresh root (oci-archive and docker-archiv
     t.match(out, /Loading layer sha256:[0-9a-f]{12} \(/, `${label}: a step line per layer`);
     t.match(out, /^Loaded image: img:2$/m, `${label}: prints the loaded name`);
     const dst = inspect(d2, 'img:2');
-    t.equal(dst.id, src.id, `${label}: same image id`);
-    t.same(dst.layers.map((l) => l.diffId), src.layers.map((l) => l.diffId), `${label}: same diff ids`);
-    t.same(dst.layers.map((l) => l.id), src.layers.map((l) => l.id), `${label}: same chain ids`);
-    t.same(dst.config, src.config, `${label}: same config`);
-    t.equal(dst.created, src.created, `${label}: same created time`);
+    t.equal(dst.Id, src.Id, `${label}: same image id`);
+    t.same(dst.Layers.map((l) => l.DiffId), src.Layers.map((l) => l.DiffId), `${label}: same diff ids`);
+    t.same(dst.Layers.map((l) => l.Id), src.Layers.map((l) => l.Id), `${label}: same chain ids`);
+    t.same(dst.Config, src.Config, `${label}: same config`);
+    t.equal(dst.Created, src.Created, `${label}: same created time`);
     // whiteout and opaque dir survive in overlay format
-    const top = layerDir(d2, dst.layers[1].id);
+    const top = layerDir(d2, dst.Layers[1].Id);
     const wh = fs.lstatSync(path.join(top, 'etc/a'));
     t.ok(wh.isCharacterDevice() && wh.rdev === 0, `${label}: etc/a is a 0/0 whiteout in the layer`);
     t.equal(runOk('getfattr', ['--only-values', '-n', 'trusted.overlay.opaque', path.join(top, 'data/dir')]), 'y', `${label}: data/dir is opaque in the layer`);
@@ -189,7 +190,7 @@ t.test('save -> load round trip into a fresh root (oci-archive and docker-archiv
   fs.writeFileSync(gz, zlib.gzipSync(fs.readFileSync(oci)));
   const d3 = await startDaemon(t, { label: 'io-gz' });
   ok(t, d3.cli(['load', '-i', gz]), 'load gzip-compressed oci archive');
-  t.equal(inspect(d3, 'img:2').id, id, 'gzip archive: same image id');
+  t.equal(inspect(d3, 'img:2').Id, id, 'gzip archive: same image id');
 
   // several tags: one index entry each; an untagged image loads as "Loaded image ID"
   ok(t, d1.cli(['image', 'tag', 'img:2', 'other:1']), 'tag');
@@ -224,7 +225,7 @@ t.test('an image imported from a foreign tar saves consistently', { skip: skip ?
   const d2 = await startDaemon(t, { label: 'io-tar2' });
   ok(t, d2.cli(['load', '-i', out]), 'the archive loads');
   t.same(diffSnapshots(mountedView(t, d2, 'gnu:1', 'v', true), mountedView(t, d, 'gnu:1', 'v', true), ['loaded', 'source']), [], 'same files');
-  t.equal(inspect(d2, 'gnu:1').id, src.id, 'the loaded image has the same id');
+  t.equal(inspect(d2, 'gnu:1').Id, src.Id, 'the loaded image has the same id');
 });
 
 t.test('container export writes the merged root', { skip: skip ?? false }, async (t) => {
@@ -243,8 +244,8 @@ t.test('container export writes the merged root', { skip: skip ?? false }, async
   const out2 = path.join(ws, 'c1b.tar');
   ok(t, d.cli(['export', '-o', out2, 'c1']), 'export (unmounted container)');
   t.equal(sha256File(out2), sha256File(out), 'same archive either way');
-  const st = JSON.parse(ok(t, d.cli(['container', 'inspect', 'c1']), 'inspect')) as { state: string }[];
-  t.equal(st[0].state, 'created', 'export left the container unmounted');
+  const st = JSON.parse(ok(t, d.cli(['container', 'inspect', 'c1']), 'inspect')) as ContainerInspect[];
+  t.equal(st[0].State.Status, 'created', 'export left the container unmounted');
   failsWith(t, d.cli(['export', '-o', path.join(ws, 'nodir/x.tar'), 'c1']), /does not exist/, 'export into a missing dir');
   // Without -o the tar goes to standard output, byte for byte the same archive.
   const viaStdout = path.join(ws, 'c1-stdout.tar');
@@ -313,7 +314,7 @@ t.test('corrupt, truncated and unsafe archives leave nothing behind', { skip: sk
   failsWith(t, d.cli(['load', '-i', path.join(ws, 'nope.tar')]), /does not exist/, 'missing input');
   // after all that, the good archive still loads
   ok(t, d.cli(['load', '-i', oci]), 'good archive loads');
-  t.equal(inspect(d, 'img:2').id, id, 'same id');
+  t.equal(inspect(d, 'img:2').Id, id, 'same id');
   // save into a missing directory fails and leaves nothing
   failsWith(t, d.cli(['save', '-o', path.join(ws, 'no/such/dir.tar'), 'img:2']), /does not exist/, 'save into a missing dir');
   failsWith(t, d.cli(['save', '-o', path.join(ws, 'x.tar'), 'nosuch:1']), /no such image/, 'save an unknown image');
@@ -368,7 +369,7 @@ t.test('skopeo + podman run a strata-saved image', { skip: podmanSkip() }, async
   const ws = makeWorkspace(t, 'io-sk');
   const { merged } = buildImage(t, d, makeRootfs(ws));
   const { oci, docker } = saveBothFormats(t, d, ws);
-  const id = inspect(d, 'img:2').id;
+  const id = inspect(d, 'img:2').Id;
   const p = makePodman(t);
   const dest = (name: string) => `containers-storage:[overlay@${p.root}+${p.runroot}]${name}`;
   ok(t, run('skopeo', ['copy', '-q', `oci-archive:${oci}`, dest('localhost/strata-io:latest')], { timeout: 180_000 }), 'skopeo copy oci-archive -> containers-storage');
@@ -417,7 +418,7 @@ t.test('podman-saved images load into strata (oci-archive and docker-archive)', 
     const out = ok(t, d.cli(['load', '-i', file]), `strata load podman ${format}`);
     t.match(out, /^Loaded image: localhost\/pm-img:latest$/m, `${format}: loaded under podman's name`);
     const img = inspect(d, 'localhost/pm-img:latest');
-    t.equal(img.id, pid, `${format}: same image id as podman`);
+    t.equal(img.Id, pid, `${format}: same image id as podman`);
     t.same(diffSnapshots(mountedView(t, d, 'localhost/pm-img:latest', 'v', true), podmanView, ['strata', 'podman']), [], `${format}: strata mount = podman image mount`);
     // and back out: byte-identical blobs, so the same id again
     const back = path.join(ws, `back.${format}.tar`);
@@ -426,7 +427,7 @@ t.test('podman-saved images load into strata (oci-archive and docker-archive)', 
     t.equal(so.stderr, '', `${format}: no warning on save`);
     const d2 = await startDaemon(t, { label: `io-pm2-${format}` });
     ok(t, d2.cli(['load', '-i', back]), `${format}: load strata's re-save`);
-    t.equal(inspect(d2, 'localhost/pm-img:latest').id, pid, `${format}: still podman's id`);
+    t.equal(inspect(d2, 'localhost/pm-img:latest').Id, pid, `${format}: still podman's id`);
     p.ok(t, ['rmi', '-f', 'localhost/pm-img:latest'], 'podman rmi');
     p.ok(t, ['load', '-q', '-i', back], `podman load of strata's ${format} re-save`);
     t.equal('sha256:' + p.ok(t, ['image', 'inspect', '--format', '{{.Id}}', 'localhost/pm-img:latest'], 'inspect'), pid, `${format}: podman loads it with the same id`);

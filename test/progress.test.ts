@@ -8,10 +8,12 @@ import type * as http from 'node:http';
 import * as path from 'node:path';
 import { ProgressWriter } from '../daemon/api/progress';
 import type { ProgressDetail, ProgressMessage } from '../daemon/model/progress';
-import { ProgressRenderer, progressLine } from '../cli/progress';
+import { countedTransfer, ProgressRenderer, progressLine } from '../cli/progress';
+import { humanSize } from '../cli/format';
 import { STRATA, startDaemon, type Daemon } from './lib/daemon';
 import { hasCommand, run, type RunResult } from './lib/exec';
 import { makeWorkspace } from './lib/workspace';
+import { ok } from './lib/expect';
 import { testEnv } from './lib/env';
 
 const skip =
@@ -89,6 +91,43 @@ t.test('ProgressRenderer: bars only on a terminal', async (t) => {
   t.match(err2.text, /\x1b\[1A\r\x1b\[2K/, 'redrawn with cursor-up and erase-line');
   t.match(err2.text, /sha256:0123456789ab  Loading \[={30}\]  2MB\/2MB\n$/, 'a finished bar stays as a line');
   t.equal(progressLine({ id: 'Step 2/2', action: 'Committing', current: 1500, total: null }), 'Step 2/2  Committing  1.5kB', 'unknown total: no bar');
+
+  // The rate: bytes since a bar's first event over the time since then (none before 200 ms).
+  let now = 0;
+  const err3 = sink();
+  const timed = new ProgressRenderer(sink(), err3, true, () => now);
+  timed.progress({ id: 'x', action: 'Importing', current: 0, total: 8_000_000 });
+  t.notMatch(err3.text, /\/s/, 'no rate at the start');
+  now = 1000;
+  timed.progress({ id: 'x', action: 'Importing', current: 2_000_000, total: 8_000_000 });
+  t.match(err3.text, /x  Importing \[=+>\s+\]  2MB\/8MB  2MB\/s\n$/, 'bytes done/total and the rate');
+  now = 2000;
+  timed.progress({ id: 'x', action: 'Importing', current: 8_000_000, total: 8_000_000 });
+  t.match(err3.text, /x  Importing \[={30}\]  8MB\/8MB  4MB\/s\n$/, 'the finished line keeps the average rate');
+});
+
+t.test('countedTransfer: the CLI-counted bytes of import and export, drawn only on a terminal', async (t) => {
+  const sink = () => {
+    const o = { text: '', write: (s: string) => ((o.text += s), true) };
+    return o;
+  };
+  const err = sink();
+  const bar = countedTransfer('rootfs.tar', 'Importing', 3000, new ProgressRenderer(sink(), err, true));
+  bar.add(1000);
+  bar.add(2000);
+  bar.done();
+  t.match(err.text, /^\r\x1b\[2Krootfs.tar  Importing \[>\s+\]  0B\/3kB\n/, 'a bar at 0 right away');
+  t.match(err.text, /rootfs.tar  Importing \[={30}\]  3kB\/3kB\n$/, 'the completion line');
+  const plainErr = sink();
+  const plain = countedTransfer('c1', 'Exporting', null, new ProgressRenderer(sink(), plainErr, false));
+  plain.add(5);
+  plain.done();
+  t.equal(plainErr.text, '', 'not a terminal: nothing');
+  const failedErr = sink();
+  const failed = countedTransfer('c1', 'Exporting', null, new ProgressRenderer(sink(), failedErr, true));
+  failed.add(5);
+  failed.done(false);
+  t.notMatch(failedErr.text, /5B\n$/, 'a failed transfer leaves no completion line');
 });
 
 function sq(s: string): string {
@@ -154,6 +193,57 @@ t.test('image save / load: step lines always, bars only on a terminal', { skip }
   const tbad = cliTty(d, ['save', '-o', path.join(ws, 'x.tar'), 'nosuch:1']);
   t.not(tbad.status, 0, 'save of an unknown image fails on a tty');
   t.match(tbad.stdout, /^Error: .*no such image/m, 'tty: one Error: line');
+});
+
+t.test('import, export, commit: byte progress on a terminal, nothing otherwise', { skip }, async (t) => {
+  t.setTimeout(240_000);
+  const d = await startDaemon(t, { label: 'progress-xfer' });
+  const ws = makeWorkspace(t, 'progress-xfer');
+  const dir = path.join(ws, 'rootfs');
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'big.bin'), randomBytes(8_000_000));
+  const tar = path.join(ws, 'rootfs.tar');
+  run('tar', ['-C', dir, '-cf', tar, '.']);
+  const tarSize = fs.statSync(tar).size;
+
+  // not a terminal: the usual output only
+  const plain = d.cli(['image', 'import', tar, 'x:1']);
+  t.equal(plain.status, 0, `import exits 0 ${plain.stderr}`);
+  t.equal(plain.stderr, '', 'import: nothing on stderr');
+  const piped = run('env', ['-i', 'PATH=/usr/bin:/bin', 'sh', '-c', `${sq(STRATA())} --socket ${sq(d.socket)} image import - x:0 < ${sq(tar)}`]);
+  t.equal(piped.status, 0, `import - reads standard input ${piped.stderr}`);
+  const rootfs = (ref: string) => ok(t, d.cli(['image', 'inspect', '-f', '{{json .RootFS}}', ref]), `inspect ${ref}`);
+  t.equal(rootfs('x:0'), rootfs('x:1'), 'the same layer from standard input');
+  ok(t, d.cli(['container', 'create', '--name', 'c', 'x:1']), 'create');
+  const mnt = ok(t, d.cli(['container', 'mount', 'c']), 'mount');
+  fs.writeFileSync(path.join(mnt, 'more.bin'), randomBytes(5_000_000));
+  const commit = d.cli(['commit', 'c', 'x:2']);
+  t.equal(commit.status, 0, `commit exits 0 ${commit.stderr}`);
+  t.match(commit.stdout, /^sha256:[0-9a-f]{64}\n$/, 'commit: the id only');
+  t.equal(commit.stderr, '');
+  const exp = d.cli(['export', '-o', path.join(ws, 'c.tar'), 'c']);
+  t.equal(exp.status, 0, `export exits 0 ${exp.stderr}`);
+  t.equal(exp.stderr, '', 'export: nothing on stderr');
+  t.notMatch(plain.stdout + commit.stdout + exp.stdout, ANSI_OR_CR, 'no \\r or escape sequences when not on a terminal');
+
+  // a terminal: one line per transfer, redrawn in place, ending with the totals
+  const timp = cliTty(d, ['image', 'import', tar, 'x:3']);
+  t.equal(timp.status, 0, `import on a tty exits 0 ${timp.stdout}`);
+  const total = humanSize(tarSize).replace('.', '\\.');
+  t.match(timp.stdout, new RegExp(`\\r\\x1b\\[2Krootfs\\.tar  Importing \\[={30}\\]  ${total}/${total}`), 'tty import: bytes sent of the file size');
+  t.match(timp.stdout, /sha256:[0-9a-f]{64}/, 'tty import: the id');
+  const tcommit = cliTty(d, ['commit', 'c', 'x:4']);
+  t.equal(tcommit.status, 0, `commit on a tty exits 0 ${tcommit.stdout}`);
+  t.match(tcommit.stdout, /\x1b\[2K[0-9a-f]{12}  Committing \[={30}\]  5(\.\d+)?MB\/5(\.\d+)?MB/, 'tty commit: the bytes of the new layer');
+  const texp = cliTty(d, ['export', '-o', path.join(ws, 'c2.tar'), 'c']);
+  t.equal(texp.status, 0, `export on a tty exits 0 ${texp.stdout}`);
+  t.match(texp.stdout, /\x1b\[2Kc  Exporting \[={30}\]  13(\.\d+)?MB\/13(\.\d+)?MB/, 'tty export: the bytes received');
+  t.match(texp.stdout, /Exported c to /, 'tty export: the summary');
+  t.equal(fs.readFileSync(path.join(ws, 'c2.tar')).equals(fs.readFileSync(path.join(ws, 'c.tar'))), true, 'the same archive either way');
+  const tbad = cliTty(d, ['commit', 'nosuch', 'x:5']);
+  t.equal(tbad.status, 1, 'commit of an unknown container fails on a tty');
+  t.match(tbad.stdout, /^Error: no such container: nosuch/m, 'tty: one Error: line');
+  ok(t, d.cli(['container', 'unmount', 'c']), 'unmount');
 });
 
 t.test('build: byte progress of COPY and of the layer commit', { skip }, async (t) => {

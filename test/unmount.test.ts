@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { ContainerSummary } from '../daemon/model/types';
+import type { ContainerRow } from '../cli/commands/containers';
 import { type RunResult, run, runOk } from './lib/exec';
 import { startDaemon, type Daemon } from './lib/daemon';
 import { missingCapability } from './lib/mount-union';
@@ -55,7 +55,7 @@ function probeIn(pid: number, dir: string): string {
 const LIVE = /No such file or directory/;
 const ENDED = /Transport endpoint is not connected/;
 
-const ps = (d: Daemon) => jsonLines<ContainerSummary>(ok(t, d.cli(['ps', '-a', '--format', 'json']), 'ps'));
+const ps = (d: Daemon) => jsonLines<ContainerRow>(ok(t, d.cli(['ps', '-a', '--format', 'json']), 'ps'));
 
 t.test('unmount while another namespace holds a copy: prompt, the copy gets ENOTCONN, state as it is', opts, async (t) => {
   const d = await daemonWithBase(t, 'u-copy');
@@ -69,12 +69,12 @@ t.test('unmount while another namespace holds a copy: prompt, the copy gets ENOT
   t.ok(ms < 3000, `unmount returns promptly (${ms} ms)`);
   t.notOk(listMounts().some((m) => m.mountPoint === merged), 'gone from the host');
   t.match(probeIn(holder.pid!, merged), ENDED, 'the copy fails with ENOTCONN');
-  t.equal(ps(d)[0].state, 'created', 'ps: not mounted');
+  t.equal(ps(d)[0].State, 'created', 'ps: not mounted');
   // mounted again, then taken off the host from outside strata while the copy holds it
   const again = ok(t, d.cli(['container', 'mount', 'c']), 'mount again');
   const holder2 = await holdCopies(t);
   runOk('umount', ['-l', again]);
-  t.equal(ps(d)[0].state, 'created', 'ps: a mount that left the host is not reported as mounted');
+  t.equal(ps(d)[0].State, 'created', 'ps: a mount that left the host is not reported as mounted');
   let ended = false;
   for (let i = 0; i < 60 && !ended; i++) {
     ended = ENDED.test(probeIn(holder2.pid!, again));

@@ -1,5 +1,5 @@
 // Shared plumbing for command handlers: the client, output, error reporting and exit codes.
-import type { Argv, CommandModule } from 'yargs';
+import type { Argv, CommandModule, Options } from 'yargs';
 import { Client, ConnectError, resolveSocket } from '../client';
 import { UsageError } from '../format';
 import { renderAll } from '../template';
@@ -59,28 +59,31 @@ export function optionList(v: unknown): string[] {
   return (Array.isArray(v) ? v : [v]).map(String);
 }
 
-/** Options every listing takes. */
-export function listingOptions<T>(y: Argv<T>): Argv<T> {
-  return y
-    .option('format', { type: 'string', default: 'table', describe: "table, json (one object per line), or a Go template: '{{.ID}}', 'table {{.ID}}\\t{{.Names}}'" })
-    .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Only show ids (or names)' });
-}
+/**
+ * Options every listing takes. Declared as data, as the options of the commands cli/fast.ts runs
+ * without yargs (the builder of such a command is an options object, which yargs also takes).
+ */
+export const LISTING_OPTIONS = {
+  format: { type: 'string', default: 'table', describe: "table, json (one object per line), or a Go template: '{{.ID}}', 'table {{.ID}}\\t{{.Names}}'" },
+  quiet: { alias: 'q', type: 'boolean', default: false, describe: 'Only show ids (or names)' },
+} satisfies Record<string, Options>;
 
 /**
- * A listing's output for its --format, or undefined for its default table: `json` prints the API's
- * objects one per line, a template renders each row's fields (docker's names: {{.ID}}, {{.Names}}).
+ * A listing's output for its --format, or undefined for its default table: a template renders each
+ * row's fields (docker's names: {{.ID}}, {{.Names}}), and `json` prints them one object per line, as
+ * docker's `--format json` does (the same as '{{json .}}').
  */
-export function formatted(argv: Args, items: unknown[], rows: () => Record<string, unknown>[], headers: Record<string, string>): string | undefined {
+export function formatted(argv: Args, rows: () => object[], headers: Record<string, string>): string | undefined {
   const f = argv.format === undefined ? 'table' : String(argv.format);
   if (f === 'table') return undefined;
-  if (f === 'json') return items.map((i) => JSON.stringify(i)).join('\n');
+  if (f === 'json') return rows().map((r) => JSON.stringify(r)).join('\n');
   return renderAll(f, rows(), headers);
 }
 
 /** inspect's -f/--format: a Go template over each object (default: all of them as a JSON array). */
-export function inspectOptions<T>(y: Argv<T>): Argv<T> {
-  return y.option('format', { alias: 'f', type: 'string', describe: "Format the output using a Go template ('{{.Id}}', '{{json .Config}}')" });
-}
+export const INSPECT_OPTIONS = {
+  format: { alias: 'f', type: 'string', describe: "Format the output using a Go template ('{{.Id}}', '{{json .Config}}')" },
+} satisfies Record<string, Options>;
 
 /** Fetch several objects for `inspect`, print the found ones as a JSON array (or through -f), report the rest. */
 export async function inspectMany(targets: string[], get: (t: string) => Promise<unknown>, format?: unknown): Promise<void> {

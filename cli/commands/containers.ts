@@ -1,16 +1,17 @@
 // strata container create|mount|unmount|ls|inspect|diff|commit|rm|export  (+ shortcuts: ps, diff, commit, rm, export)
 import * as path from 'node:path';
 import type {
-  Change,
+  ChangeEntry,
   CommitRequest,
   ContainerInspect,
   ContainerSummary,
   CreateRequest,
 } from '../../daemon/model/types';
-import { seg } from '../client';
+import { resolveSocket, seg } from '../client';
+import { countedTransfer, runStreamed } from '../progress';
 import { AtomicOutput } from '../files';
 import { ago, humanDuration, humanSize, json, parseMount, shortId, shortPath, table, UsageError } from '../format';
-import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, inspectOptions, optionList, listingOptions, out } from './common';
+import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, INSPECT_OPTIONS, LISTING_OPTIONS, optionList, out } from './common';
 
 const createCmd: Cmd = {
   command: 'create <image>',
@@ -59,36 +60,48 @@ const unmountCmd: Cmd = {
 
 export function containerRows(cs: ContainerSummary[], noTrunc = false, now = Date.now()): string[][] {
   return cs.map((c) => [
-    noTrunc ? c.id : shortId(c.id),
-    noTrunc ? c.image : shortId(c.image),
-    ago(c.created, now),
+    noTrunc ? c.Id : shortId(c.Id),
+    noTrunc ? c.Image : shortId(c.Image),
+    ago(c.Created, now),
     containerStatus(c, now),
-    noTrunc ? (c.mountpoint ?? '') : shortPath(c.mountpoint ?? ''),
-    c.name,
+    noTrunc ? (c.Mountpoint ?? '') : shortPath(c.Mountpoint ?? ''),
+    c.Name,
   ]);
 }
 
 /** docker's STATUS: "Up 3 minutes" while a process runs in it, "Exited (0) 2 minutes ago" after, else Mounted or Created. */
 export function containerStatus(c: ContainerSummary, now = Date.now()): string {
-  if (c.startedAt && !c.finishedAt) return `Up ${humanDuration(now - Date.parse(c.startedAt))}`;
-  if (c.state === 'mounted') return c.mountStatus === 'taken-over' ? 'Mounted (taken over)' : 'Mounted';
-  if (c.mountStatus === 'lost') return 'Lost';
-  if (c.finishedAt) return `Exited (${c.exitCode ?? 'unknown'}) ${ago(c.finishedAt, now)}`;
+  if (c.StartedAt && !c.FinishedAt) return `Up ${humanDuration(now - Date.parse(c.StartedAt))}`;
+  if (c.State === 'mounted') return c.MountStatus === 'taken-over' ? 'Mounted (taken over)' : 'Mounted';
+  if (c.MountStatus === 'lost') return 'Lost';
+  if (c.FinishedAt) return `Exited (${c.ExitCode ?? 'unknown'}) ${ago(c.FinishedAt, now)}`;
   return 'Created';
 }
 
-/** A ps row's fields for --format templates, by docker's names. */
-export function containerFields(c: ContainerSummary, noTrunc = false, now = Date.now()): Record<string, unknown> {
+/** A ps row's fields for --format (templates and json), by docker's names. */
+export interface ContainerRow {
+  ID: string;
+  Image: string;
+  CreatedAt: string;
+  RunningFor: string;
+  State: string;
+  Status: string;
+  Mountpoint: string;
+  Names: string;
+  Size: string;
+}
+
+export function containerFields(c: ContainerSummary, noTrunc = false, now = Date.now()): ContainerRow {
   return {
-    ID: noTrunc ? c.id : shortId(c.id),
-    Image: noTrunc ? c.image : shortId(c.image),
-    CreatedAt: c.created,
-    RunningFor: ago(c.created, now),
-    State: c.state,
+    ID: noTrunc ? c.Id : shortId(c.Id),
+    Image: noTrunc ? c.Image : shortId(c.Image),
+    CreatedAt: c.Created,
+    RunningFor: ago(c.Created, now),
+    State: c.State,
     Status: containerStatus(c, now),
-    Mountpoint: c.mountpoint ?? '',
-    Names: c.name,
-    Size: humanSize(c.size),
+    Mountpoint: c.Mountpoint ?? '',
+    Names: c.Name,
+    Size: humanSize(c.SizeRw),
   };
 }
 const CONTAINER_HEADERS = { ID: 'CONTAINER ID', Image: 'IMAGE', CreatedAt: 'CREATED AT', RunningFor: 'CREATED', Status: 'STATUS', Mountpoint: 'MOUNTPOINT', Names: 'NAMES', Size: 'SIZE', State: 'STATE' };
@@ -97,15 +110,16 @@ const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
   command,
   aliases,
   describe: 'List containers (mounted only, unless --all)',
-  builder: (y) =>
-    listingOptions(y)
-      .option('all', { alias: 'a', type: 'boolean', default: false, describe: 'Show all containers' })
-      .option('no-trunc', { type: 'boolean', default: false, describe: "Don't truncate output" }),
+  builder: {
+    ...LISTING_OPTIONS,
+    all: { alias: 'a', type: 'boolean', default: false, describe: 'Show all containers' },
+    'no-trunc': { type: 'boolean', default: false, describe: "Don't truncate output" },
+  },
   handler: action(async (argv) => {
     const cs = await clientFor(argv).get<ContainerSummary[]>('/containers/json', { all: argv.all });
-    const f = formatted(argv, cs, () => cs.map((c) => containerFields(c, argv.noTrunc)), CONTAINER_HEADERS);
+    const f = formatted(argv, () => cs.map((c) => containerFields(c, argv.noTrunc)), CONTAINER_HEADERS);
     if (f !== undefined) return out(f);
-    if (argv.quiet) return out(cs.map((c) => (argv.noTrunc ? c.id : shortId(c.id))).join('\n'));
+    if (argv.quiet) return out(cs.map((c) => (argv.noTrunc ? c.Id : shortId(c.Id))).join('\n'));
     out(table(['CONTAINER ID', 'IMAGE', 'CREATED', 'STATUS', 'MOUNTPOINT', 'NAMES'], containerRows(cs, argv.noTrunc)));
   }),
 });
@@ -113,7 +127,7 @@ const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
 const inspectCmd: Cmd = {
   command: 'inspect <containers..>',
   describe: 'Display detailed information on one or more containers',
-  builder: inspectOptions,
+  builder: INSPECT_OPTIONS,
   handler: action(async (argv) => {
     const c = clientFor(argv);
     await inspectMany(argv.containers, (id) => c.get<ContainerInspect>(`/containers/${seg(id)}/json`), argv.format);
@@ -125,9 +139,9 @@ const diffCmd = (command: string): Cmd => ({
   describe: "Inspect changes to files or directories on a container's filesystem",
   builder: (y) => y.option('format', { type: 'string', choices: ['table', 'json'], default: 'table', describe: 'Output format' }),
   handler: action(async (argv) => {
-    const changes = await clientFor(argv).get<Change[]>(`/containers/${seg(argv.container)}/changes`);
+    const changes = await clientFor(argv).get<ChangeEntry[]>(`/containers/${seg(argv.container)}/changes`);
     if (argv.format === 'json') return out(json(changes));
-    out(changes.map((ch) => `${ch.kind} ${ch.path}`).join('\n'));
+    out(changes.map((ch) => `${ch.Kind} ${ch.Path}`).join('\n'));
   }),
 });
 
@@ -146,7 +160,8 @@ const commitCmd = (command: string): Cmd => ({
     if (argv.author !== undefined) req.author = String(argv.author);
     const changes = optionList(argv.change);
     if (changes.length) req.createdBy = changes.join('\n');
-    const r = await clientFor(argv).post<{ id: string }>(`/containers/${seg(argv.container)}/commit`, req);
+    // A progress stream (the bytes of the new layer, on a terminal) ending in the new image's id.
+    const r = await runStreamed<{ id: string }>(resolveSocket(argv.socket), `/containers/${seg(argv.container)}/commit?progress=1`, { json: req });
     out(r.id);
   }),
 });
@@ -161,22 +176,22 @@ const exportCmd = (command: string): Cmd => ({
   handler: action(async (argv) => {
     const output = argv.output === undefined ? '-' : String(argv.output);
     const url = `/containers/${seg(argv.container)}/export`;
-    if (output === '-') {
-      if (process.stdout.isTTY) throw new UsageError('refusing to write a tar archive to a terminal: use -o FILE or redirect the output');
-      await clientFor(argv).download(url, process.stdout);
-      return;
-    }
-    // The tar comes through the socket; the CLI writes the file (temp name, renamed when complete).
-    const file = new AtomicOutput(path.resolve(output));
+    if (output === '-' && process.stdout.isTTY) throw new UsageError('refusing to write a tar archive to a terminal: use -o FILE or redirect the output');
+    // The tar comes through the socket; the CLI writes it (a file: temp name, renamed when complete),
+    // and shows the bytes received on a terminal (the total is not known before the end).
+    const file = output === '-' ? undefined : new AtomicOutput(path.resolve(output));
+    const bar = countedTransfer(String(argv.container), 'Exporting', null);
     let size: number;
     try {
-      await clientFor(argv).download(url, file.stream);
-      size = await file.commit();
+      size = await clientFor(argv).download(url, file ? file.stream : process.stdout, (n) => bar.add(n));
+      if (file) size = await file.commit();
     } catch (err) {
-      file.abort();
+      bar.done(false);
+      file?.abort();
       throw err;
     }
-    out(`Exported ${String(argv.container)} to ${file.file} (${humanSize(size)})`);
+    bar.done();
+    if (file) out(`Exported ${String(argv.container)} to ${file.file} (${humanSize(size)})`);
   }),
 });
 
@@ -194,6 +209,12 @@ const rmCmd = (command: string, aliases: string[] = []): Cmd => ({
   }),
 });
 
+const containerLs = lsCmd('ls', ['list', 'ps']);
+const psShortcut = lsCmd('ps');
+
+/** The commands cli/fast.ts runs without yargs, under their group's word ('' at the top level). */
+export const containerDeclared: [string, Cmd][] = [['container', containerLs], ['container', inspectCmd], ['', psShortcut]];
+
 export const containerCommand: Cmd = {
   command: 'container',
   describe: 'Manage containers',
@@ -202,7 +223,7 @@ export const containerCommand: Cmd = {
       .command(createCmd)
       .command(mountCmd)
       .command(unmountCmd)
-      .command(lsCmd('ls', ['list', 'ps']))
+      .command(containerLs)
       .command(inspectCmd)
       .command(diffCmd('diff <container>'))
       .command(commitCmd('commit <container> [ref]'))
@@ -214,7 +235,7 @@ export const containerCommand: Cmd = {
 
 /** Top-level shortcuts: strata ps | diff | commit | rm */
 export const containerShortcuts: Cmd[] = [
-  lsCmd('ps'),
+  psShortcut,
   diffCmd('diff <container>'),
   commitCmd('commit <container> [ref]'),
   rmCmd('rm <containers..>'),

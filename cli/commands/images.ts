@@ -10,9 +10,9 @@ import type {
 import type { LoadResponse, SaveResponse } from '../../daemon/model/types-image-io';
 import { resolveSocket, seg, withQuery } from '../client';
 import { AtomicOutput, openInput, packDirectory } from '../files';
-import { runStreamed } from '../progress';
+import { countedTransfer, runStreamed } from '../progress';
 import { ago, ellipsis, humanSize, json, shortId, splitRef, table, UsageError } from '../format';
-import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, inspectOptions, listingOptions, out } from './common';
+import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, INSPECT_OPTIONS, LISTING_OPTIONS, out } from './common';
 
 const importCmd: Cmd = {
   command: 'import <source> <ref>',
@@ -24,11 +24,22 @@ const importCmd: Cmd = {
       .option('message', { alias: 'm', type: 'string', describe: 'Commit message of the imported layer' }),
   handler: action(async (argv) => {
     // The CLI reads the source (with the user's permissions) and streams it to the daemon.
-    const source = String(argv.source);
-    const isDir = source !== '-' && fs.existsSync(source) && fs.statSync(source).isDirectory();
-    const body = isDir ? packDirectory(source) : openInput(source, 'import source');
+    // yargs parses a lone "-" as an empty string: that is standard input.
+    const source = argv.source === '' || argv.source === '-' ? '-' : String(argv.source);
+    const st = source === '-' ? undefined : fs.statSync(source, { throwIfNoEntry: false });
+    const body = st?.isDirectory() ? packDirectory(source) : openInput(source, 'import source');
     const message = argv.message !== undefined ? String(argv.message) : source === '-' ? '' : `Imported from ${path.basename(path.resolve(source))}`;
-    const r = await clientFor(argv).upload<{ id: string }>(withQuery('/images/import', { ref: String(argv.ref), message }), body);
+    // Bytes sent of bytes to send (a file's size; a directory's tar or stdin: unknown) on a terminal.
+    const bar = countedTransfer(source === '-' ? 'stdin' : path.basename(source), 'Importing', st?.isFile() ? st.size : null);
+    body.on('data', (c: Buffer) => bar.add(c.length));
+    let r: { id: string };
+    try {
+      r = await clientFor(argv).upload<{ id: string }>(withQuery('/images/import', { ref: String(argv.ref), message }), body);
+    } catch (err) {
+      bar.done(false);
+      throw err;
+    }
+    bar.done();
     out(r.id);
   }),
 };
@@ -100,24 +111,33 @@ const loadCmd: Cmd = {
 export function imageRows(images: ImageSummary[], noTrunc = false, now = Date.now()): string[][] {
   const rows: string[][] = [];
   for (const img of images) {
-    const refs = img.repoTags.length ? img.repoTags.map(splitRef) : [['<none>', '<none>']];
+    const refs = img.RepoTags.length ? img.RepoTags.map(splitRef) : [['<none>', '<none>']];
     for (const [repo, tag] of refs) {
-      rows.push([repo, tag, noTrunc ? img.id : shortId(img.id), ago(img.created, now), humanSize(img.size)]);
+      rows.push([repo, tag, noTrunc ? img.Id : shortId(img.Id), ago(img.Created, now), humanSize(img.Size)]);
     }
   }
   return rows;
 }
 
-/** images rows' fields for --format templates (one per tag), by docker's names. */
-function imageFields(images: ImageSummary[], noTrunc = false, now = Date.now()): Record<string, unknown>[] {
+/** An images row's fields for --format (templates and json; one row per tag), by docker's names. */
+export interface ImageRow {
+  ID: string;
+  Repository: string;
+  Tag: string;
+  CreatedAt: string;
+  CreatedSince: string;
+  Size: string;
+}
+
+function imageFields(images: ImageSummary[], noTrunc = false, now = Date.now()): ImageRow[] {
   return images.flatMap((img) =>
-    (img.repoTags.length ? img.repoTags.map(splitRef) : [['<none>', '<none>']]).map(([repo, tag]) => ({
-      ID: noTrunc ? img.id : shortId(img.id),
+    (img.RepoTags.length ? img.RepoTags.map(splitRef) : [['<none>', '<none>']]).map(([repo, tag]) => ({
+      ID: noTrunc ? img.Id : shortId(img.Id),
       Repository: repo,
       Tag: tag,
-      CreatedAt: img.created,
-      CreatedSince: ago(img.created, now),
-      Size: humanSize(img.size),
+      CreatedAt: img.Created,
+      CreatedSince: ago(img.Created, now),
+      Size: humanSize(img.Size),
     })),
   );
 }
@@ -128,13 +148,13 @@ const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
   command,
   aliases,
   describe: 'List images',
-  builder: (y) => listingOptions(y).option('no-trunc', { type: 'boolean', default: false, describe: "Don't truncate ids" }),
+  builder: { ...LISTING_OPTIONS, 'no-trunc': { type: 'boolean', default: false, describe: "Don't truncate ids" } },
   handler: action(async (argv) => {
     const images = await clientFor(argv).get<ImageSummary[]>('/images/json');
-    const f = formatted(argv, images, () => imageFields(images, argv.noTrunc), IMAGE_HEADERS);
+    const f = formatted(argv, () => imageFields(images, argv.noTrunc), IMAGE_HEADERS);
     if (f !== undefined) return out(f);
     if (argv.quiet) {
-      const ids = images.map((i) => (argv.noTrunc ? i.id : shortId(i.id)));
+      const ids = images.map((i) => (argv.noTrunc ? i.Id : shortId(i.Id)));
       return out([...new Set(ids)].join('\n'));
     }
     out(table(['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'], imageRows(images, argv.noTrunc)));
@@ -143,26 +163,23 @@ const lsCmd = (command: string, aliases: string[] = []): Cmd => ({
 
 export function historyRows(entries: HistoryEntry[], noTrunc: boolean, now = Date.now()): string[][] {
   return entries.map((h) => [
-    noTrunc ? h.id : shortId(h.id),
-    ago(h.created, now),
-    noTrunc ? h.createdBy : ellipsis(h.createdBy, 45),
-    humanSize(h.size),
-    h.comment,
+    noTrunc ? h.Id : shortId(h.Id),
+    ago(h.Created, now),
+    noTrunc ? h.CreatedBy : ellipsis(h.CreatedBy, 45),
+    humanSize(h.Size),
+    h.Comment,
   ]);
 }
 
 const historyCmd = (command: string): Cmd => ({
   command,
   describe: 'Show the history of an image',
-  builder: (y) =>
-    listingOptions(y)
-      .positional('image', { type: 'string' })
-      .option('no-trunc', { type: 'boolean', default: false, describe: "Don't truncate output" }),
+  builder: { ...LISTING_OPTIONS, 'no-trunc': { type: 'boolean', default: false, describe: "Don't truncate output" } },
   handler: action(async (argv) => {
     const entries = await clientFor(argv).get<HistoryEntry[]>(`/images/${seg(argv.image)}/history`);
-    const f = formatted(argv, entries, () => entries.map((h) => ({ ID: argv.noTrunc ? h.id : shortId(h.id), CreatedAt: h.created, CreatedSince: ago(h.created), CreatedBy: h.createdBy, Size: humanSize(h.size), Comment: h.comment })), HISTORY_HEADERS);
+    const f = formatted(argv, () => entries.map((h) => ({ ID: argv.noTrunc ? h.Id : shortId(h.Id), CreatedAt: h.Created, CreatedSince: ago(h.Created), CreatedBy: h.CreatedBy, Size: humanSize(h.Size), Comment: h.Comment })), HISTORY_HEADERS);
     if (f !== undefined) return out(f);
-    if (argv.quiet) return out(entries.map((h) => (argv.noTrunc ? h.id : shortId(h.id))).join('\n'));
+    if (argv.quiet) return out(entries.map((h) => (argv.noTrunc ? h.Id : shortId(h.Id))).join('\n'));
     out(table(['IMAGE', 'CREATED', 'CREATED BY', 'SIZE', 'COMMENT'], historyRows(entries, argv.noTrunc)));
   }),
 });
@@ -170,7 +187,7 @@ const historyCmd = (command: string): Cmd => ({
 const inspectCmd: Cmd = {
   command: 'inspect <images..>',
   describe: 'Display detailed information on one or more images',
-  builder: inspectOptions,
+  builder: INSPECT_OPTIONS,
   handler: action(async (argv) => {
     const c = clientFor(argv);
     await inspectMany(argv.images, (ref) => c.get<ImageInspect>(`/images/${seg(ref)}/json`), argv.format);
@@ -200,14 +217,27 @@ const rmCmd = (command: string, aliases: string[] = []): Cmd => ({
   }),
 });
 
+const imageLs = lsCmd('ls', ['list']);
+const imagesShortcut = lsCmd('images');
+const imageHistory = historyCmd('history <image>');
+
+/** The commands cli/fast.ts runs without yargs, under their group's word ('' at the top level). */
+export const imageDeclared: [string, Cmd][] = [
+  ['image', imageLs],
+  ['image', inspectCmd],
+  ['image', imageHistory],
+  ['', imagesShortcut],
+  ['', imageHistory],
+];
+
 export const imageCommand: Cmd = {
   command: 'image',
   describe: 'Manage images',
   builder: (y) =>
     y
       .command(importCmd)
-      .command(lsCmd('ls', ['list']))
-      .command(historyCmd('history <image>'))
+      .command(imageLs)
+      .command(imageHistory)
       .command(inspectCmd)
       .command(tagCmd)
       .command(rmCmd('rm <images..>', ['remove']))
@@ -218,4 +248,4 @@ export const imageCommand: Cmd = {
 };
 
 /** Top-level shortcuts: strata images | history | rmi */
-export const imageShortcuts: Cmd[] = [lsCmd('images'), historyCmd('history <image>'), rmCmd('rmi <images..>'), saveCmd, loadCmd, tagCmd];
+export const imageShortcuts: Cmd[] = [imagesShortcut, imageHistory, rmCmd('rmi <images..>'), saveCmd, loadCmd, tagCmd];

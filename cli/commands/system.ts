@@ -5,18 +5,18 @@ import { action, clientFor, Cmd, out } from './common';
 
 export function infoText(i: Info): string {
   return [
-    `Storage Driver: ${i.driver}`,
-    `Version: ${i.version}`,
-    `Root Dir: ${i.rootDir}`,
-    `Backing Filesystem: ${i.backingFilesystem}`,
-    `Passthrough: ${i.passthrough ? 'on' : 'off'}`,
-    `Images: ${i.images}`,
-    `Layers: ${i.layers}`,
-    `Containers: ${i.containers} (mounted ${i.containersMounted})`,
-    `Volumes: ${i.volumes}`,
-    `FUSE Engine: ${i.engine.threads} of ${i.engine.maxThreads} threads running, ${i.engine.mountsServed} mounts served`,
-    `Live Restore: ${i.engine.liveRestore ? 'on' : 'off'}${i.engine.holderPid ? ` (fd holder pid ${i.engine.holderPid})` : ''}`,
-    `Takeovers: ${i.engine.takeovers}${i.engine.lastTakeover ? ` (last ${i.engine.lastTakeover.at}, ${i.engine.lastTakeover.ms} ms, ${i.engine.lastTakeover.mounts} mounts)` : ''}`,
+    `Storage Driver: ${i.Driver}`,
+    `Version: ${i.ServerVersion}`,
+    `Root Dir: ${i.DockerRootDir}`,
+    `Backing Filesystem: ${i.BackingFilesystem}`,
+    `Passthrough: ${i.Passthrough ? 'on' : 'off'}`,
+    `Images: ${i.Images}`,
+    `Layers: ${i.Layers}`,
+    `Containers: ${i.Containers} (mounted ${i.ContainersMounted})`,
+    `Volumes: ${i.Volumes}`,
+    `FUSE Engine: ${i.Engine.Threads} of ${i.Engine.MaxThreads} threads running, ${i.Engine.MountsServed} mounts served`,
+    `Live Restore: ${i.Engine.LiveRestore ? 'on' : 'off'}${i.Engine.HolderPid ? ` (fd holder pid ${i.Engine.HolderPid})` : ''}`,
+    `Takeovers: ${i.Engine.Takeovers}${i.Engine.LastTakeover ? ` (last ${i.Engine.LastTakeover.At}, ${i.Engine.LastTakeover.Ms} ms, ${i.Engine.LastTakeover.Mounts} mounts)` : ''}`,
   ].join('\n');
 }
 
@@ -36,25 +36,25 @@ function withPct(reclaimable: number, total: number): string {
 
 /** docker system df's summary table (same arithmetic as docker's formatter). */
 export function dfSummary(df: SystemDf): string {
-  const activeImages = df.images.filter((i) => i.containers > 0);
-  const usedByImages = activeImages.reduce((s, i) => s + i.uniqueSize, 0);
-  const imgReclaim = Math.max(0, df.layersSize - usedByImages);
+  const activeImages = df.Images.filter((i) => i.Containers > 0);
+  const usedByImages = activeImages.reduce((s, i) => s + i.UniqueSize, 0);
+  const imgReclaim = Math.max(0, df.LayersSize - usedByImages);
 
-  const isActive = (c: SystemDf['containers'][number]) => c.state === 'mounted';
-  const cSize = df.containers.reduce((s, c) => s + c.size, 0);
-  const cReclaim = df.containers.filter((c) => !isActive(c)).reduce((s, c) => s + c.size, 0);
+  const isActive = (c: SystemDf['Containers'][number]) => c.State === 'mounted';
+  const cSize = df.Containers.reduce((s, c) => s + c.SizeRw, 0);
+  const cReclaim = df.Containers.filter((c) => !isActive(c)).reduce((s, c) => s + c.SizeRw, 0);
 
-  const vSize = df.volumes.reduce((s, v) => s + Math.max(0, v.size), 0);
-  const vReclaim = df.volumes.filter((v) => v.links === 0).reduce((s, v) => s + Math.max(0, v.size), 0);
+  const vSize = df.Volumes.reduce((s, v) => s + Math.max(0, v.UsageData.Size), 0);
+  const vReclaim = df.Volumes.filter((v) => v.UsageData.RefCount === 0).reduce((s, v) => s + Math.max(0, v.UsageData.Size), 0);
 
   return table(
     ['TYPE', 'TOTAL', 'ACTIVE', 'SIZE', 'RECLAIMABLE'],
     [
-      ['Images', String(df.images.length), String(activeImages.length), humanSize(df.layersSize), withPct(imgReclaim, df.layersSize)],
-      ['Containers', String(df.containers.length), String(df.containers.filter(isActive).length), humanSize(cSize), withPct(cReclaim, cSize)],
-      ['Local Volumes', String(df.volumes.length), String(df.volumes.filter((v) => v.links > 0).length), humanSize(vSize), withPct(vReclaim, vSize)],
+      ['Images', String(df.Images.length), String(activeImages.length), humanSize(df.LayersSize), withPct(imgReclaim, df.LayersSize)],
+      ['Containers', String(df.Containers.length), String(df.Containers.filter(isActive).length), humanSize(cSize), withPct(cReclaim, cSize)],
+      ['Local Volumes', String(df.Volumes.length), String(df.Volumes.filter((v) => v.UsageData.RefCount > 0).length), humanSize(vSize), withPct(vReclaim, vSize)],
       // Nothing is in use between builds: every cache layer is reclaimable.
-      ['Build Cache', String(df.buildCacheCount ?? 0), '0', humanSize(df.buildCacheSize), humanSize(df.buildCacheSize)],
+      ['Build Cache', String(df.BuildCacheCount ?? 0), '0', humanSize(df.BuildCacheSize), humanSize(df.BuildCacheSize)],
     ],
   );
 }
@@ -62,30 +62,30 @@ export function dfSummary(df: SystemDf): string {
 /** docker system df -v: per-image, per-container and per-volume tables. */
 export function dfVerbose(df: SystemDf, now = Date.now()): string {
   const imgRows: string[][] = [];
-  for (const i of df.images) {
-    const refs = i.repoTags.length ? i.repoTags.map(splitRef) : [['<none>', '<none>']];
+  for (const i of df.Images) {
+    const refs = i.RepoTags.length ? i.RepoTags.map(splitRef) : [['<none>', '<none>']];
     for (const [repo, tag] of refs) {
       imgRows.push([
         repo,
         tag,
-        shortId(i.id),
-        ago(i.created, now),
-        humanSize(i.size),
-        humanSize(i.sharedSize),
-        humanSize(i.uniqueSize),
-        String(i.containers),
+        shortId(i.Id),
+        ago(i.Created, now),
+        humanSize(i.Size),
+        humanSize(i.SharedSize),
+        humanSize(i.UniqueSize),
+        String(i.Containers),
       ]);
     }
   }
-  const cRows = df.containers.map((c) => [
-    shortId(c.id),
-    shortId(c.image),
-    humanSize(c.size),
-    ago(c.created, now),
-    c.state === 'mounted' ? 'Mounted' : 'Created',
-    c.name,
+  const cRows = df.Containers.map((c) => [
+    shortId(c.Id),
+    shortId(c.Image),
+    humanSize(c.SizeRw),
+    ago(c.Created, now),
+    c.State === 'mounted' ? 'Mounted' : 'Created',
+    c.Name,
   ]);
-  const vRows = df.volumes.map((v) => [v.name, String(v.links), v.size < 0 ? 'N/A' : humanSize(v.size)]);
+  const vRows = df.Volumes.map((v) => [v.Name, String(v.UsageData.RefCount), v.UsageData.Size < 0 ? 'N/A' : humanSize(v.UsageData.Size)]);
   return [
     'Images space usage:',
     '',
@@ -99,7 +99,7 @@ export function dfVerbose(df: SystemDf, now = Date.now()): string {
     '',
     table(['VOLUME NAME', 'LINKS', 'SIZE'], vRows),
     '',
-    `Build cache usage: ${humanSize(df.buildCacheSize)}`,
+    `Build cache usage: ${humanSize(df.BuildCacheSize)}`,
   ].join('\n');
 }
 

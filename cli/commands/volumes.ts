@@ -2,7 +2,7 @@
 import type { Volume, VolumeCreateRequest } from '../../daemon/model/types';
 import { seg } from '../client';
 import { humanSize, json, parseKeyValues, table } from '../format';
-import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, inspectOptions, optionList, listingOptions, out } from './common';
+import { action, clientFor, Cmd, eachTarget, formatted, inspectMany, INSPECT_OPTIONS, LISTING_OPTIONS, optionList, out } from './common';
 
 const createCmd: Cmd = {
   command: 'create [name]',
@@ -23,15 +23,30 @@ const createCmd: Cmd = {
   }),
 };
 
+/** A volume ls row's fields for --format (templates and json), by docker's names; Links: containers using it. */
+export interface VolumeListRow {
+  Driver: string;
+  Name: string;
+  Mountpoint: string;
+  Labels: Record<string, string>;
+  Scope: string;
+  Links: number;
+  Anonymous: boolean;
+}
+
+function volumeFields(v: Volume): VolumeListRow {
+  return { Driver: v.Driver, Name: v.Name, Mountpoint: v.Mountpoint, Labels: v.Labels, Scope: v.Scope, Links: v.UsedBy.length, Anonymous: v.Anonymous };
+}
+
 const lsCmd: Cmd = {
   command: 'ls',
   aliases: ['list'],
   describe: 'List volumes',
-  builder: (y) => listingOptions(y),
+  builder: LISTING_OPTIONS,
   handler: action(async (argv) => {
     const r = await clientFor(argv).get<{ volumes: Volume[] }>('/volumes');
     const vols = r.volumes ?? [];
-    const f = formatted(argv, vols, () => vols.map((v) => ({ Driver: v.Driver, Name: v.Name, Mountpoint: v.Mountpoint, Labels: v.Labels })), { Name: 'VOLUME NAME' });
+    const f = formatted(argv, () => vols.map(volumeFields), { Name: 'VOLUME NAME' });
     if (f !== undefined) return out(f);
     if (argv.quiet) return out(vols.map((v) => v.Name).join('\n'));
     out(table(['DRIVER', 'VOLUME NAME'], vols.map((v) => [v.Driver, v.Name])));
@@ -41,7 +56,7 @@ const lsCmd: Cmd = {
 const inspectCmd: Cmd = {
   command: 'inspect <names..>',
   describe: 'Display detailed information on one or more volumes',
-  builder: inspectOptions,
+  builder: INSPECT_OPTIONS,
   handler: action(async (argv) => {
     const c = clientFor(argv);
     await inspectMany(argv.names, (n) => c.get<Volume>(`/volumes/${seg(n)}`), argv.format);
@@ -110,6 +125,9 @@ const pruneCmd: Cmd = {
     out(pruneReport(r.deleted ?? [], r.spaceReclaimed ?? 0));
   }),
 };
+
+/** The commands cli/fast.ts runs without yargs, under their group's word. */
+export const volumeDeclared: [string, Cmd][] = [['volume', lsCmd], ['volume', inspectCmd]];
 
 export const volumeCommand: Cmd = {
   command: 'volume',

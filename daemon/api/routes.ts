@@ -3,9 +3,10 @@ import { registerBuildRunRoutes } from './routes-build-run';
 import { registerImageIoRoutes } from './routes-image-io';
 import { registerRegistryRoutes } from './routes-registry';
 import { flag, mountSpecs, query, record, str, strings } from './request';
+import { progressStream } from './progress';
 import { Router } from './server';
 import type { Services } from './services';
-import type { CommitRequest, CreateRequest } from '../model/types';
+import type { ChangeEntry, CommitRequest, CreateRequest } from '../model/types';
 import { systemDf, systemInfo } from '../system/system-service';
 
 export function buildRouter(s: Services): Router {
@@ -35,10 +36,12 @@ export function buildRouter(s: Services): Router {
     await s.containers.unmount(req.params.id);
     return {};
   });
-  r.add('GET', '/containers/:id/changes', (req) => s.containers.diff(req.params.id));
+  r.add('GET', '/containers/:id/changes', (req): ChangeEntry[] => s.containers.diff(req.params.id).map((c) => ({ Kind: c.kind, Path: c.path })));
   r.add('POST', '/containers/:id/commit', async (req) => {
     const body: CommitRequest = { ref: str(req, 'ref'), comment: str(req, 'comment'), author: str(req, 'author'), createdBy: str(req, 'createdBy') };
-    return { id: await s.containers.commit(req.params.id, body) };
+    if (!flag(req, 'progress')) return { id: await s.containers.commit(req.params.id, body) };
+    s.containers.resolve(req.params.id); // an unknown container is a plain 404
+    return progressStream(async (p) => ({ id: await s.containers.commit(req.params.id, body, p) }), { log: s.log, what: 'container commit' });
   });
   r.add('DELETE', '/containers/:id', async (req) => {
     await s.containers.remove(req.params.id, flag(req, 'force'));

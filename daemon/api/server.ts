@@ -9,6 +9,7 @@ import type { Logger } from '../log';
 import { jsonErrorWhere } from '../util/json-error';
 import { invalid, tooLarge } from '../model/errors';
 import { HttpError, toApiError } from './errors';
+import { API_VERSION } from '../model/types';
 
 export interface ApiRequest {
   params: Record<string, string>;
@@ -160,7 +161,7 @@ function send(res: http.ServerResponse, status: number, value: unknown): void {
   const headers: http.OutgoingHttpHeaders = {
     'Content-Type': typeof value === 'string' ? 'text/plain; charset=utf-8' : 'application/json',
     'Content-Length': Buffer.byteLength(text),
-    'Api-Version': '1',
+    'Api-Version': API_VERSION,
   };
   res.writeHead(status, headers);
   res.end(text);
@@ -231,7 +232,7 @@ export function createApiServer(router: Router, log: Logger): http.Server {
         .then((b) => m.route.handler({ params: m.params, query: url.searchParams, body: b, upload: m.route.upload ? uploadOf(req) : emptyUpload() }))
         .then((out) => {
           if (!(out instanceof Streamed)) return send(res, 200, out);
-          res.writeHead(200, { 'Content-Type': out.contentType, 'Api-Version': '1', 'Cache-Control': 'no-cache' });
+          res.writeHead(200, { 'Content-Type': out.contentType, 'Api-Version': API_VERSION, 'Cache-Control': 'no-cache' });
           res.flushHeaders();
           return out.write(res).then(
             () => {

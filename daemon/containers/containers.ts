@@ -7,6 +7,7 @@ import { layerChanges, mountpointLeftovers } from '../archive';
 import { invalid, conflict, notFound } from '../model/errors';
 import type { Change, CommitRequest, ContainerInspect, ContainerSummary, CreateRequest, MountSpec } from '../model/types';
 import { canonicalRef, checkContainerPath, checkHostPath, checkName } from '../model/validate';
+import type { ProgressReporter } from '../model/progress';
 import type { ImageService } from '../images/images';
 import type { LayerStore } from '../layers/layer-store';
 import type { Logger } from '../log';
@@ -239,16 +240,20 @@ export class ContainerService {
   }
 
   /** The writable layer becomes a new layer on top of the image's chain, in a new image. */
-  async commit(ref: string, req: CommitRequest): Promise<string> {
-    return this.exclusive(ref, (c) => this.commitNow(c, req));
+  async commit(ref: string, req: CommitRequest, progress?: ProgressReporter): Promise<string> {
+    return this.exclusive(ref, (c) => this.commitNow(c, req, progress));
   }
 
-  private async commitNow(c: ContainerRow, req: CommitRequest): Promise<string> {
+  private async commitNow(c: ContainerRow, req: CommitRequest, progress?: ProgressReporter): Promise<string> {
     const image = this.images.resolve(c.imageId);
     const target = req.ref ? canonicalRef(req.ref) : undefined;
     const chain = this.images.chain(image.id).map((l) => l.id);
     const createdBy = req.createdBy ?? '';
-    const layer = await this.layers.create(chain[chain.length - 1] ?? null, { kind: 'upper', path: this.dirs(c.id).upper, exclude: this.mountpointLeftovers(c) }, createdBy);
+    // The bytes of the layer's tar as it is made (its size is only known at the end).
+    const bar = progress?.bytes(c.id.slice(0, 12), 'Committing', null);
+    const upper = { kind: 'upper' as const, path: this.dirs(c.id).upper, exclude: this.mountpointLeftovers(c), onBytes: bar && ((n: number) => bar.add(n)) };
+    const layer = await this.layers.create(chain[chain.length - 1] ?? null, upper, createdBy);
+    bar?.done();
     const history = [
       ...image.history,
       { created: new Date().toISOString(), createdBy, comment: req.comment ?? '', emptyLayer: false, size: layer.size },
@@ -278,18 +283,18 @@ export class ContainerService {
 
   summary(c: ContainerRow): ContainerSummary {
     return {
-      id: c.id,
-      name: c.name,
-      image: c.imageRef,
-      imageId: c.imageId,
-      state: c.state,
-      mountpoint: c.mountpoint,
-      created: c.created,
-      size: diskUsage(this.dirs(c.id).upper),
-      startedAt: c.started ?? null,
-      finishedAt: c.finished ?? null,
-      exitCode: c.exitCode ?? null,
-      mountStatus: this.mounts.mountStatus(c.id),
+      Id: c.id,
+      Name: c.name,
+      Image: c.imageRef,
+      ImageID: c.imageId,
+      State: c.state,
+      Mountpoint: c.mountpoint,
+      Created: c.created,
+      SizeRw: diskUsage(this.dirs(c.id).upper),
+      StartedAt: c.started ?? null,
+      FinishedAt: c.finished ?? null,
+      ExitCode: c.exitCode ?? null,
+      MountStatus: this.mounts.mountStatus(c.id),
     };
   }
 
@@ -328,12 +333,32 @@ export class ContainerService {
   inspect(ref: string): ContainerInspect {
     const c = this.truthful([this.resolve(ref)])[0];
     const d = this.dirs(c.id);
+    const s = this.summary(c);
     return {
-      ...this.summary(c),
-      upperDir: d.upper,
-      workDir: d.work,
-      lowerDirs: this.layers.lowerDirs(this.images.chain(c.imageId).map((l) => l.id)),
-      mounts: c.mounts,
+      Id: s.Id,
+      Name: s.Name,
+      Created: s.Created,
+      Image: s.ImageID,
+      Config: { Image: s.Image },
+      State: { Status: s.State, Running: s.StartedAt !== null && s.FinishedAt === null, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, ExitCode: s.ExitCode },
+      Mountpoint: s.Mountpoint,
+      SizeRw: s.SizeRw,
+      GraphDriver: {
+        Name: 'strata-fuse',
+        Data: {
+          LowerDir: this.layers.lowerDirs(this.images.chain(c.imageId).map((l) => l.id)).join(':'),
+          UpperDir: d.upper,
+          MergedDir: s.Mountpoint ?? d.merged,
+          WorkDir: d.work,
+        },
+      },
+      Mounts: c.mounts.map((m) => ({
+        Type: m.type,
+        ...(m.type === 'volume' ? { Name: m.source } : {}),
+        Source: m.resolvedSource,
+        Destination: m.target,
+        RW: !m.readonly,
+      })),
     };
   }
 

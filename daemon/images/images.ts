@@ -1,7 +1,7 @@
 // Images: a config plus a chain of layers, named by references (name:tag).
 import type { Readable } from 'node:stream';
 import { conflict, notFound } from '../model/errors';
-import type { HistoryEntry, ImageConfig, ImageDeleteResponse, ImageInspect, ImageSummary, SystemDf } from '../model/types';
+import type { HistoryEntry, ImageConfig, ImageConfigView, ImageDeleteResponse, ImageInspect, ImageSummary, SystemDf } from '../model/types';
 import { canonicalRef } from '../model/validate';
 import type { LayerStore } from '../layers/layer-store';
 import type { Logger } from '../log';
@@ -72,7 +72,7 @@ export class ImageService {
   }
 
   list(): ImageSummary[] {
-    return this.store.images.list().map((i) => ({ id: i.id, repoTags: i.refs, created: i.created, size: i.size }));
+    return this.store.images.list().map((i) => ({ Id: i.id, RepoTags: i.refs, Created: i.created, Size: i.size }));
   }
 
   chain(imageId: string): LayerRow[] {
@@ -82,9 +82,9 @@ export class ImageService {
   history(ref: string): HistoryEntry[] {
     const img = this.resolve(ref);
     const out = img.history
-      .map((h) => ({ id: '<missing>', created: h.created, createdBy: h.createdBy, size: h.size, comment: h.comment, emptyLayer: h.emptyLayer }))
+      .map((h) => ({ Id: '<missing>', Created: h.created, CreatedBy: h.createdBy, Size: h.size, Comment: h.comment, EmptyLayer: h.emptyLayer }))
       .reverse();
-    if (out.length > 0) out[0].id = img.id;
+    if (out.length > 0) out[0].Id = img.id;
     return out;
   }
 
@@ -92,14 +92,16 @@ export class ImageService {
     const img = this.resolve(ref);
     const chain = this.chain(img.id);
     return {
-      id: img.id,
-      repoTags: this.store.images.refsOf(img.id),
-      created: img.created,
-      size: chain.reduce((a, l) => a + l.size, 0),
-      parent: img.parent ?? '',
-      config: img.config,
-      layers: chain.map((l) => ({ id: l.id, diffId: l.diffId, size: l.size })),
-      history: this.history(img.id),
+      Id: img.id,
+      RepoTags: this.store.images.refsOf(img.id),
+      Created: img.created,
+      Size: chain.reduce((a, l) => a + l.size, 0),
+      Parent: img.parent ?? '',
+      Config: configView(img.config),
+      RootFS: { Type: 'layers', Layers: chain.map((l) => l.diffId) },
+      GraphDriver: { Name: 'strata-fuse', Data: { LowerDir: this.layers.lowerDirs(chain.map((l) => l.id)).join(':') } },
+      Layers: chain.map((l) => ({ Id: l.id, DiffId: l.diffId, Size: l.size })),
+      History: this.history(img.id),
     };
   }
 
@@ -146,7 +148,7 @@ export class ImageService {
   }
 
   /** Per-image sizes for `system df`: a layer shared by several images is counted once overall. */
-  df(): Pick<SystemDf, 'images' | 'layersSize'> {
+  df(): Pick<SystemDf, 'Images' | 'LayersSize'> {
     const sets = this.store.images.layerSets();
     const users = new Map<string, number>();
     for (const layers of sets.values()) for (const l of layers) users.set(l.id, (users.get(l.id) ?? 0) + 1);
@@ -155,11 +157,27 @@ export class ImageService {
       const layers = sets.get(i.id) ?? [];
       const size = layers.reduce((a, l) => a + l.size, 0);
       const shared = layers.filter((l) => (users.get(l.id) ?? 0) > 1).reduce((a, l) => a + l.size, 0);
-      return { id: i.id, repoTags: i.refs, created: i.created, size, sharedSize: shared, uniqueSize: size - shared, containers: this.store.containers.countByImage(i.id) };
+      return { Id: i.id, RepoTags: i.refs, Created: i.created, Size: size, SharedSize: shared, UniqueSize: size - shared, Containers: this.store.containers.countByImage(i.id) };
     });
     const layersSize = this.store.layers.all().reduce((a, l) => a + l.size, 0);
-    return { images, layersSize };
+    return { Images: images, LayersSize: layersSize };
   }
+}
+
+/** The config as docker image inspect shows it. */
+function configView(c: ImageConfig): ImageConfigView {
+  const set = (xs: string[] | undefined) => (xs === undefined ? undefined : Object.fromEntries(xs.map((x) => [x, {}])));
+  return {
+    Env: c.env,
+    Cmd: c.cmd,
+    Entrypoint: c.entrypoint,
+    WorkingDir: c.workingDir,
+    User: c.user,
+    Labels: c.labels,
+    ExposedPorts: set(c.exposedPorts),
+    Volumes: set(c.volumes),
+    Shell: c.shell,
+  };
 }
 
 function normalize(ref: string): string {

@@ -165,7 +165,15 @@ async function main(): Promise<void> {
   const router = buildRouter({ root, store, images, containers, volumes, runs: new RunService({ root, images, containers, volumes }), mounts, layers, log, version: packageVersion(), backingFilesystem: FS_NAMES[fsType] ?? `0x${fsType.toString(16)}`, engine: () => {
     const e = fuseEngine().stats();
     const t = takeovers.read();
-    return { threads: e.threads, maxThreads: fuseEngine().size, mountsServed: mounts.count, liveRestore: argv.liveRestore, holderPid: holder.pid, takeovers: t.takeovers, lastTakeover: t.last };
+    return {
+      Threads: e.threads,
+      MaxThreads: fuseEngine().size,
+      MountsServed: mounts.count,
+      LiveRestore: argv.liveRestore,
+      HolderPid: holder.pid,
+      Takeovers: t.takeovers,
+      LastTakeover: t.last && { At: t.last.at, Ms: t.last.ms, Mounts: t.last.mounts },
+    };
   }, certsDir: path.resolve(argv.certsDir), insecureRegistries: argv.insecureRegistry });
   const server = createApiServer(router, log);
   await listenPrivately(server, socket, log);

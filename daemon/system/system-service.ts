@@ -23,28 +23,28 @@ export interface SystemDeps {
 export function systemInfo(s: SystemDeps): Info {
   const counts = s.store.counts();
   return {
-    driver: 'strata-fuse',
-    version: s.version,
-    rootDir: s.root.dir,
-    backingFilesystem: s.backingFilesystem,
-    passthrough: s.mounts.passthrough || process.geteuid?.() === 0,
-    images: counts.images,
-    layers: counts.layers,
-    containers: counts.containers,
-    containersMounted: counts.containersMounted,
-    volumes: counts.volumes,
-    engine: s.engine(),
+    Driver: 'strata-fuse',
+    ServerVersion: s.version,
+    DockerRootDir: s.root.dir,
+    BackingFilesystem: s.backingFilesystem,
+    Passthrough: s.mounts.passthrough || process.geteuid?.() === 0,
+    Images: counts.images,
+    Layers: counts.layers,
+    Containers: counts.containers,
+    ContainersMounted: counts.containersMounted,
+    Volumes: counts.volumes,
+    Engine: s.engine(),
   };
 }
 
 export function systemDf(s: SystemDeps): SystemDf {
-  const { images, layersSize } = s.images.df();
+  const { Images, LayersSize } = s.images.df();
   return {
-    layersSize,
-    images,
-    containers: s.containers.list(true).map((c) => ({ id: c.id, name: c.name, image: c.image, size: c.size, state: c.state, created: c.created })),
-    volumes: s.volumes.sizes(),
-    buildCacheSize: s.store.buildCache.size(),
-    buildCacheCount: s.store.buildCache.count(),
+    LayersSize,
+    Images,
+    Containers: s.containers.list(true).map((c) => ({ Id: c.Id, Name: c.Name, Image: c.Image, SizeRw: c.SizeRw, State: c.State, Created: c.Created })),
+    Volumes: s.volumes.sizes().map((v) => ({ Name: v.name, UsageData: { Size: v.size, RefCount: v.links } })),
+    BuildCacheSize: s.store.buildCache.size(),
+    BuildCacheCount: s.store.buildCache.count(),
   };
 }
