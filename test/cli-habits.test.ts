@@ -141,7 +141,11 @@ t.test('ps MOUNTPOINT, volume prune without a terminal, system df build cache', 
   t.equal(active, '0');
   t.match(size, /^5\d(\.\d)?kB$/, 'its size');
   t.equal(reclaim, size);
-  const df = JSON.parse(ok(t, d.cli(['system', 'df', '--format', 'json']), 'df json')) as { BuildCacheCount: number; BuildCacheSize: number };
+  // --format json: docker's one object per summary row, the same figures as the table.
+  const rows = ok(t, d.cli(['system', 'df', '--format', 'json']), 'df json').split('\n').map((l) => JSON.parse(l) as Record<string, string>);
+  t.same(rows.map((r) => r.Type), ['Images', 'Containers', 'Local Volumes', 'Build Cache']);
+  t.same(rows[3], { Type: 'Build Cache', TotalCount: '1', Active: '0', Size: size, Reclaimable: size });
+  const df = JSON.parse(ok(t, d.cli(['system', 'df', '-v', '--format', 'json']), 'df -v json')) as { BuildCacheCount: number; BuildCacheSize: number };
   t.equal(df.BuildCacheCount, 1);
   t.ok(df.BuildCacheSize >= 50_000, `${df.BuildCacheSize} bytes`);
 });

@@ -151,7 +151,7 @@ t.test('commit, history, system df, image rm', opts, async (t) => {
   t.equal(derived.Parent, imageId);
   t.equal(layerCount(d), 2, 'two layer dirs');
 
-  const df = jsonOf<SystemDf>(t, d.cli(['system', 'df', '--format', 'json']), 'df json');
+  const df = jsonOf<SystemDf>(t, d.cli(['system', 'df', '-v', '--format', 'json']), 'df -v json');
   const topSize = derived.Layers[1]!.Size;
   t.equal(df.LayersSize, baseLayer.Size + topSize, 'shared layer counted once in the total');
   const dfBase = df.Images.find((i) => i.Id === imageId)!;

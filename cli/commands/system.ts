@@ -34,8 +34,11 @@ function withPct(reclaimable: number, total: number): string {
   return total > 0 ? `${humanSize(reclaimable)} (${Math.floor((reclaimable * 100) / total)}%)` : humanSize(reclaimable);
 }
 
-/** docker system df's summary table (same arithmetic as docker's formatter). */
-export function dfSummary(df: SystemDf): string {
+/** One row of docker system df's summary, named as docker's `--format json` names it. */
+interface DfRow { Type: string; TotalCount: string; Active: string; Size: string; Reclaimable: string }
+
+/** docker system df's summary rows (same arithmetic as docker's formatter). */
+export function dfRows(df: SystemDf): DfRow[] {
   const activeImages = df.Images.filter((i) => i.Containers > 0);
   const usedByImages = activeImages.reduce((s, i) => s + i.UniqueSize, 0);
   const imgReclaim = Math.max(0, df.LayersSize - usedByImages);
@@ -47,15 +50,22 @@ export function dfSummary(df: SystemDf): string {
   const vSize = df.Volumes.reduce((s, v) => s + Math.max(0, v.UsageData.Size), 0);
   const vReclaim = df.Volumes.filter((v) => v.UsageData.RefCount === 0).reduce((s, v) => s + Math.max(0, v.UsageData.Size), 0);
 
+  const row = (Type: string, total: number, active: number, Size: string, Reclaimable: string): DfRow =>
+    ({ Type, TotalCount: String(total), Active: String(active), Size, Reclaimable });
+  return [
+    row('Images', df.Images.length, activeImages.length, humanSize(df.LayersSize), withPct(imgReclaim, df.LayersSize)),
+    row('Containers', df.Containers.length, df.Containers.filter(isActive).length, humanSize(cSize), withPct(cReclaim, cSize)),
+    row('Local Volumes', df.Volumes.length, df.Volumes.filter((v) => v.UsageData.RefCount > 0).length, humanSize(vSize), withPct(vReclaim, vSize)),
+    // Nothing is in use between builds: every cache layer is reclaimable.
+    row('Build Cache', df.BuildCacheCount ?? 0, 0, humanSize(df.BuildCacheSize), humanSize(df.BuildCacheSize)),
+  ];
+}
+
+/** docker system df's summary table. */
+export function dfSummary(df: SystemDf): string {
   return table(
     ['TYPE', 'TOTAL', 'ACTIVE', 'SIZE', 'RECLAIMABLE'],
-    [
-      ['Images', String(df.Images.length), String(activeImages.length), humanSize(df.LayersSize), withPct(imgReclaim, df.LayersSize)],
-      ['Containers', String(df.Containers.length), String(df.Containers.filter(isActive).length), humanSize(cSize), withPct(cReclaim, cSize)],
-      ['Local Volumes', String(df.Volumes.length), String(df.Volumes.filter((v) => v.UsageData.RefCount > 0).length), humanSize(vSize), withPct(vReclaim, vSize)],
-      // Nothing is in use between builds: every cache layer is reclaimable.
-      ['Build Cache', String(df.BuildCacheCount ?? 0), '0', humanSize(df.BuildCacheSize), humanSize(df.BuildCacheSize)],
-    ],
+    dfRows(df).map((r) => [r.Type, r.TotalCount, r.Active, r.Size, r.Reclaimable]),
   );
 }
 
@@ -112,7 +122,8 @@ const dfCmd: Cmd = {
       .option('format', { type: 'string', choices: ['table', 'json'], default: 'table', describe: 'Output format' }),
   handler: action(async (argv) => {
     const df = await clientFor(argv).get<SystemDf>('/system/df');
-    if (argv.format === 'json') return out(json(df));
+    // As docker: the summary is one JSON object per row; -v prints the whole usage object.
+    if (argv.format === 'json') return out(argv.verbose ? json(df) : dfRows(df).map((r) => JSON.stringify(r)).join('\n'));
     out(argv.verbose ? dfVerbose(df) : dfSummary(df));
   }),
 };
