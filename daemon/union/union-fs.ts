@@ -382,7 +382,7 @@ export class UnionFs implements FuseFilesystem {
     const gid = setgidDir ? st[ST.GID] : (this.gids.toDisk(ctx.gid) ?? this.gids.overflow);
     if (!overWhiteout) {
       make(target);
-      this.setOwner(target, uid, gid, mode);
+      this.setOwner(target, st, uid, gid, mode);
       // As overlayfs when offline changes to the lowers are not allowed (redirect_dir=on or
       // xino=on): a new directory in a merged one is opaque, so its lookups skip the lowers.
       if (isDir && parent.lowers.length > 0 && this.opaqueNewDirs) native.lsetxattr(target, this.markers.opaque, Buffer.from('y'), 0);
@@ -390,7 +390,7 @@ export class UnionFs implements FuseFilesystem {
       const tmp = this.copy.tmpName();
       make(tmp);
       if (isDir && setgidDir) fs.chmodSync(tmp, (mode & 0o7777) | S_ISGID);
-      this.setOwner(tmp, uid, gid, mode);
+      this.setOwner(tmp, st, uid, gid, mode);
       if (isDir) {
         native.lsetxattr(tmp, this.markers.opaque, Buffer.from('y'), 0);
         native.renameat2(tmp, target, native.RENAME_EXCHANGE);
@@ -399,14 +399,16 @@ export class UnionFs implements FuseFilesystem {
         native.renameat2(tmp, target, 0);
       }
     }
-    native.lstatInto(target, st);
+    // st is the new entry's stat from setOwner: chown, chmod and the rename into place keep its inode.
     parent.dirCache = null;
     return this.nodes.intern(parent, name, isDir, true, [], this.layers.realKey(st));
   }
 
-  /** Gives a new entry the caller's ownership; chown clears set-id bits, so restore them. */
-  private setOwner(path: string, uid: number, gid: number, mode: number): void {
-    const st = this.st;
+  /**
+   * Gives a new entry the caller's ownership; chown clears set-id bits, so restore them.
+   * Leaves the entry's stat (taken before the change; dev and inode stay) in st.
+   */
+  private setOwner(path: string, st: Float64Array, uid: number, gid: number, mode: number): void {
     native.lstatInto(path, st);
     const override = this.xattrs.override(UPPER);
     if (override !== null && overridable(st)) {
