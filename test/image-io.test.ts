@@ -244,6 +244,17 @@ t.test('container export writes the merged root', { skip: skip ?? false }, async
   const out2 = path.join(ws, 'c1b.tar');
   ok(t, d.cli(['export', '-o', out2, 'c1']), 'export (unmounted container)');
   t.equal(sha256File(out2), sha256File(out), 'same archive either way');
+  // The export's own mount reads the image's layers through their metadata indexes, as every
+  // mount of them does: indexes that went missing are made again for it.
+  const indexDir = path.join(d.root, 'layer-index');
+  const indexes = fs.readdirSync(indexDir);
+  t.ok(indexes.length > 0, 'the image layers have indexes');
+  for (const f of indexes) fs.rmSync(path.join(indexDir, f));
+  const out3 = path.join(ws, 'c1c.tar');
+  ok(t, d.cli(['export', '-o', out3, 'c1']), 'export without indexes');
+  const rebuilt = fs.readdirSync(indexDir);
+  t.ok(rebuilt.length > 0 && rebuilt.every((f) => indexes.includes(f)), 'the export mount rebuilt the indexes of its layers');
+  t.equal(sha256File(out3), sha256File(out), 'same archive through the rebuilt indexes');
   const st = JSON.parse(ok(t, d.cli(['container', 'inspect', 'c1']), 'inspect')) as ContainerInspect[];
   t.equal(st[0].State.Status, 'created', 'export left the container unmounted');
   failsWith(t, d.cli(['export', '-o', path.join(ws, 'nodir/x.tar'), 'c1']), /does not exist/, 'export into a missing dir');

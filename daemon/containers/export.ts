@@ -15,11 +15,14 @@ import type { ImageIoDeps } from '../images/oci-layout';
 /** Mounts a private read-only view of the container's root for `fn`, and always takes it down. */
 async function withExportView<T>(d: ImageIoDeps, c: ContainerRow, fn: (root: string) => Promise<T>): Promise<T> {
   const upper = path.join(d.root.containerDir(c.id), 'upper');
-  const lowers = [upper, ...d.layers.lowerDirs(d.images.chain(c.imageId).map((l) => l.id))];
+  const layerDirs = d.layers.lowerDirs(d.images.chain(c.imageId).map((l) => l.id));
+  // The image's layers are read through their metadata indexes, as every mount of them is; the
+  // container's upper is read live (it changes).
+  const config = resolveConfig({ lowers: [upper, ...layerDirs], indexes: [null, ...d.layers.indexes(layerDirs)] });
   const mnt = d.root.tempDir('export');
   let m;
   try {
-    m = await startUnionMount(resolveConfig({ lowers }), mnt, { fsname: `strata-export-${c.id.slice(0, 12)}`, readOnly: true });
+    m = await startUnionMount(config, mnt, { fsname: `strata-export-${c.id.slice(0, 12)}`, readOnly: true });
   } catch (err) {
     fs.rmdirSync(mnt);
     throw err;
