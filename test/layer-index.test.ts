@@ -10,6 +10,10 @@ import { ensureIndex, indexBeside, indexIn, writeIndex } from '../daemon/layer-i
 import { H } from '../daemon/layer-index/format';
 import { LayerIndex } from '../daemon/layer-index/reader';
 import { IndexedView, LiveView, type LayerView } from '../daemon/union/layer-view';
+import { LayerStack } from '../daemon/union/layers';
+import { Node } from '../daemon/union/nodes';
+import { mergedListing } from '../daemon/union/readdir';
+import { Resolver } from '../daemon/union/resolve';
 import { runOk, sh } from './lib/exec';
 import { buildLayer, type Entry } from './lib/layers';
 import { missingCapability, mountStrata, unmount } from './lib/mount-union';
@@ -161,6 +165,52 @@ t.test('a damaged, truncated, foreign-version or stale index is refused and rebu
   t.ok(buildIndex(dir).length > 0, 'and it can be indexed again');
 });
 
+t.test('after a listing, a lookup in a directory merged from 100 indexed layers probes one layer', async (t) => {
+  const ws = makeWorkspace(t, 'lidxprobe');
+  const lowers: string[] = [];
+  for (let i = 0; i < 100; i++) {
+    const l: Entry[] = [
+      { path: `own${i}`, type: 'file', content: `${i}` },
+      { path: 'shared', type: 'file', content: `${i}` },
+      { path: `deep/f${i}`, type: 'file' },
+    ];
+    if (i % 10 === 3) l.push({ path: `own${i + 1}`, type: 'whiteout', format: i % 20 === 3 ? 'chardev' : 'xattr' });
+    if (i % 10 === 5) l.push({ path: `own${i + 2}`, type: 'whiteout', format: 'oci' });
+    if (i === 60) l.push({ path: 'deep', type: 'opaque', format: 'xattr' });
+    lowers.push(path.join(ws, `l${i}`));
+    buildLayer(lowers[i]!, l);
+  }
+  const indexDir = path.join(ws, 'indexes');
+  fs.mkdirSync(indexDir);
+  const stack = new LayerStack({ lowers, indexes: lowers.map((l) => (writeIndex(l, indexIn(indexDir, l)), indexIn(indexDir, l))) });
+  t.equal(stack.indexedLowers, 100, 'every layer is read through its index');
+  const resolver = new Resolver(stack);
+  const refs = lowers.map((_, i) => ({ layer: i + 1, rel: '' }));
+  const names = ['shared', 'deep', 'nosuch', '.wh.own7', ...lowers.map((_, i) => `own${i}`)];
+  // Unlisted, the lookup goes layer by layer: the reference answers.
+  const plain = new Node(1, 1, null, '', true, false, refs, 0);
+  const want = names.map((n) => resolver.child(plain, n));
+  const listed = new Node(1, 1, null, '', true, false, refs, 0);
+  const shown = mergedListing(stack, listed).map((e) => e.name);
+  t.ok(listed.lowerNames !== null, 'the listing noted where each name first shows');
+  t.same(shown.filter((n) => n.startsWith('own')).length, want.filter((r, i) => r !== null && names[i]!.startsWith('own')).length, 'the listing and the lookups agree on what is hidden');
+  const probes = { n: 0 };
+  const lstat = IndexedView.prototype.lstat;
+  IndexedView.prototype.lstat = function (this: IndexedView, rel: string, st: Float64Array) {
+    probes.n++;
+    return lstat.call(this, rel, st);
+  };
+  t.teardown(() => {
+    IndexedView.prototype.lstat = lstat;
+  });
+  names.forEach((n, i) => {
+    probes.n = 0;
+    t.same(resolver.child(listed, n), want[i], `${n}: the same answer`);
+    // A directory is looked up in every layer that may hold part of it (deep: down to its opaque layer 60).
+    t.ok(n === 'deep' ? probes.n === 61 : probes.n <= 1, `${n}: ${probes.n} probes`);
+  });
+});
+
 const why = missingCapability({ fuse: true, overlay: true });
 t.test('a union of 100 indexed layers answers lookups, listings and stats as kernel overlayfs', { skip: why || false }, async (t) => {
   const ws = makeWorkspace(t, 'lidx100');
@@ -186,7 +236,7 @@ t.test('a union of 100 indexed layers answers lookups, listings and stats as ker
   mountStrata(t, { lowers: names.map((n) => path.join(ws, n)), mnt: smnt, indexDir });
   t.equal(fs.readdirSync(indexDir).length, 100, 'one index per layer');
   t.same(diffSnapshots(snapshot(kmnt), snapshot(smnt)), [], 'merged views equal');
-  const script = 'cat shared own0 own99 deep/d7/f7 deep/d7/f97 deep/d3/f53 2>&1; stat -c "%n %s %h %F %i" own4 own14 own24 own5 deep deep/d7 2>&1 | sed "s/ [0-9]*$//"; ls deep/d7 | wc -l; true';
+  const script = 'cat shared own0 own99 deep/d7/f7 deep/d7/f97 deep/d3/f53 2>&1; stat -c "%n %s %h %F %i" own4 own14 own24 own5 deep deep/d7 nosuch deep/nosuch 2>&1 | sed "s/ [0-9]*$//"; ls deep/d7 | wc -l; true';
   t.same(sh(smnt, script), sh(kmnt, script), 'same answers to lookups of present, hidden and opaque-cut names');
 });
 

@@ -8,6 +8,8 @@ import { S_IFMT, S_IFDIR, S_IFCHR, S_IFBLK, S_IFLNK } from '../util/file-mode';
 const { ST } = native;
 /** Directory paths whose record is remembered (a cold walk touches every directory once). */
 const DIR_CACHE_MAX = 65536;
+/** Directories whose children's names are kept decoded (see child()). */
+const CHILD_MAPS_MAX = 4096;
 
 const shared = new Map<string, { key: string; ref: WeakRef<LayerIndex> }>();
 
@@ -22,6 +24,7 @@ export class IndexInvalid extends Error {}
 export class LayerIndex {
   private readonly count: number;
   private readonly dirs = new Map<string, number>();
+  private readonly childMaps = new Map<number, Map<string, number>>();
   private lastRel = '';
   private lastRec = 0;
 
@@ -111,23 +114,37 @@ export class LayerIndex {
     return this.buf.readUInt32LE(this.off(rec) + R.EXTRA);
   }
 
-  /** The record of `name` among directory `dir`'s children, or -1. */
+  /**
+   * The record of `name` among directory `dir`'s children, or -1. A directory probed once is
+   * probed again for each of its entries (a listing is followed by a lookup per entry), so its
+   * children's names are decoded once into a map: one hash probe per lookup after that.
+   */
   child(dir: number, name: string): number {
-    const b = this.buf;
+    return (this.childMaps.get(dir) ?? this.listed(dir).map).get(name) ?? -1;
+  }
+
+  /** Decodes directory record `dir`'s children once: their names in order, and by name (see child()). */
+  private listed(dir: number): { names: string[]; start: number; map: Map<string, number> } {
     const x = this.extra(dir);
-    let lo = b.readUInt32LE(x);
-    let hi = lo + b.readUInt32LE(x + 4) - 1;
-    const key = Buffer.from(name);
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      const mo = this.off(mid);
-      const at = b.readUInt32LE(mo + R.NAME);
-      const c = b.compare(key, 0, key.length, at, at + b.readUInt8(mo + R.NAME_LEN));
-      if (c === 0) return mid;
-      if (c < 0) lo = mid + 1;
-      else hi = mid - 1;
+    const start = this.buf.readUInt32LE(x);
+    const n = this.buf.readUInt32LE(x + 4);
+    const names: string[] = new Array(n);
+    const map = new Map<string, number>();
+    for (let i = 0; i < n; i++) {
+      const entry = this.name(start + i);
+      names[i] = entry;
+      // A name that is not valid UTF-8 is not the string it decodes to: as on disk, that string finds nothing.
+      if (!entry.includes('\uFFFD') || this.nameBytesAre(start + i, entry)) map.set(entry, start + i);
     }
-    return -1;
+    if (this.childMaps.size >= CHILD_MAPS_MAX) this.childMaps.clear();
+    this.childMaps.set(dir, map);
+    return { names, start, map };
+  }
+
+  private nameBytesAre(rec: number, name: string): boolean {
+    const o = this.off(rec);
+    const at = this.buf.readUInt32LE(o + R.NAME);
+    return Buffer.from(name).equals(this.buf.subarray(at, at + this.buf.readUInt8(o + R.NAME_LEN)));
   }
 
   /** The record at layer-relative path `rel` ('' is the root), or -1 (absent, or a non-directory on the way). */
@@ -205,16 +222,14 @@ export class LayerIndex {
 
   /** The children of directory record `dir`: names, DT_* types and inode numbers (no `.`/`..`). */
   list(dir: number): { names: string[]; types: Uint8Array; inos: Float64Array; recs: number[] } {
-    const x = this.extra(dir);
-    const start = this.buf.readUInt32LE(x);
-    const n = this.buf.readUInt32LE(x + 4);
-    const names: string[] = new Array(n);
+    // Listed, a directory's entries are looked up next: decoded once for both.
+    const { names, start } = this.listed(dir);
+    const n = names.length;
     const types = new Uint8Array(n);
     const inos = new Float64Array(n);
     const recs: number[] = new Array(n);
     for (let i = 0; i < n; i++) {
       const rec = start + i;
-      names[i] = this.name(rec);
       types[i] = this.mode(rec) >>> 12;
       inos[i] = this.ino(rec);
       recs[i] = rec;

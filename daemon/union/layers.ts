@@ -95,6 +95,11 @@ export class LayerStack {
     return v instanceof IndexedView ? v.live : v;
   }
 
+  /** Layer `layer` is a lower read through its metadata index (immutable while mounted). */
+  indexed(layer: number): boolean {
+    return this.views[layer] instanceof IndexedView;
+  }
+
   /** How many lower layers are served from a metadata index. */
   get indexedLowers(): number {
     return this.views.filter((v) => v instanceof IndexedView).length;

@@ -19,6 +19,18 @@ export interface LowerRef {
   rel: string;
 }
 
+/**
+ * Where each name first shows in a merged directory's lower layers, as its listing found it: the
+ * position in `lowers` of the first of them holding the name, a whiteout of it or an OCI marker
+ * hiding it. A lookup there starts at that layer (the ones above hold nothing about the name), and
+ * a name none holds is absent from them all: one probe, however many layers are merged. Kept only
+ * for indexed (immutable) lowers, and only while the node's lowers are these.
+ */
+export interface LowerNames {
+  lowers: LowerRef[];
+  first: Map<string, number>;
+}
+
 export class Node {
   nlookup = 0;
   /** Set once the node's last name is gone; open handles may still use it. */
@@ -37,6 +49,8 @@ export class Node {
   unshared = false;
   /** The merged listing served to READDIR at offsets > 0. */
   dirCache: import('../fuse/filesystem').DirEntry[] | null = null;
+  /** From the last listing of a directory merged from indexed lowers: see LowerNames. */
+  lowerNames: LowerNames | null = null;
 
   constructor(
     readonly id: number,
@@ -111,7 +125,8 @@ export class NodeTable {
         existing.unlinked = false;
         this.record(existing);
       }
-      existing.lowers = lowers;
+      // The same lowers found again keep their array: what was learnt about them (lowerNames) stays.
+      if (!sameRefs(existing.lowers, lowers)) existing.lowers = lowers;
       return existing;
     }
     const node = new Node(this.nextId++, this.layers.unionIno(realKey), parent, name, isDir, upper, lowers, realKey);
@@ -243,4 +258,10 @@ export class NodeTable {
 
 function nameKey(parent: Node, name: string): string {
   return parent.id + '/' + name;
+}
+
+function sameRefs(a: LowerRef[], b: LowerRef[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i].layer !== b[i].layer || a[i].rel !== b[i].rel) return false;
+  return true;
 }

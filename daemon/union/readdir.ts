@@ -23,8 +23,12 @@ export function mergedListing(layers: LayerStack, dir: Node, opts: { xattrWhiteo
   const sources: LowerRef[] = [];
   if (dir.upper) sources.push({ layer: UPPER, rel: dir.path });
   sources.push(...dir.lowers);
+  const firstLower = dir.upper ? 1 : 0;
+  // Merged from immutable lowers: remember where each name first shows in them (nodes.ts LowerNames).
+  const first = dir.lowers.length > 1 && dir.lowers.every((r) => layers.indexed(r.layer)) ? new Map<string, number>() : null;
 
-  for (const src of sources) {
+  for (let s = 0; s < sources.length; s++) {
+    const src = sources[s];
     const view = layers.view(src.layer);
     let list;
     try {
@@ -37,6 +41,7 @@ export function mergedListing(layers: LayerStack, dir: Node, opts: { xattrWhiteo
     // Zero-size files are whiteouts only in directories marked opaque=x.
     const xattrWhiteouts = opts.xattrWhiteouts !== false && view.overlayXattr(src.rel, 'opaque')?.toString('latin1') === 'x';
     const { names, types, inos } = list;
+    if (first !== null && s >= firstLower) noteFirst(first, names, s - firstLower);
     for (let i = 0; i < names.length; i++) {
       const name = names[i];
       if (seen.has(name)) continue;
@@ -64,7 +69,16 @@ export function mergedListing(layers: LayerStack, dir: Node, opts: { xattrWhiteo
       out.push({ name, ino: layers.unionIno(layers.realKeyOf(src.layer, inos[i])), type });
     }
   }
+  if (first !== null) dir.lowerNames = { lowers: dir.lowers, first };
   return out;
+}
+
+/** Records, for each name a lower directory's listing holds or hides (a `.wh.` marker), the first lower position seen. */
+function noteFirst(first: Map<string, number>, names: string[], position: number): void {
+  for (const name of names) {
+    const key = name.startsWith(WH_PREFIX) ? name.slice(WH_PREFIX.length) : name;
+    if (!first.has(key)) first.set(key, position);
+  }
 }
 
 function modeToDt(mode: number): number {

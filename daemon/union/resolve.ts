@@ -69,7 +69,15 @@ export class Resolver {
 
     // The lower directories to search: the parent's, or every layer's root once a redirect is absolute.
     let refs: LowerRef[] = d.abs ? this.allLowers() : parent.lowers;
-    for (let i = 0; i < refs.length && !d.stop; i++) {
+    let i = 0;
+    const hint = parent.lowerNames;
+    if (hint !== null && hint.lowers === parent.lowers && !d.abs && d.name === name && name !== '.' && name !== '..') {
+      // The parent's listing says which of its lower directories first holds anything about the name.
+      const at = hint.first.get(name);
+      if (at === undefined) return found;
+      i = at;
+    }
+    for (; i < refs.length && !d.stop; i++) {
       const ref = refs[i];
       const wasAbs = d.abs;
       // Below the last layer searched nothing is left to re-aim (without following, the parent's last).
