@@ -605,8 +605,12 @@ export class FuseSession implements FuseChannel {
       Init.ATOMIC_O_TRUNC |
       Init.BIG_WRITES |
       Init.DONT_MASK |
+      // READDIRPLUS for every listing, not READDIRPLUS_AUTO: with AUTO the kernel asks for
+      // attributes only at offset 0 or once a lookup in that directory advised it, so tools that
+      // read a whole directory before stat-ing its entries (find -printf, du, tar) pay a LOOKUP
+      // round trip per entry past the first reply (measured: 4,618 requests against 2,699 for a
+      // stat of every entry of the quick tree). Lower entries come from the index: cheap to attach.
       Init.DO_READDIRPLUS |
-      Init.READDIRPLUS_AUTO |
       Init.PARALLEL_DIROPS |
       Init.POSIX_ACL |
       Init.MAX_PAGES |
