@@ -230,6 +230,7 @@ export const splice: NativeShims['splice'] = native.splice;
 /** posix_fadvise(2): 0 or the errno. */
 export const fadvise: NativeShims['fadvise'] = native.fadvise;
 export const POSIX_FADV_SEQUENTIAL = 2;
+export const POSIX_FADV_WILLNEED = 3;
 /** socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC): the fd (throws). */
 export const seqpacketSocket: NativeShims['seqpacketSocket'] = native.seqpacketSocket;
 /** bind(2) to a Unix socket path (throws). */

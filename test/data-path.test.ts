@@ -116,6 +116,98 @@ if (why) {
     t.equal(r.stdout.trim(), 'z'.repeat(10), r.stderr);
   });
 
+  /** The session's closing log line (request counts, offloaded READs, files pushed). */
+  const closingLine = (m: Mounted): Record<string, unknown> => {
+    requestsServed(m);
+    return JSON.parse(fs.readFileSync(m.log, 'utf8').split('\n').find((l) => l.includes('"requests"'))!) as Record<string, unknown>;
+  };
+  const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
+  /** Reads `file` from `from` up to `to` in 128 KiB read(2)s, as cat does: the kernel reads ahead. */
+  const readRange = (fd: number, from: number, to: number): Buffer => {
+    const out = Buffer.alloc(to - from);
+    for (let at = 0; at < out.length; ) {
+      const n = fs.readSync(fd, out, at, Math.min(128 * 1024, out.length - at), from + at);
+      if (n === 0) break;
+      at += n;
+    }
+    return out;
+  };
+  const MiB = 1 << 20;
+
+  /** Page-cache drops so far (echo 3 > drop_caches, by anyone on this host). */
+  const drops = () => Number(/^drop_pagecache (\d+)$/m.exec(fs.readFileSync('/proc/vmstat', 'utf8'))?.[1] ?? 0);
+
+  t.test('sequential reads pushed into the page cache ahead of the reader (passthrough off): right bytes, few READs', async (t) => {
+    const data = crypto.randomBytes(40 * MiB + 1234); // not a multiple of a page: the last store is short
+    // A drop of the page cache meanwhile (another process on this host) takes pushed pages away,
+    // and the kernel then asks for them; so does a reader that starts before the push thread is
+    // up (a loaded host): a few tries for a quiet one.
+    const bound = data.length / (256 * 1024) / 2;
+    let quietTries = 0;
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const m = mountWithLog(t, (lower) => fs.writeFileSync(path.join(lower, 'big'), data), ['passthrough=0']);
+      sleepMs(1000 * attempt); // the helper threads start with the mount; until then READs are answered inline
+      const dropsBefore = drops();
+      // A reader slower than the push (as a loaded machine could make the push): the push keeps ahead.
+      const fd = fs.openSync(path.join(m.mnt, 'big'), 'r');
+      const whole = Buffer.alloc(data.length);
+      for (let at = 0; at < whole.length; ) {
+        at += fs.readSync(fd, whole, at, Math.min(128 * 1024, whole.length - at), at);
+        sleepMs(2);
+      }
+      t.equal(sha(whole), sha(data), `try ${attempt}: a sequential read returns the whole file`);
+      t.equal(sha(readRange(fd, 3 * MiB + 5, 9 * MiB)), sha(data.subarray(3 * MiB + 5, 9 * MiB)), 'a range, again');
+      fs.closeSync(fd);
+      const end = closingLine(m);
+      const reads = (end.requests as Record<number, number>)[OP_READ] ?? 0;
+      t.ok((end.pushedFiles as number) >= 1, `the file was pushed (${String(end.pushedFiles)})`);
+      if (drops() !== dropsBefore) {
+        t.comment(`try ${attempt}: the page cache was dropped meanwhile (READs ${reads})`);
+        continue;
+      }
+      quietTries++;
+      if (reads < bound || attempt === 3) {
+        t.ok(reads < bound, `READs (${reads}) fewer than half the kernel's 256 KiB windows`);
+        break;
+      }
+      t.comment(`try ${attempt}: ${reads} READs`);
+    }
+    if (quietTries === 0) t.comment('the page cache was dropped during every try: the READ count is not checked');
+  });
+
+  t.test('writes and truncates while a file is pushed: readers see them, never older pushed data', async (t) => {
+    const data = crypto.randomBytes(48 * MiB);
+    const m = mountWithLog(t, (lower) => fs.writeFileSync(path.join(lower, 'w'), data), ['passthrough=0']);
+    sleepMs(500);
+    const f = path.join(m.mnt, 'w');
+    const want = Buffer.from(data);
+    for (let round = 0; round < 3; round++) {
+      // A reader well into the file (a push under way), then a writer ahead of it.
+      const r = fs.openSync(f, 'r');
+      readRange(r, 0, (4 + round) * MiB);
+      const w = fs.openSync(f, 'r+');
+      const patch = Buffer.alloc(5000, 65 + round);
+      for (const at of [(6 + round) * MiB + 100, (12 + round) * MiB, (20 + round) * MiB - 7]) {
+        fs.writeSync(w, patch, 0, patch.length, at);
+        patch.copy(want, at);
+      }
+      fs.closeSync(w);
+      fs.closeSync(r);
+      const again = fs.openSync(f, 'r');
+      t.equal(sha(readRange(again, 0, want.length)), sha(want), `round ${round}: a new reader sees the writes`);
+      fs.closeSync(again);
+    }
+    const r = fs.openSync(f, 'r');
+    readRange(r, 0, 3 * MiB);
+    fs.truncateSync(f, 20 * MiB + 5);
+    fs.closeSync(r);
+    t.equal(fs.statSync(f).size, 20 * MiB + 5, 'truncated during a push: the new size');
+    t.equal(sha(fs.readFileSync(f)), sha(want.subarray(0, 20 * MiB + 5)), 'and the bytes before it');
+    t.equal(sha(fs.readFileSync(path.join(m.upper, 'w'))), sha(want.subarray(0, 20 * MiB + 5)), 'upper holds the same bytes');
+    const end = closingLine(m);
+    t.ok((end.pushedFiles as number) >= 1, `pushes happened (${String(end.pushedFiles)})`);
+  });
+
   const selinuxHost = fs.existsSync('/sys/fs/selinux/enforce');
   t.test('security.selinux without SELinux: unset is unsupported, set is returned, ls -l asks once', { skip: selinuxHost ? 'SELinux is enabled here: the kernel answers labels itself' : false }, async (t) => {
     const m = mountWithLog(t, (lower) => {

@@ -109,6 +109,8 @@ export interface FuseFilesystem {
   read(ctx: RequestContext, nodeid: number, fh: number, offset: number, size: number, out: Buffer, outOffset: number): number;
   /** The fd holding an open file's data, when reads of it may be spliced straight from it to the kernel. */
   readSource?(fh: number): number | undefined;
+  /** readSource, when nobody has the file open for writing: its data may be stored in the page cache ahead of reads. */
+  pushSource?(fh: number): number | undefined;
   write(ctx: RequestContext, nodeid: number, fh: number, offset: number, data: Buffer, writeFlags: number): number;
   release(ctx: RequestContext, nodeid: number, fh: number): void;
   fsync(ctx: RequestContext, nodeid: number, fh: number, datasync: boolean): void;

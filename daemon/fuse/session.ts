@@ -44,6 +44,7 @@ import {
 } from './protocol';
 import { NOT_SENT, SplicePipe } from './splice-pipe';
 import { offloadedRead, startReadOffload, waitOffloadedReads } from './read-offload';
+import { pushOnRead, replyAfterPush, startReadPush, stopPush } from './read-push';
 import { Journal, type JournalState } from './journal';
 import { RESEND_BIT_HI, alreadyDone, isMutating } from './replay';
 import { FuseError, type EntryOut, type FuseChannel, type FuseFilesystem, type OpenOut, type RequestContext, type StatArray } from './filesystem';
@@ -60,6 +61,11 @@ export interface SessionOptions {
   log?: (level: 'debug' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
   /** Records what a takeover needs (INIT settings, intents of mutating requests; the filesystem adds its nodes). */
   journal?: Journal;
+}
+
+/** Whether open(2) flags let the caller change the file's data (a write access mode or O_TRUNC). */
+function opensForWriting(flags: number): boolean {
+  return (flags & 3) !== fs.constants.O_RDONLY || (flags & fs.constants.O_TRUNC) !== 0;
 }
 
 /** Positive errno for any thrown value; 0 when it carries none. */
@@ -108,9 +114,13 @@ export class FuseSession implements FuseChannel {
   private readonly counts = new Float64Array(64);
   /** READs answered by the read-offload thread. */
   private offloaded = 0;
+  /** Files pushed into the page cache ahead of their reader (read-push.ts). */
+  private pushed = 0;
   /** READ replies go through this pipe by splice (null: not available, data is copied). */
   private pipe: SplicePipe | null = null;
   private readonly spliceSt = native.newStatArray();
+  /** The request being served lets a writer at this node in: its reply waits for pushed reads of it to stop (read-push.ts). */
+  private writerFor = 0;
 
   constructor(
     private readonly fd: number,
@@ -136,7 +146,7 @@ export class FuseSession implements FuseChannel {
       this.minor = state.init.minor;
       this.passthrough = state.init.passthrough;
       this.posixAcl = state.init.posixAcl;
-      if (!this.passthrough) startReadOffload();
+      if (!this.passthrough) this.startServedReads();
       this.inFlight = state.intent && { lo: state.intent.lo, hi: state.intent.hi };
       this.journal?.init(state.init);
       this.fs.init(this);
@@ -146,6 +156,12 @@ export class FuseSession implements FuseChannel {
     const n = this.notify(Notify.RESEND, OUT_HEADER_SIZE);
     if (n < 0) this.log('warn', 'resend of requests in flight refused', { errno: -n });
     return state.init !== null;
+  }
+
+  /** READs are served here: the threads that help answer them. */
+  private startServedReads(): void {
+    startReadOffload();
+    startReadPush();
   }
 
   private openPipe(): void {
@@ -206,12 +222,13 @@ export class FuseSession implements FuseChannel {
   /** The connection is over: logs the request counts and lets the filesystem release what it holds. */
   end(): void {
     this.stopped = true;
+    stopPush(this.fd);
     waitOffloadedReads(); // they use this connection's and the filesystem's fds
     const byOp: Record<string, number> = {};
     this.counts.forEach((c, op) => {
       if (c > 0) byOp[op] = c;
     });
-    this.log('debug', 'requests served by opcode', { requests: byOp, offloadedReads: this.offloaded });
+    this.log('debug', 'requests served by opcode', { requests: byOp, offloadedReads: this.offloaded, pushedFiles: this.pushed });
     this.closePipe();
     try {
       this.fs.destroy();
@@ -235,6 +252,7 @@ export class FuseSession implements FuseChannel {
     // Extensions (security context, supplementary groups) trail the request; we ask for none.
     const end = Math.min(len, declared) - extlen;
     this.replaying = false;
+    this.writerFor = 0;
     if (this.uniqueHi & RESEND_BIT_HI && this.inFlight !== null) {
       this.replaying = this.inFlight.lo === this.uniqueLo && this.inFlight.hi === (this.uniqueHi & ~RESEND_BIT_HI) >>> 0;
       if (this.replaying) this.inFlight = null;
@@ -339,7 +357,9 @@ export class FuseSession implements FuseChannel {
       }
       case Op.SETATTR: {
         this.need(end, 88);
-        const a = fsys.setattr(ctx, nodeid, decodeSetAttrIn(b, p));
+        const attrs = decodeSetAttrIn(b, p);
+        if (attrs.valid & Fattr.SIZE) this.writerFor = nodeid;
+        const a = fsys.setattr(ctx, nodeid, attrs);
         return this.replyAttr(a.ino, a.st);
       }
       case Op.READLINK: {
@@ -402,7 +422,9 @@ export class FuseSession implements FuseChannel {
       case Op.OPEN: {
         this.need(end, 8);
         const kill = (b.readUInt32LE(p + 4) & OPEN_KILL_SUIDGID) !== 0;
-        return this.replyOpen(fsys.open(ctx, nodeid, b.readUInt32LE(p), kill));
+        const flags = b.readUInt32LE(p);
+        if (opensForWriting(flags)) this.writerFor = nodeid;
+        return this.replyOpen(fsys.open(ctx, nodeid, flags, kill));
       }
       case Op.CREATE:
       case Op.TMPFILE: {
@@ -417,6 +439,7 @@ export class FuseSession implements FuseChannel {
         } else {
           res = fsys.tmpfile(ctx, nodeid, mode, flags, umask);
         }
+        if (opensForWriting(flags)) this.writerFor = res[0].nodeid;
         return this.replyCreate(res[0], res[1]);
       }
       case Op.READ: {
@@ -424,6 +447,7 @@ export class FuseSession implements FuseChannel {
         const fh = readU64(b, p);
         const offset = readU64(b, p + 8);
         const size = Math.min(b.readUInt32LE(p + 16), MAX_WRITE);
+        if (pushOnRead(this.fd, fsys, nodeid, fh, offset, size)) this.pushed++;
         // Readahead windows go to the offload thread, so the next request is read meanwhile.
         if (offloadedRead(this.fd, this.fs, fh, offset, size, this.uniqueLo, this.uniqueHi)) {
           this.offloaded++;
@@ -624,7 +648,7 @@ export class FuseSession implements FuseChannel {
     let flags2 = 0;
     if (this.opts.passthrough && kflags2 & Init2.PASSTHROUGH) flags2 |= Init2.PASSTHROUGH;
     this.passthrough = (flags2 & Init2.PASSTHROUGH) !== 0;
-    if (!this.passthrough) startReadOffload();
+    if (!this.passthrough) this.startServedReads();
     this.posixAcl = (flags & Init.POSIX_ACL) !== 0;
 
     const o = this.outBuf;
@@ -657,6 +681,7 @@ export class FuseSession implements FuseChannel {
     o.writeInt32LE(-error, 4);
     o.writeUInt32LE(this.uniqueLo, 8);
     o.writeUInt32LE(this.uniqueHi, 12);
+    if (this.writerFor !== 0 && replyAfterPush(this.fd, this.writerFor, o, len)) return;
     const n = native.writeFrom(this.fd, o, len);
     // ENOENT: the request was interrupted and is gone; nothing to do.
     if (n < 0 && n !== -E.ENOENT) this.log('warn', 'reply write failed', { errno: -n, len });

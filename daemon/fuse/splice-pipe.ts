@@ -34,21 +34,21 @@ export class SplicePipe {
   }
 
   /**
-   * Sends a reply of `header` (its first 16 bytes: len = 16 + n, error 0, unique) and `n` bytes of
-   * `fileFd` at `offset` to `devFd`. NOT_SENT when the data must be copied instead (a short
-   * splice from the file); else 0, or the errno of a reply the kernel refused (ENOENT, an
-   * interrupted request that is gone, counts as 0).
+   * Sends the first `headerLen` bytes of `header` (a reply's: len = 16 + n, error 0, unique; or a
+   * notification's with its fields) and `n` bytes of `fileFd` at `offset` to `devFd`. NOT_SENT
+   * when the data must be copied instead (a short splice from the file); else 0, or the errno
+   * the kernel refused it with (ENOENT, an interrupted request that is gone, counts as 0).
    */
-  reply(devFd: number, fileFd: number, offset: number, n: number, header: Buffer): number {
-    if (native.writeFrom(this.w, header, OUT_HEADER_SIZE) !== OUT_HEADER_SIZE) return this.failed();
+  reply(devFd: number, fileFd: number, offset: number, n: number, header: Buffer, headerLen = OUT_HEADER_SIZE): number {
+    if (native.writeFrom(this.w, header, headerLen) !== headerLen) return this.failed();
     let moved = 0;
     while (moved < n) {
       const m = native.splice(fileFd, offset + moved, this.w, -1, n - moved, native.SPLICE_F_MOVE);
       if (m <= 0) return this.failed();
       moved += m;
     }
-    const sent = native.splice(this.r, -1, devFd, -1, OUT_HEADER_SIZE + n, native.SPLICE_F_MOVE);
-    if (sent === OUT_HEADER_SIZE + n) return 0;
+    const sent = native.splice(this.r, -1, devFd, -1, headerLen + n, native.SPLICE_F_MOVE);
+    if (sent === headerLen + n) return 0;
     this.drain(); // anything left in the pipe is dropped
     return sent === -E.ENOENT ? 0 : sent < 0 ? -sent : E.EIO;
   }

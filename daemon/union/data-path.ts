@@ -248,6 +248,14 @@ export class DataPath {
     return this.handles.get(fh)?.fd;
   }
 
+  /** The fd of a read-only handle on a file no handle writes to, served here (not passthrough). */
+  pushSource(fh: number): number | undefined {
+    const h = this.handles.get(fh);
+    if (h === undefined || h.write || h.backing) return undefined;
+    for (const other of h.node.handles) if (this.handles.get(other)?.write !== false) return undefined;
+    return h.fd;
+  }
+
   write(ctx: RequestContext, fh: number, offset: number, data: Buffer, writeFlags: number): number {
     const h = this.handle(fh);
     if (writeFlags & WRITE_KILL_SUIDGID) this.dropSetIds(ctx, h.node, fh);

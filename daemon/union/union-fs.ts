@@ -661,6 +661,10 @@ export class UnionFs implements FuseFilesystem {
     return this.data.readSource(fh);
   }
 
+  pushSource(fh: number): number | undefined {
+    return this.data.pushSource(fh);
+  }
+
   write(ctx: RequestContext, _nodeid: number, fh: number, offset: number, data: Buffer, writeFlags: number): number {
     return this.data.write(ctx, fh, offset, data, writeFlags);
   }
