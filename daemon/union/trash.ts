@@ -19,7 +19,7 @@ export class Trash {
     this.queue.push(path);
   }
 
-  /** Removes up to `budget` entries (the rest on a later call). Never throws. */
+  /** Removes up to `budget` entries (the rest on a later call); a directory goes with its last entry. Never throws. */
   drain(budget = Infinity): void {
     while (budget > 0 && this.queue.length > 0) {
       const dir = this.queue[0];
@@ -29,7 +29,6 @@ export class Trash {
       removeDir(dir);
       this.queue.shift();
       this.names = null;
-      budget--;
     }
   }
 }

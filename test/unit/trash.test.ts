@@ -28,10 +28,10 @@ t.test('drains at most the budget per call, in order, and ends empty', (t) => {
   t.equal(fs.readdirSync(a).length, 30, '20 of a\'s entries removed');
   t.ok(fs.existsSync(b), 'b waits for a');
   trash.drain(30);
-  t.equal(fs.readdirSync(a).length, 0, 'a emptied; removing a itself needs one more unit');
-  trash.drain(1);
-  t.notOk(fs.existsSync(a), 'a removed');
-  t.ok(fs.existsSync(b));
+  t.notOk(fs.existsSync(a), 'a removed with its last entry');
+  t.equal(fs.readdirSync(b).length, 5, 'b untouched');
+  trash.drain(2);
+  t.equal(fs.readdirSync(b).length, 3, 'then b, as far as the budget goes');
   trash.drain();
   t.notOk(fs.existsSync(b), 'b removed');
   t.ok(trash.empty);
