@@ -33,6 +33,35 @@ if (why) {
       'python3 -c "import os; os.utime(\'m.txt\', ns=(1, 1234567890123456789)); print(os.stat(\'m.txt\').st_mtime_ns)"', false],
     ['create special files: mknod c/b, mkfifo, symlink, socket-free', 'mknod cdev c 1 5 && mknod bdev b 7 0 && mkfifo ff && ln -s ../x d1/ls && stat -c "%F %t:%T %a %n" cdev bdev ff d1/ls && readlink d1/ls', false],
     ['hard links between upper files: nlink counting', 'echo a > f && ln f f2 && ln f d1/f3 && stat -c "%h" f && rm f2 && stat -c "%h %n" f d1/f3 && [ $(stat -c %i f) = $(stat -c %i d1/f3) ] && echo same-ino', false],
+    ['hard links keep the linked file\'s owner (root links files of uid 1000, lower and upper)',
+      'ln owned.txt l1 && ln userdir/mine l2 && echo n > nf && chown 1000:1000 nf && ln nf l3 && stat -c "%u:%g %h %a %n" owned.txt l1 userdir/mine l2 nf l3', false],
+    ['create: O_EXCL on taken and whited-out names, O_RDONLY and O_RDWR creates, names freed by rm -rf', String.raw`python3 - <<'PY'
+import os, errno, shutil
+def create(p, flags, mode=0o640):
+    try:
+        return os.open(p, flags | os.O_CREAT | os.O_EXCL, mode)
+    except OSError as e:
+        print(p, errno.errorcode[e.errno])
+        return -1
+create('a.txt', os.O_WRONLY)
+create('sym', os.O_WRONLY)
+fd = create('b.txt', os.O_RDWR)
+os.write(fd, b'over a lower whiteout'); os.lseek(fd, 0, 0); print(os.read(fd, 100)); os.close(fd)
+os.unlink('a.txt')
+fd = create('a.txt', os.O_RDWR, 0o600)
+os.write(fd, b'over our whiteout'); os.lseek(fd, 0, 0); print(os.read(fd, 100)); os.close(fd)
+fd = create('ro-new', os.O_RDONLY, 0o444)
+try:
+    os.write(fd, b'x')
+except OSError as e:
+    print('write', errno.errorcode[e.errno])
+print(os.read(fd, 10)); os.close(fd)
+shutil.rmtree('d1'); shutil.rmtree('wdir')
+os.mkdir('d1'); os.close(create('d1/x', os.O_WRONLY)); os.close(create('wdir', os.O_WRONLY))
+print(sorted(os.listdir('d1')), os.path.isfile('wdir'))
+for p in ('a.txt', 'b.txt', 'ro-new', 'd1', 'd1/x', 'wdir'):
+    st = os.lstat(p); print(p, oct(st.st_mode), st.st_size, st.st_nlink)
+PY`, false],
     ['fallocate: allocate, keep-size, punch hole (new and lower files)',
       'fallocate -l 1M fa && stat -c %s fa && fallocate -n -l 2M fa && stat -c %s fa && fallocate -p -o 4096 -l 8192 m.txt; stat -c %s m.txt && ' +
       'fallocate -o 0 -l 100000 top.txt && stat -c %s top.txt && od -c m.txt | head -3', false],

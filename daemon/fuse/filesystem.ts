@@ -3,6 +3,7 @@
 // handles one request at a time. Methods report failure by throwing an error with
 // an `errno` (Node's negative style or positive) or a FuseError.
 
+import * as os from 'node:os';
 import type { Journal, JournalState } from './journal';
 
 /** Stat fields in the layout of native-shims' StatArray (see ST there). */
@@ -87,6 +88,8 @@ export interface FuseFilesystem {
    * kernel still holds from the journal (after init). Without it, a connection cannot be taken over.
    */
   restore?(state: JournalState): void;
+  /** Work that need not hold up a reply (removals out of sight, say): called after each reply is sent. */
+  afterReply?(): void;
 
   lookup(ctx: RequestContext, parent: number, name: string): EntryOut;
   forget(nodeid: number, nlookup: number): void;
@@ -149,4 +152,16 @@ export class FuseError extends Error {
   ) {
     super(message ?? `errno ${errnoValue}`);
   }
+}
+
+/** Positive errno for any thrown value (a FuseError, or an fs error's errno or code); 0 when it carries none. */
+export function errnoOf(err: unknown): number {
+  if (err instanceof FuseError) return err.errnoValue;
+  const e = err as { errno?: unknown; code?: unknown } | null;
+  if (e && typeof e.errno === 'number' && e.errno !== 0) return Math.abs(e.errno);
+  if (e && typeof e.code === 'string') {
+    const n = (os.constants.errno as Record<string, number>)[e.code];
+    if (n) return n;
+  }
+  return 0;
 }

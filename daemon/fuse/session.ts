@@ -47,9 +47,11 @@ import { offloadedRead, startReadOffload, waitOffloadedReads } from './read-offl
 import { pushOnRead, replyAfterPush, startReadPush, stopPush } from './read-push';
 import { Journal, type JournalState } from './journal';
 import { RESEND_BIT_HI, alreadyDone, isMutating } from './replay';
-import { FuseError, type EntryOut, type FuseChannel, type FuseFilesystem, type OpenOut, type RequestContext, type StatArray } from './filesystem';
+import { FuseError, errnoOf, type EntryOut, type FuseChannel, type FuseFilesystem, type OpenOut, type RequestContext, type StatArray } from './filesystem';
 
 const E = os.constants.errno;
+
+export { errnoOf };
 
 export interface SessionOptions {
   /** Ask for passthrough when the kernel offers it (needs CAP_SYS_ADMIN). */
@@ -66,18 +68,6 @@ export interface SessionOptions {
 /** Whether open(2) flags let the caller change the file's data (a write access mode or O_TRUNC). */
 function opensForWriting(flags: number): boolean {
   return (flags & 3) !== fs.constants.O_RDONLY || (flags & fs.constants.O_TRUNC) !== 0;
-}
-
-/** Positive errno for any thrown value; 0 when it carries none. */
-export function errnoOf(err: unknown): number {
-  if (err instanceof FuseError) return err.errnoValue;
-  const e = err as { errno?: unknown; code?: unknown } | null;
-  if (e && typeof e.errno === 'number' && e.errno !== 0) return Math.abs(e.errno);
-  if (e && typeof e.code === 'string') {
-    const n = (E as Record<string, number>)[e.code];
-    if (n) return n;
-  }
-  return 0;
 }
 
 /** Request and reply buffers: one pair per thread, shared by the sessions it serves one request at a time. */
@@ -262,15 +252,28 @@ export class FuseSession implements FuseChannel {
     try {
       this.handle(opcode, nodeid, end);
     } catch (err) {
-      const errno = errnoOf(err);
-      if (this.replaying && errno !== 0 && this.answerDone(opcode, nodeid, end, errno)) return;
-      if (errno === 0) {
-        this.log('error', 'request failed', { opcode, nodeid, err: err instanceof Error ? err.stack : String(err) });
-        this.replyError(E.EIO);
-      } else {
-        if (errno === E.EIO) this.log('warn', 'request failed with EIO', { opcode, nodeid, err: String(err) });
-        this.replyError(errno);
-      }
+      this.replyFailure(err, opcode, nodeid, end);
+    }
+    if (this.fs.afterReply !== undefined) this.afterReply();
+  }
+
+  private replyFailure(err: unknown, opcode: number, nodeid: number, end: number): void {
+    const errno = errnoOf(err);
+    if (this.replaying && errno !== 0 && this.answerDone(opcode, nodeid, end, errno)) return;
+    if (errno === 0) {
+      this.log('error', 'request failed', { opcode, nodeid, err: err instanceof Error ? err.stack : String(err) });
+      this.replyError(E.EIO);
+    } else {
+      if (errno === E.EIO) this.log('warn', 'request failed with EIO', { opcode, nodeid, err: String(err) });
+      this.replyError(errno);
+    }
+  }
+
+  private afterReply(): void {
+    try {
+      this.fs.afterReply!();
+    } catch (err) {
+      this.log('warn', 'work after a reply failed', { err: String(err) });
     }
   }
 

@@ -9,6 +9,7 @@ import type { CopyUp } from './copyup';
 import type { LayerStack } from './layers';
 import type { Node, NodeTable } from './nodes';
 import type { Resolved, Resolver } from './resolve';
+import type { Trash } from './trash';
 import { isCharWhiteout, isOpaqueDir, isWhiteout, overlayXattr, type MarkerXattrs, type WhiteoutMaker } from './whiteouts';
 
 const E = os.constants.errno;
@@ -27,6 +28,8 @@ export interface RenameHost {
   resolver: Resolver;
   copy: CopyUp;
   whiteouts: WhiteoutMaker;
+  /** Replaced directories go here, to be emptied after the reply. */
+  trash: Trash;
   markers: MarkerXattrs;
   aliases: Map<Node, Alias[]>;
   /** redirect_dir=on: directories with lower parts may move. */
@@ -152,7 +155,7 @@ export class Renamer {
       // The merged target is empty in the union but its upper dir may hold whiteouts.
       const tmp = h.copy.tmpName();
       native.renameat2(dstPath, tmp, 0);
-      fs.rmSync(tmp, { recursive: true, force: true });
+      h.trash.add(tmp);
     }
     const needWhiteout = h.resolver.lowerPositive(from, n1);
     if (dstIsWhiteout) {

@@ -12,6 +12,7 @@ import * as os from 'node:os';
 import * as native from '../../native-shims';
 import {
   FuseError,
+  errnoOf,
   type AttrOut,
   type DirEntry,
   type EntryOut,
@@ -38,12 +39,16 @@ import { Node, NodeTable, type LowerRef } from './nodes';
 import { mergedListing } from './readdir';
 import { Renamer, type Alias } from './rename';
 import { Resolver, type Resolved } from './resolve';
+import { Trash } from './trash';
 import { TRUSTED_MARKERS, USER_MARKERS, WH_PREFIX, WhiteoutMaker, isOpaqueDir, isWhiteout, type MarkerXattrs } from './whiteouts';
 
 const E = os.constants.errno;
 const { ST } = native;
-const { O_RDONLY, O_RDWR, O_TRUNC, O_CREAT, O_EXCL, O_WRONLY } = fs.constants;
+const { O_RDONLY, O_RDWR, O_CREAT, O_EXCL } = fs.constants;
+const O_ACCMODE = 3;
 const NAME_MAX = 255;
+/** Entries of removed directories unlinked after each reply: a few hundred microseconds at most. */
+const TRASH_PER_REPLY = 32;
 const ACL_DEFAULT = 'system.posix_acl_default';
 const SELINUX_LABEL = 'security.selinux';
 /**
@@ -71,8 +76,15 @@ export class UnionFs implements FuseFilesystem {
   /** Extra names of hard-linked nodes, so one name's removal leaves the others usable. */
   private readonly aliases = new Map<Node, Alias[]>();
   private posixAcl = false;
+  /** This process's ids: what the kernel gives the entries it makes (fsuid and fsgid follow them). */
+  private readonly ownIds = { uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
+  private readonly dirSt = native.newStatArray();
+  /** Upper directories known to have no default ACL (hasDefaultAcl). */
+  private readonly noDefaultAcl = new WeakSet<Node>();
   private readonly st = native.newStatArray();
   private readonly whiteouts: WhiteoutMaker;
+  /** Removed directories moved into the work dir, emptied after replies (trash.ts). */
+  private readonly trash = new Trash();
   /** The overlay xattrs this union writes: trusted.overlay.*, or user.overlay.* without the privilege (userxattr). */
   private readonly markers: MarkerXattrs;
 
@@ -124,6 +136,7 @@ export class UnionFs implements FuseFilesystem {
       resolver: this.resolver,
       copy: this.copy,
       whiteouts: this.whiteouts,
+      trash: this.trash,
       markers: this.markers,
       aliases: this.aliases,
       redirectDir: cfg.redirectDir === true,
@@ -180,6 +193,11 @@ export class UnionFs implements FuseFilesystem {
 
   destroy(): void {
     this.data.closeAll();
+    this.trash.drain();
+  }
+
+  afterReply(): void {
+    if (!this.trash.empty) this.trash.drain(TRASH_PER_REPLY);
   }
 
   // --- helpers ----------------------------------------------------------------
@@ -351,7 +369,9 @@ export class UnionFs implements FuseFilesystem {
   /**
    * Creates a new upper entry parent/name with `make`, owned by the caller.
    * Over a whiteout the entry is built in the work dir and swapped in atomically
-   * (a directory there becomes opaque, hiding what the whiteout hid).
+   * (a directory there becomes opaque, hiding what the whiteout hid). `make` may
+   * return an fd open on what it made, with its stat in `st` (else -1); the new
+   * entry's stat is left in `st`.
    */
   private createEntry(
     ctx: RequestContext,
@@ -359,38 +379,39 @@ export class UnionFs implements FuseFilesystem {
     name: string,
     isDir: boolean,
     mode: number,
-    make: (path: string) => void,
+    make: (path: string, st: Float64Array) => number,
+    st: Float64Array = native.newStatArray(),
+    /** A new name of an existing inode (link): its owner stays. */
+    existing = false,
   ): Node {
     this.checkName(name);
     this.writable();
     this.copy.ensureUpperDir(parent);
     const dirPath = this.upperPath(parent);
     const target = dirPath + '/' + name;
-    const st = native.newStatArray();
-    const err = native.lstatInto(target, st);
-    let overWhiteout = false;
-    if (err === 0) {
-      if (!isWhiteout(target, st)) fail(E.EEXIST);
-      overWhiteout = true;
-    } else if (err !== E.ENOENT) {
-      fail(err);
-    }
-    native.lstatInto(dirPath, st);
-    const setgidDir = (st[ST.MODE] & S_ISGID) !== 0;
     // The caller's ids as stored (fuse-overlayfs stores an unmapped caller as the overflow id).
     const uid = this.uids.toDisk(ctx.uid) ?? this.uids.overflow;
-    const gid = setgidDir ? st[ST.GID] : (this.gids.toDisk(ctx.gid) ?? this.gids.overflow);
-    if (!overWhiteout) {
-      make(target);
-      this.setOwner(target, st, uid, gid, mode);
+    const gid = this.gids.toDisk(ctx.gid) ?? this.gids.overflow;
+    // Made in place first: the name is nearly always free, and when it is not, EEXIST says
+    // so for the price of the lstat that would otherwise precede every creation.
+    const made = this.makeUnlessTaken(target, st, make);
+    if (made !== null) {
+      if (made < 0) this.restat(target, -1, st);
+      // The kernel gave it our ids, or the directory's group in a set-gid one: when the
+      // caller's ids are ours, that is the owner it should have.
+      const own = uid === this.ownIds.uid && gid === this.ownIds.gid;
+      if (!existing) this.setOwner(target, made, st, uid, own ? st[ST.GID] : this.groupIn(dirPath, gid).gid, mode);
       // As overlayfs when offline changes to the lowers are not allowed (redirect_dir=on or
       // xino=on): a new directory in a merged one is opaque, so its lookups skip the lowers.
       if (isDir && parent.lowers.length > 0 && this.opaqueNewDirs) native.lsetxattr(target, this.markers.opaque, Buffer.from('y'), 0);
     } else {
+      // Made in the work dir, the entry inherits nothing from its directory: it is given here.
+      const group = this.groupIn(dirPath, gid);
       const tmp = this.copy.tmpName();
-      make(tmp);
-      if (isDir && setgidDir) fs.chmodSync(tmp, (mode & 0o7777) | S_ISGID);
-      this.setOwner(tmp, st, uid, gid, mode);
+      const fd = make(tmp, st);
+      if (isDir && group.setgid) fs.chmodSync(tmp, (mode & 0o7777) | S_ISGID);
+      if (fd < 0 || (isDir && group.setgid)) this.restat(tmp, fd, st);
+      if (!existing) this.setOwner(tmp, fd, st, uid, group.gid, mode);
       if (isDir) {
         native.lsetxattr(tmp, this.markers.opaque, Buffer.from('y'), 0);
         native.renameat2(tmp, target, native.RENAME_EXCHANGE);
@@ -399,41 +420,85 @@ export class UnionFs implements FuseFilesystem {
         native.renameat2(tmp, target, 0);
       }
     }
-    // st is the new entry's stat from setOwner: chown, chmod and the rename into place keep its inode.
+    // st is the new entry's stat from setOwner: the rename into place keeps its inode.
     parent.dirCache = null;
-    return this.nodes.intern(parent, name, isDir, true, [], this.layers.realKey(st));
+    const node = this.nodes.intern(parent, name, isDir, true, [], this.layers.realKey(st));
+    if (isDir) this.noDefaultAcl.delete(node); // it may have inherited the parent's default ACL
+    return node;
+  }
+
+  /** Runs `make` at `target`: its result (an fd or -1), or null when a whiteout holds the name. */
+  private makeUnlessTaken(target: string, st: Float64Array, make: (path: string, st: Float64Array) => number): number | null {
+    try {
+      return make(target, st);
+    } catch (err) {
+      if (errnoOf(err) !== E.EEXIST) throw err;
+    }
+    const e = native.lstatInto(target, st);
+    if (e !== 0) fail(e === E.ENOENT ? E.EEXIST : e); // gone again: raced with a removal in the upper
+    if (!isWhiteout(target, st)) fail(E.EEXIST);
+    return null;
   }
 
   /**
    * Gives a new entry the caller's ownership; chown clears set-id bits, so restore them.
-   * Leaves the entry's stat (taken before the change; dev and inode stay) in st.
+   * `st` holds the entry's stat (`fd` is open on it, or -1); on return, its current stat.
    */
-  private setOwner(path: string, st: Float64Array, uid: number, gid: number, mode: number): void {
-    native.lstatInto(path, st);
+  private setOwner(path: string, fd: number, st: Float64Array, uid: number, gid: number, mode: number): void {
     const override = this.xattrs.override(UPPER);
     if (override !== null && overridable(st)) {
       // As fuse-overlayfs with xattr_permissions: owner and mode live in the xattr; the real mode
       // keeps the owner (this process) able to use the entry.
       native.lsetxattr(path, override, Buffer.from(formatOverride({ uid, gid, mode: mode & 0o7777 })), 0);
       fs.chmodSync(path, (st[ST.MODE] & 0o7777) | 0o755);
+      this.restat(path, fd, st);
       return;
     }
     if (st[ST.UID] === uid && st[ST.GID] === gid) return;
     try {
-      fs.lchownSync(path, uid, gid);
+      if (fd >= 0) fs.fchownSync(fd, uid, gid);
+      else fs.lchownSync(path, uid, gid);
     } catch (err) {
       // Unprivileged (a plain user, or an id our user namespace lacks): the entry stays ours, as with fuse-overlayfs.
       if (!this.cfg.userxattr || !['EPERM', 'EINVAL'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
       return;
     }
     const type = st[ST.MODE] & S_IFMT;
-    if (type !== S_IFLNK && mode & 0o6000) fs.chmodSync(path, st[ST.MODE] & 0o7777);
+    if (type !== S_IFLNK && mode & 0o6000) {
+      if (fd >= 0) fs.fchmodSync(fd, st[ST.MODE] & 0o7777);
+      else fs.chmodSync(path, st[ST.MODE] & 0o7777);
+    }
+    this.restat(path, fd, st);
+  }
+
+  /** The group a new entry in `dirPath` gets: the directory's own in a set-gid one, else `gid`. */
+  private groupIn(dirPath: string, gid: number): { gid: number; setgid: boolean } {
+    const dst = this.dirSt;
+    this.restat(dirPath, -1, dst);
+    const setgid = (dst[ST.MODE] & S_ISGID) !== 0;
+    return { gid: setgid ? dst[ST.GID] : gid, setgid };
+  }
+
+  private restat(path: string, fd: number, st: Float64Array): void {
+    const err = fd >= 0 ? native.fstatInto(fd, st) : native.lstatInto(path, st);
+    if (err !== 0) fail(err);
   }
 
   /** The caller's umask applies unless the directory has a default ACL (which then rules). */
   private effectiveMode(parent: Node, mode: number, umask: number): number {
-    if (this.posixAcl && parent.upper && native.lgetxattr(this.upperPath(parent), ACL_DEFAULT) !== null) return mode;
+    if (this.posixAcl && parent.upper && this.hasDefaultAcl(parent)) return mode;
     return mode & ~umask;
+  }
+
+  /**
+   * Whether an upper directory has a default ACL. Its absence is remembered per node (asked on
+   * every creation in it): default ACLs change only through setxattr and removexattr here.
+   */
+  private hasDefaultAcl(dir: Node): boolean {
+    if (this.noDefaultAcl.has(dir)) return false;
+    if (native.lgetxattr(this.upperPath(dir), ACL_DEFAULT) !== null) return true;
+    this.noDefaultAcl.add(dir);
+    return false;
   }
 
   // --- FUSE operations ----------------------------------------------------------
@@ -513,8 +578,9 @@ export class UnionFs implements FuseFilesystem {
 
   symlink(ctx: RequestContext, parentId: number, name: string, target: string): EntryOut {
     const parent = this.dirNode(parentId);
-    const node = this.createEntry(ctx, parent, name, false, 0o777, (p) => fs.symlinkSync(target, p));
-    return this.entry(node, this.stat(node));
+    const st = native.newStatArray();
+    const node = this.createEntry(ctx, parent, name, false, 0o777, (p) => (fs.symlinkSync(target, p), -1), st);
+    return this.entry(node, st);
   }
 
   mknod(ctx: RequestContext, parentId: number, name: string, mode: number, rdev: number, umask: number): EntryOut {
@@ -522,27 +588,55 @@ export class UnionFs implements FuseFilesystem {
     const perm = this.effectiveMode(parent, mode & 0o7777, umask);
     const major = (rdev & 0xfff00) >>> 8;
     const minor = (rdev & 0xff) | ((rdev >>> 12) & 0xfff00);
-    const node = this.createEntry(ctx, parent, name, false, perm, (p) => native.mknod(p, (mode & S_IFMT) | perm, major, minor));
-    return this.entry(node, this.stat(node));
+    const st = native.newStatArray();
+    const node = this.createEntry(ctx, parent, name, false, perm, (p) => (native.mknod(p, (mode & S_IFMT) | perm, major, minor), -1), st);
+    return this.entry(node, st);
   }
 
   mkdir(ctx: RequestContext, parentId: number, name: string, mode: number, umask: number): EntryOut {
     const parent = this.dirNode(parentId);
     const perm = this.effectiveMode(parent, mode & 0o7777, umask);
-    const node = this.createEntry(ctx, parent, name, true, perm, (p) => {
-      fs.mkdirSync(p, perm);
-      if (perm & 0o7000) fs.chmodSync(p, perm | (fs.lstatSync(p).mode & S_ISGID));
-    });
-    return this.entry(node, this.stat(node));
+    const st = native.newStatArray();
+    const node = this.createEntry(
+      ctx,
+      parent,
+      name,
+      true,
+      perm,
+      (p) => {
+        fs.mkdirSync(p, perm);
+        if (perm & 0o7000) fs.chmodSync(p, perm | (fs.lstatSync(p).mode & S_ISGID));
+        return -1;
+      },
+      st,
+    );
+    return this.entry(node, st);
   }
 
   // CREATE makes a new file (it has no set-id bits to clear), so its kill flag is moot.
   create(ctx: RequestContext, parentId: number, name: string, mode: number, flags: number, umask: number, _killSuidGid: boolean): [EntryOut, OpenOut] {
     const parent = this.dirNode(parentId);
     const perm = this.effectiveMode(parent, mode & 0o7777, umask);
-    const node = this.createEntry(ctx, parent, name, false, perm, (p) => fs.closeSync(fs.openSync(p, O_CREAT | O_EXCL | O_WRONLY, perm)));
-    const open = this.data.openNode(ctx, node, flags & ~O_TRUNC, false);
-    return [this.entry(node, this.stat(node)), open];
+    // The file is made open with the access the caller asked for: that fd becomes the handle.
+    const write = (flags & O_ACCMODE) !== O_RDONLY;
+    let fd = -1;
+    // Opened through fs (not a native wrapper): Node tracks a worker's fds, and warns on closing one it did not open.
+    const open = (p: string, st: Float64Array): number => {
+      fd = fs.openSync(p, O_CREAT | O_EXCL | (write ? O_RDWR : O_RDONLY), perm);
+      native.fstatInto(fd, st);
+      return fd;
+    };
+    const st = this.st;
+    let node: Node;
+    try {
+      node = this.createEntry(ctx, parent, name, false, perm, open, st);
+    } catch (err) {
+      if (fd >= 0) fs.closeSync(fd);
+      throw err;
+    }
+    const fh = this.data.addHandle(fd, node, write);
+    const out = this.data.recordOpen(fh, this.data.withBacking(node, fh, fd, st[ST.SIZE], st[ST.MODE], write));
+    return [this.entry(node, st), out];
   }
 
   tmpfile(ctx: RequestContext, parentId: number, mode: number, _flags: number, umask: number): [EntryOut, OpenOut] {
@@ -607,11 +701,11 @@ export class UnionFs implements FuseFilesystem {
         // Swap the whiteout in, so the name never shows what lies below.
         native.renameat2(tmp, target, r.isDir ? native.RENAME_EXCHANGE : 0);
         if (xattrWhiteout) this.whiteouts.markParent(target);
-        if (r.isDir) fs.rmSync(tmp, { recursive: true, force: true });
+        if (r.isDir) this.trash.add(tmp);
       } else if (r.isDir) {
         // The upper dir may still hold whiteouts: move it out, then clear it.
         native.renameat2(target, tmp, 0);
-        fs.rmSync(tmp, { recursive: true, force: true });
+        this.trash.add(tmp);
       } else {
         fs.unlinkSync(target);
       }
@@ -635,13 +729,13 @@ export class UnionFs implements FuseFilesystem {
       // interning the new name revives the node.
       const h = [...node.handles].map((id) => this.handles.get(id)).find((x) => x !== undefined);
       if (h === undefined) fail(E.ENOENT);
-      this.createEntry(ctx, parent, name, false, 0, (p) => native.linkatEmptyPath(h.fd, p));
+      this.createEntry(ctx, parent, name, false, 0, (p) => (native.linkatEmptyPath(h.fd, p), -1), undefined, true);
       return this.entry(node, this.stat(node));
     }
     this.copy.copyUp(node, true);
     const src = this.upperPath(node);
     // Interning the new name finds the same real inode, which is `node` itself.
-    const made = this.createEntry(ctx, parent, name, false, 0, (p) => fs.linkSync(src, p));
+    const made = this.createEntry(ctx, parent, name, false, 0, (p) => (fs.linkSync(src, p), -1), undefined, true);
     if (made !== node) this.dropIfUnused(made);
     this.addAlias(node, parent, name);
     return this.entry(node, this.stat(node));
@@ -728,10 +822,29 @@ export class UnionFs implements FuseFilesystem {
     const node = this.nodes.get(nodeid);
     const stored = this.xattrs.stored(this.layerOf(node), name);
     if (stored === null) return null;
-    const meta = this.metaOf(node);
-    const value = meta.view.getxattr(meta.rel, stored);
+    const fd = this.writerFd(node);
+    let value: Buffer | null;
+    if (fd >= 0) value = native.fgetxattr(fd, stored);
+    else {
+      const meta = this.metaOf(node);
+      value = meta.view.getxattr(meta.rel, stored);
+    }
     if (value === null && name === SELINUX_LABEL && !HOST_HAS_SELINUX) fail(E.EOPNOTSUPP);
     return value;
+  }
+
+  /**
+   * An fd open for writing on `node`'s upper file, or -1: the first write to a new file makes
+   * the kernel ask for security.capability, which the fd answers without a path walk. (A
+   * handle opened for reading may still be on the lower file it was opened on before a copy-up.)
+   */
+  private writerFd(node: Node): number {
+    if (!node.upper || node.unlinked) return -1;
+    for (const fh of node.handles) {
+      const h = this.handles.get(fh);
+      if (h !== undefined && h.write) return h.fd;
+    }
+    return -1;
   }
 
   listxattr(_ctx: RequestContext, nodeid: number): string[] {
@@ -752,6 +865,7 @@ export class UnionFs implements FuseFilesystem {
     const node = this.nodes.get(nodeid);
     this.copy.copyUp(node, true);
     native.lsetxattr(this.upperPath(node), stored, value, flags);
+    if (name === ACL_DEFAULT) this.noDefaultAcl.delete(node);
   }
 
   removexattr(_ctx: RequestContext, nodeid: number, name: string): void {
