@@ -340,7 +340,13 @@ export class UnionFs implements FuseFilesystem {
 
   /** A node about to lose a name while open keeps one in the work dir (held-files.ts), in case that was its last. */
   private holdIfOpen(node: Node | undefined): void {
-    if (node !== undefined && node.handles.size > 0 && !node.isDir && !node.unlinked) this.data.held.hold(node.id, this.realPath(node), node.upper);
+    if (node === undefined || node.handles.size === 0 || node.isDir || node.unlinked) return;
+    try {
+      this.data.held.hold(node.id, this.realPath(node), node.upper);
+    } catch (err) {
+      // The removal goes on: the file works until a takeover, which then cannot reopen it.
+      this.log?.warn({ node: node.id, err: String(err) }, 'cannot keep a name for an open file');
+    }
   }
 
   /** The live node named parent/name, if the kernel holds one. */
