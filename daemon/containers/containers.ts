@@ -340,7 +340,7 @@ export class ContainerService {
       Created: s.Created,
       Image: s.ImageID,
       Config: { Image: s.Image },
-      State: { Status: s.State, Running: s.StartedAt !== null && s.FinishedAt === null, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, ExitCode: s.ExitCode },
+      State: { Status: s.State, Running: s.StartedAt !== null && s.FinishedAt === null, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, ExitCode: s.ExitCode, MountStatus: s.MountStatus ?? null },
       Mountpoint: s.Mountpoint,
       SizeRw: s.SizeRw,
       GraphDriver: {

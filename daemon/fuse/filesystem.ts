@@ -72,6 +72,8 @@ export interface FuseChannel {
   readonly posixAcl: boolean;
   /** Where nodeids and file handles handed to the kernel are recorded, when the connection can be taken over. */
   readonly journal: Journal | null;
+  /** Taken over from a process that served it before (restore() follows init()). */
+  readonly resumed: boolean;
   openBacking(fd: number): number;
   closeBacking(id: number): void;
   /** Drops the kernel's cached attributes of a node (FUSE_NOTIFY_INVAL_INODE). */

@@ -1,8 +1,11 @@
 // The state journal of one FUSE connection: what a process taking over the connection after a
 // crash needs to go on serving it. The kernel keeps using the nodeids and file handles it was
 // given, so every one of them is recorded before the reply that hands it out: nodeid -> (parent,
-// name, st_ino), file handle -> (nodeid, access, backing id), the INIT settings, and the request
-// whose effects may be half done (its intent, written before a mutating request runs).
+// name, st_ino, other names of a hard-linked file, lookup count), file handle -> (nodeid, access,
+// backing id), the INIT settings, and the request whose effects may be half done (its intent,
+// written before a mutating request runs). The lookup count lets the kernel's FORGETs after a
+// takeover free what they free before one: a lookup is recorded before its reply (a count too
+// high at a crash keeps a node, never drops a held one); a FORGET that leaves a node alive after.
 //
 // An append-only file of binary records, written with one write(2) each: a killed process loses
 // nothing it wrote (the page cache keeps it), and a torn record at the end is ignored. When the
@@ -18,7 +21,19 @@ const enum Rec {
   DROP = 5,
   OPEN = 6,
   RELEASE = 7,
+  /** One more lookup of a node handed to the kernel. */
+  LOOKUP = 8,
+  /** The kernel forgot n lookups of a node that stays. */
+  FORGET = 9,
+  /** A node's lookup count (snapshots). */
+  LOOKUPS = 10,
+  /** Another name of a hard-linked node, added or removed. */
+  ALIAS = 11,
+  UNALIAS = 12,
 }
+
+/** INIT flag: this journal records lookups and forgets (one written by an earlier build may not). */
+const INIT_LOOKUPS = 4;
 
 const HEADER = 5; // u32 length, u8 type
 /** Compact once the file is past this size and several times what the live state takes. */
@@ -39,6 +54,10 @@ export interface NodeState {
   ino: number;
   /** Its name is gone (unlinked, or replaced by a rename); open handles may still use it. */
   detached: boolean;
+  /** The kernel's lookup count of it (see JournalState.lookupsKnown). */
+  lookups: number;
+  /** Its other names (a hard-linked file), besides parent/name. */
+  aliases: { parent: number; name: string }[];
 }
 
 export interface HandleState {
@@ -54,11 +73,15 @@ export interface JournalState {
   intent: { lo: number; hi: number; opcode: number } | null;
   nodes: Map<number, NodeState>;
   handles: Map<number, HandleState>;
+  /** Lookup counts were journaled throughout (false: a journal of an earlier build; counts unknown). */
+  lookupsKnown: boolean;
 }
 
 /** What a filesystem writes into a snapshot: its live nodes and handles. */
 export interface JournalSnapshot {
   node(id: number, parent: number, name: string, ino: number, detached: boolean): void;
+  lookups(id: number, count: number): void;
+  alias(id: number, parent: number, name: string): void;
   open(fh: number, nodeid: number, write: boolean, backingId: number): void;
 }
 
@@ -100,7 +123,7 @@ export class Journal implements JournalSnapshot {
     const b = this.buf;
     b[4] = Rec.INIT;
     b.writeUInt32LE(s.minor, HEADER);
-    b[HEADER + 4] = (s.passthrough ? 1 : 0) | (s.posixAcl ? 2 : 0);
+    b[HEADER + 4] = (s.passthrough ? 1 : 0) | (s.posixAcl ? 2 : 0) | INIT_LOOKUPS;
     this.put(HEADER + 5);
   }
 
@@ -129,6 +152,48 @@ export class Journal implements JournalSnapshot {
 
   detach(id: number): void {
     this.idRecord(Rec.DETACH, id);
+  }
+
+  /** The kernel is about to be given one more lookup of node `id`. */
+  lookup(id: number): void {
+    this.idRecord(Rec.LOOKUP, id);
+  }
+
+  /** The kernel forgot `n` lookups of node `id`, which stays. */
+  forget(id: number, n: number): void {
+    this.countRecord(Rec.FORGET, id, n);
+  }
+
+  lookups(id: number, count: number): void {
+    this.countRecord(Rec.LOOKUPS, id, count);
+  }
+
+  /** Node `id` is known under parent/name too (a hard link). */
+  alias(id: number, parent: number, name: string): void {
+    this.aliasRecord(Rec.ALIAS, id, parent, name);
+  }
+
+  unalias(id: number, parent: number, name: string): void {
+    this.aliasRecord(Rec.UNALIAS, id, parent, name);
+  }
+
+  private countRecord(type: Rec, id: number, n: number): void {
+    const b = this.buf;
+    b[4] = type;
+    b.writeDoubleLE(id, HEADER);
+    b.writeDoubleLE(n, HEADER + 8);
+    this.put(HEADER + 16);
+    this.afterChange();
+  }
+
+  private aliasRecord(type: Rec, id: number, parent: number, name: string): void {
+    const b = this.buf;
+    b[4] = type;
+    b.writeDoubleLE(id, HEADER);
+    b.writeDoubleLE(parent, HEADER + 8);
+    const n = b.write(name, HEADER + 16, 'utf8');
+    this.put(HEADER + 16 + n);
+    this.afterChange();
   }
 
   drop(id: number): void {
@@ -198,7 +263,7 @@ export class Journal implements JournalSnapshot {
 
   /** The state recorded in a journal file (empty when there is none). */
   static read(path: string): JournalState {
-    const st: JournalState = { init: null, intent: null, nodes: new Map(), handles: new Map() };
+    const st: JournalState = { init: null, intent: null, nodes: new Map(), handles: new Map(), lookupsKnown: true };
     let data: Buffer;
     try {
       data = fs.readFileSync(path);
@@ -212,18 +277,42 @@ export class Journal implements JournalSnapshot {
       switch (data[off + 4] as Rec) {
         case Rec.INIT:
           st.init = { minor: data.readUInt32LE(p), passthrough: (data[p + 4] & 1) !== 0, posixAcl: (data[p + 4] & 2) !== 0 };
+          if ((data[p + 4] & INIT_LOOKUPS) === 0) st.lookupsKnown = false;
           break;
         case Rec.INTENT:
           st.intent = { lo: data.readUInt32LE(p), hi: data.readUInt32LE(p + 4), opcode: data.readUInt32LE(p + 8) };
           break;
-        case Rec.NODE:
+        case Rec.NODE: {
+          // A node renamed keeps its count and other names.
+          const was = st.nodes.get(data.readDoubleLE(p));
           st.nodes.set(data.readDoubleLE(p), {
             parent: data.readDoubleLE(p + 8),
             ino: data.readDoubleLE(p + 16),
             name: data.toString('utf8', p + 24, off + len),
             detached: false,
+            lookups: was?.lookups ?? 0,
+            aliases: was?.aliases ?? [],
           });
           break;
+        }
+        case Rec.LOOKUP:
+        case Rec.FORGET:
+        case Rec.LOOKUPS: {
+          const n = st.nodes.get(data.readDoubleLE(p));
+          const type = data[off + 4] as Rec;
+          if (n) n.lookups = type === Rec.LOOKUP ? n.lookups + 1 : type === Rec.FORGET ? n.lookups - data.readDoubleLE(p + 8) : data.readDoubleLE(p + 8);
+          break;
+        }
+        case Rec.ALIAS:
+        case Rec.UNALIAS: {
+          const n = st.nodes.get(data.readDoubleLE(p));
+          const parent = data.readDoubleLE(p + 8);
+          const name = data.toString('utf8', p + 16, off + len);
+          if (n === undefined) break;
+          n.aliases = n.aliases.filter((a) => a.parent !== parent || a.name !== name);
+          if ((data[off + 4] as Rec) === Rec.ALIAS) n.aliases.push({ parent, name });
+          break;
+        }
         case Rec.DETACH: {
           const n = st.nodes.get(data.readDoubleLE(p));
           if (n) n.detached = true;

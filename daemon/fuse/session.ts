@@ -96,6 +96,7 @@ export class FuseSession implements FuseChannel {
   posixAcl = false;
   private stopped = false;
   readonly journal: Journal | null;
+  resumed = false;
   /** After a takeover: the request in flight at the crash (its unique, lo/hi words), until it is seen again. */
   private inFlight: { lo: number; hi: number } | null = null;
   /** The request being served is that one, resent: errors that mean "already done" are answered as done. */
@@ -138,6 +139,7 @@ export class FuseSession implements FuseChannel {
       this.posixAcl = state.init.posixAcl;
       if (!this.passthrough) this.startServedReads();
       this.inFlight = state.intent && { lo: state.intent.lo, hi: state.intent.hi };
+      this.resumed = true;
       this.journal?.init(state.init);
       this.fs.init(this);
       this.fs.restore(state);

@@ -188,6 +188,8 @@ export interface ContainerInspect {
     StartedAt: string | null;
     FinishedAt: string | null;
     ExitCode: number | null;
+    /** As ContainerSummary.MountStatus: the mount taken over by this stratad, or lost. */
+    MountStatus: 'taken-over' | 'lost' | null;
   };
   Mountpoint: string | null;
   SizeRw: number;

@@ -11,6 +11,7 @@ import type { Journal } from '../fuse/journal';
 import type { Logger } from '../log';
 import { S_IFMT, S_IFREG, S_ISGID, S_ISUID, S_IXGRP } from '../util/file-mode';
 import type { CopyUp } from './copyup';
+import type { HeldFiles } from './held-files';
 import type { IdMap } from './idmap';
 import type { Node, NodeTable } from './nodes';
 
@@ -79,16 +80,20 @@ export class DataPath {
     private readonly host: DataPathHost,
     /** Open handles by fh; shared with the union, which stats unlinked files through them. */
     readonly handles: Map<number, Handle>,
+    /** Open files whose names are gone, named in the work dir for a takeover. */
+    readonly held: HeldFiles,
   ) {}
 
   init(channel: FuseChannel): void {
     this.channel = channel;
     this.passthrough = channel.passthrough;
     this.journal = channel.journal;
+    if (this.journal !== null) this.held.start(channel.resumed);
   }
 
   /** Closes every handle (the mount is going away). */
   closeAll(): void {
+    this.held.clear();
     for (const h of this.handles.values()) {
       try {
         fs.closeSync(h.fd);
@@ -274,6 +279,7 @@ export class DataPath {
       this.channel?.closeBacking(node.backingId);
       node.backingId = 0;
     }
+    if (node.handles.size === 0) this.held.release(node.id);
     if (node.nlookup <= 0 && node.handles.size === 0) this.host.dropIfUnused(node);
   }
 

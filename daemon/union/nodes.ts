@@ -6,12 +6,6 @@ import type { LayerStack } from './layers';
 import type { Journal } from '../fuse/journal';
 
 const E = os.constants.errno;
-/**
- * The lookup count of a node rebuilt after a takeover. The kernel's count is unknown, and a FORGET
- * cannot tell which of the lookups since the takeover it covers (an inode evicted and looked up
- * again has a count of its own), so such a node stays: a few bytes kept, never an ESTALE.
- */
-const UNKNOWN_LOOKUPS = 2 ** 52;
 
 /** Where a node exists in one lower layer: the layer index and the path inside it. */
 export interface LowerRef {
@@ -189,12 +183,13 @@ export class NodeTable {
   }
 
   /**
-   * A node the kernel holds from before a takeover, rebuilt under its old id; an unlinked one
-   * has no real inode (realKey 0) and serves only what its handles allow.
+   * A node the kernel holds from before a takeover, rebuilt under its old id with the kernel's
+   * lookup count of it; an unlinked one has no real inode (realKey 0) and serves only what its
+   * handles allow.
    */
-  restore(id: number, parent: Node, name: string, isDir: boolean, upper: boolean, lowers: LowerRef[], realKey: number, ino: number, unshared: boolean): Node {
+  restore(id: number, parent: Node, name: string, isDir: boolean, upper: boolean, lowers: LowerRef[], realKey: number, ino: number, unshared: boolean, nlookup: number): Node {
     const node = new Node(id, ino, parent, name, isDir, upper, lowers, realKey);
-    node.nlookup = UNKNOWN_LOOKUPS;
+    node.nlookup = nlookup;
     node.unlinked = realKey === 0;
     this.byId.set(id, node);
     if (unshared) {

@@ -43,6 +43,8 @@ export interface RenameHost {
   isEmptyDir(parent: Node, name: string, r: Resolved): boolean;
   liveChild(parent: Node, name: string, r: Resolved): Node | undefined;
   removeName(node: Node, parent: Node, name: string): void;
+  /** A node about to lose a name while open keeps one for a takeover (held-files.ts). */
+  holdIfOpen(node: Node | undefined): void;
   dropIfUnused(node: Node): void;
 }
 
@@ -158,6 +160,8 @@ export class Renamer {
       h.trash.add(tmp);
     }
     const needWhiteout = h.resolver.lowerPositive(from, n1);
+    const replaced = dst !== null && !dst.isDir ? h.liveChild(to, n2, dst) : undefined;
+    if (replaced !== node) h.holdIfOpen(replaced);
     if (dstIsWhiteout) {
       // Swap with the whiteout: it lands on the old name, which may need one.
       native.renameat2(srcPath, dstPath, native.RENAME_EXCHANGE);
@@ -203,8 +207,10 @@ export class Renamer {
     const list = this.h.aliases.get(node);
     const a = list?.find((x) => x.parent === from && x.name === n1);
     if (a !== undefined) {
+      this.h.nodes.journal?.unalias(node.id, from.id, n1);
       a.parent = to;
       a.name = n2;
+      this.h.nodes.journal?.alias(node.id, to.id, n2);
     }
   }
 }

@@ -24,12 +24,13 @@ import {
   type StatfsOut,
 } from '../fuse/filesystem';
 import { Fattr } from '../fuse/protocol';
-import type { JournalSnapshot, JournalState } from '../fuse/journal';
+import type { JournalSnapshot, JournalState, NodeState } from '../fuse/journal';
 import type { Logger } from '../log';
 import { S_IFMT, S_IFREG, S_IFLNK, S_ISGID } from '../util/file-mode';
 import type { UnionConfig } from './config';
 import { CopyUp } from './copyup';
 import { DataPath, type Handle } from './data-path';
+import { HELD_DIR, HeldFiles } from './held-files';
 import { IdMap, overflowIds } from './idmap';
 import { applyOverride, formatOverride, overridable } from './override-stat';
 import { LayerXattrs, initUpperOverride } from './layer-xattrs';
@@ -58,6 +59,11 @@ const SELINUX_LABEL = 'security.selinux';
  * asking for the rest of the mount. A label that is set is still returned.
  */
 const HOST_HAS_SELINUX = fs.existsSync('/sys/fs/selinux/enforce');
+/**
+ * The lookup count of a node rebuilt from a journal of an earlier build, which did not record
+ * lookups: the kernel's count is unknown, so such a node stays (a few bytes kept, never an ESTALE).
+ */
+const UNKNOWN_LOOKUPS = 2 ** 52;
 
 function fail(errno: number, msg?: string): never {
   throw new FuseError(errno, msg);
@@ -129,6 +135,7 @@ export class UnionFs implements FuseFilesystem {
         dropIfUnused: (n) => this.dropIfUnused(n),
       },
       this.handles,
+      new HeldFiles(`${this.layers.workTmp}/${HELD_DIR}`),
     );
     this.renames = new Renamer({
       layers: this.layers,
@@ -149,6 +156,7 @@ export class UnionFs implements FuseFilesystem {
       isEmptyDir: (parent, name, r) => this.isEmptyDir(parent, name, r),
       liveChild: (parent, name, r) => this.liveChild(parent, name, r),
       removeName: (node, parent, name) => this.removeName(node, parent, name),
+      holdIfOpen: (node) => this.holdIfOpen(node),
       dropIfUnused: (n) => this.dropIfUnused(n),
     });
   }
@@ -175,7 +183,8 @@ export class UnionFs implements FuseFilesystem {
     const privileged = process.geteuid?.() === 0;
     fs.mkdirSync(tmp, { recursive: true, mode: privileged ? 0 : 0o700 });
     if (!privileged) fs.chmodSync(tmp, 0o700);
-    for (const name of fs.readdirSync(tmp)) fs.rmSync(`${tmp}/${name}`, { recursive: true, force: true });
+    // The held open files stay for a takeover; DataPath.init clears them on a fresh connection.
+    for (const name of fs.readdirSync(tmp)) if (name !== HELD_DIR) fs.rmSync(`${tmp}/${name}`, { recursive: true, force: true });
   }
 
   init(channel: FuseChannel): void {
@@ -261,6 +270,9 @@ export class UnionFs implements FuseFilesystem {
   /** Adjusts real attributes to what the union reports. */
   private present(node: Node, st: Float64Array): Float64Array {
     if (node.isMergedDir) st[ST.NLINK] = 1;
+    // An open file whose name is gone: a lower one keeps its name in its layer; an upper one may
+    // have one held for a takeover (held-files.ts).
+    else if (node.unlinked) st[ST.NLINK] = node.upper ? st[ST.NLINK] - this.data.held.extraLinks(node.id) : 0;
     if (this.xattrs.overrides !== null && !node.unlinked) {
       const layer = node.upper ? UPPER : node.lowers[0]?.layer;
       const name = layer === undefined ? null : this.xattrs.override(layer);
@@ -273,6 +285,7 @@ export class UnionFs implements FuseFilesystem {
   }
 
   private entry(node: Node, st: Float64Array): EntryOut {
+    this.nodes.journal?.lookup(node.id); // before the reply: a takeover must not count it short
     node.nlookup++;
     return { nodeid: node.id, ino: node.ino, st: this.present(node, st) };
   }
@@ -312,8 +325,10 @@ export class UnionFs implements FuseFilesystem {
 
   private addAlias(node: Node, parent: Node, name: string): void {
     const list = this.aliases.get(node) ?? [];
-    if (!list.some((a) => a.parent === parent && a.name === name)) list.push({ parent, name });
+    if (list.some((a) => a.parent === parent && a.name === name)) return;
+    list.push({ parent, name });
     this.aliases.set(node, list);
+    this.nodes.journal?.alias(node.id, parent.id, name);
   }
 
   /** One name of `node` went away: fall back to another known name, or detach it. */
@@ -321,7 +336,10 @@ export class UnionFs implements FuseFilesystem {
     const list = this.aliases.get(node);
     if (list !== undefined) {
       const i = list.findIndex((a) => a.parent === parent && a.name === name);
-      if (i >= 0) list.splice(i, 1);
+      if (i >= 0) {
+        list.splice(i, 1);
+        this.nodes.journal?.unalias(node.id, parent.id, name);
+      }
     }
     if (node.parent === parent && node.name === name) {
       const next = list?.shift();
@@ -329,11 +347,24 @@ export class UnionFs implements FuseFilesystem {
         node.parent = next.parent;
         node.name = next.name;
         this.nodes.record(node);
+        this.nodes.journal?.unalias(node.id, next.parent.id, next.name);
       } else {
         this.nodes.detach(node);
       }
     }
     if (list !== undefined && list.length === 0) this.aliases.delete(node);
+    if (!node.unlinked) this.data.held.release(node.id); // held in case this was its last name
+  }
+
+  /** A node about to lose a name while open keeps one in the work dir (held-files.ts), in case that was its last. */
+  private holdIfOpen(node: Node | undefined): void {
+    if (node === undefined || node.handles.size === 0 || node.isDir || node.unlinked) return;
+    try {
+      this.data.held.hold(node.id, this.realPath(node), node.upper);
+    } catch (err) {
+      // The removal goes on: the file works until a takeover, which then cannot reopen it.
+      this.log?.warn({ node: node.id, err: String(err) }, 'cannot keep a name for an open file');
+    }
   }
 
   /** The live node named parent/name, if the kernel holds one. */
@@ -515,6 +546,8 @@ export class UnionFs implements FuseFilesystem {
   forget(nodeid: number, nlookup: number): void {
     const n = this.nodes.forget(nodeid, nlookup);
     if (n !== undefined) this.aliases.delete(n);
+    // A node that stays (open handles, or more lookups) has its count journaled; one dropped is (DROP).
+    else this.nodes.journal?.forget(nodeid, nlookup);
   }
 
   getattr(_ctx: RequestContext, nodeid: number, fh: number | undefined): AttrOut {
@@ -660,6 +693,7 @@ export class UnionFs implements FuseFilesystem {
     node.unlinked = true;
     this.nodes.journal?.detach(node.id);
     const fh = this.data.addHandle(fd, node, true);
+    this.data.held.holdFd(node.id, fd);
     const open = this.data.recordOpen(fh, this.data.withBacking(node, fh, fd, 0, 0, true));
     native.fstatInto(fd, st);
     return [this.entry(node, st), open];
@@ -671,6 +705,7 @@ export class UnionFs implements FuseFilesystem {
     const r = this.resolveOrFail(parent, name);
     if (r.isDir) fail(E.EISDIR);
     const live = this.liveChild(parent, name, r);
+    this.holdIfOpen(live);
     this.removeEntry(parent, name, r);
     if (live !== undefined) this.removeName(live, parent, name);
     if (r.upper && r.st[ST.NLINK] <= 1) this.layers.forgetOrigin(this.layers.realKey(r.st));
@@ -730,6 +765,7 @@ export class UnionFs implements FuseFilesystem {
       const h = [...node.handles].map((id) => this.handles.get(id)).find((x) => x !== undefined);
       if (h === undefined) fail(E.ENOENT);
       this.createEntry(ctx, parent, name, false, 0, (p) => (native.linkatEmptyPath(h.fd, p), -1), undefined, true);
+      this.data.held.release(node.id);
       return this.entry(node, this.stat(node));
     }
     this.copy.copyUp(node, true);
@@ -885,8 +921,11 @@ export class UnionFs implements FuseFilesystem {
   /** The live nodes and handles, for a compacted journal. */
   private snapshot(s: JournalSnapshot): void {
     for (const n of this.nodes.all()) {
-      if (n !== this.nodes.root) s.node(n.id, n.parent?.id ?? 0, n.name, n.ino, n.unlinked);
+      if (n === this.nodes.root) continue;
+      s.node(n.id, n.parent?.id ?? 0, n.name, n.ino, n.unlinked);
+      s.lookups(n.id, n.nlookup);
     }
+    for (const [n, list] of this.aliases) for (const a of list) s.alias(n.id, a.parent.id, a.name);
     for (const [fh, h] of this.handles) s.open(fh, h.node.id, h.write, h.backing ? h.node.backingId : 0);
   }
 
@@ -898,28 +937,49 @@ export class UnionFs implements FuseFilesystem {
    */
   restore(state: JournalState): void {
     const made = new Map<number, Node>([[this.nodes.root.id, this.nodes.root]]);
+    const lookups = (rec: NodeState) => (state.lookupsKnown ? rec.lookups : UNKNOWN_LOOKUPS);
+    /** parent/name found again under a live directory. */
+    const find = (parentId: number, name: string, depth: number): { parent: Node; r: Resolved } | null => {
+      const parent = build(parentId, depth + 1);
+      if (parent === undefined || !parent.isDir || parent.unlinked) return null;
+      try {
+        const r = this.resolver.child(parent, name);
+        return r === null ? null : { parent, r };
+      } catch {
+        return null;
+      }
+    };
     const build = (id: number, depth: number): Node | undefined => {
       const done = made.get(id);
       if (done !== undefined || depth > 4096) return done;
       const rec = state.nodes.get(id);
       if (rec === undefined) return undefined;
-      const parent = build(rec.parent, depth + 1);
-      let r: Resolved | null = null;
-      try {
-        if (parent !== undefined && parent.isDir && !parent.unlinked && !rec.detached) r = this.resolver.child(parent, rec.name);
-      } catch {
-        r = null;
+      // Its primary name or, a hard-linked file's primary name gone, another of its names.
+      const names = rec.detached ? [] : [{ parent: rec.parent, name: rec.name }, ...rec.aliases];
+      let found: { parent: Node; r: Resolved } | null = null;
+      let at = 0;
+      for (; at < names.length; at++) {
+        found = find(names[at].parent, names[at].name, depth);
+        if (found !== null) break;
       }
       let node: Node;
-      if (r === null) {
-        node = this.nodes.restore(id, parent ?? this.nodes.root, rec.name, false, false, [], 0, rec.ino, false);
-      } else {
-        const key = this.layers.realKey(r.st);
-        const unshared = !r.isDir && !r.upper && r.st[ST.NLINK] > 1;
-        if (!unshared && this.layers.unionIno(key) !== rec.ino) this.layers.rememberOrigin(key, rec.ino);
-        node = this.nodes.restore(id, parent!, rec.name, r.isDir, r.upper, r.lowers, key, rec.ino, unshared);
+      if (found === null) {
+        node = this.nodes.restore(id, build(rec.parent, depth + 1) ?? this.nodes.root, rec.name, false, false, [], 0, rec.ino, false, lookups(rec));
+        made.set(id, node);
+        return node;
       }
+      const { parent, r } = found;
+      const key = this.layers.realKey(r.st);
+      const unshared = !r.isDir && !r.upper && r.st[ST.NLINK] > 1;
+      if (!unshared && this.layers.unionIno(key) !== rec.ino) this.layers.rememberOrigin(key, rec.ino);
+      node = this.nodes.restore(id, parent, names[at].name, r.isDir, r.upper, r.lowers, key, rec.ino, unshared, lookups(rec));
       made.set(id, node);
+      // Its other names that still lead to it.
+      names.forEach((a, i) => {
+        if (i === at) return;
+        const f = find(a.parent, a.name, depth);
+        if (f !== null && this.layers.realKey(f.r.st) === key) this.addAlias(node, f.parent, a.name);
+      });
       return node;
     };
     for (const id of state.nodes.keys()) build(id, 0);
@@ -928,14 +988,32 @@ export class UnionFs implements FuseFilesystem {
       const node = made.get(h.nodeid);
       let fd = -1;
       try {
-        if (node !== undefined) fd = fs.openSync(this.realPath(node), h.write ? fs.constants.O_RDWR : fs.constants.O_RDONLY);
+        // A file whose name went while open is opened through the name it keeps in the work dir.
+        if (node?.unlinked) fd = this.data.held.reopen(node.id, h.write) ?? -1;
+        else if (node !== undefined) fd = fs.openSync(this.realPath(node), h.write ? fs.constants.O_RDWR : fs.constants.O_RDONLY);
       } catch {
         fd = -1;
       }
       this.data.reserveFh(fh);
-      if (node === undefined || fd < 0) lost++;
-      else this.data.restoreHandle(fh, node, fd, h.write, h.backingId);
+      if (node === undefined || fd < 0) {
+        lost++;
+        continue;
+      }
+      if (node.unlinked && node.realKey === 0 && this.data.held.extraLinks(node.id) > 0) {
+        // Held by a hard link: its upper inode is known again (an O_TMPFILE can still be given a name).
+        const st = native.newStatArray();
+        native.fstatInto(fd, st);
+        node.upper = true;
+        this.nodes.rekey(node, this.layers.realKey(st));
+      }
+      this.data.restoreHandle(fh, node, fd, h.write, h.backingId);
     }
+    this.data.held.prune();
+    // What the kernel no longer holds (all forgotten, or never handed out) goes, unless a node kept is under it.
+    const used = new Set<Node>();
+    for (const n of made.values()) if (n.parent !== null) used.add(n.parent);
+    for (const list of this.aliases.values()) for (const a of list) used.add(a.parent);
+    for (const n of made.values()) if (!used.has(n)) this.dropIfUnused(n);
     this.log?.info({ nodes: made.size, handles: this.handles.size, lost }, 'union taken over');
   }
 }

@@ -1,0 +1,61 @@
+// The failover journal (daemon/fuse/journal.ts) read back: lookup counts, hard-link aliases,
+// renames that keep both, a snapshot, a torn tail, and a journal of an earlier build (no counts).
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Journal } from '../../daemon/fuse/journal';
+import { makeWorkspace } from '../lib/workspace';
+
+const INIT = { minor: 45, passthrough: true, posixAcl: false };
+
+t.test('lookup counts and aliases', async (t) => {
+  const file = path.join(makeWorkspace(t, 'journal'), 'j');
+  const j = new Journal(file);
+  j.init(INIT);
+  j.node(2, 1, 'a', 100);
+  j.lookup(2);
+  j.lookup(2);
+  j.lookup(2);
+  j.forget(2, 2);
+  j.alias(2, 1, 'b');
+  j.alias(2, 3, 'c');
+  j.unalias(2, 1, 'b');
+  j.node(2, 3, 'moved', 100); // a rename keeps the count and the other names
+  j.node(4, 1, 'gone', 101);
+  j.lookup(4);
+  j.drop(4);
+  j.close();
+  const s = Journal.read(file);
+  t.equal(s.lookupsKnown, true);
+  t.same([...s.nodes.keys()], [2]);
+  t.same(s.nodes.get(2), { parent: 3, name: 'moved', ino: 100, detached: false, lookups: 1, aliases: [{ parent: 3, name: 'c' }] });
+});
+
+t.test('a snapshot sets the count; a torn record at the end is ignored', async (t) => {
+  const file = path.join(makeWorkspace(t, 'journal'), 'j');
+  const j = new Journal(file);
+  j.init(INIT);
+  j.node(7, 1, 'x', 5);
+  j.lookups(7, 42);
+  j.lookup(7);
+  j.close();
+  fs.appendFileSync(file, Buffer.from([40, 0, 0, 0, 8, 7])); // a LOOKUP cut short
+  t.equal(Journal.read(file).nodes.get(7)?.lookups, 43);
+});
+
+t.test('a journal of an earlier build: counts unknown', async (t) => {
+  const file = path.join(makeWorkspace(t, 'journal'), 'j');
+  // INIT as an earlier build wrote it: flags without the lookups bit.
+  const rec = Buffer.alloc(10);
+  rec.writeUInt32LE(10, 0);
+  rec[4] = 1;
+  rec.writeUInt32LE(45, 5);
+  rec[9] = 1;
+  fs.writeFileSync(file, rec);
+  const j = new Journal(file);
+  j.node(2, 1, 'a', 100);
+  j.close();
+  const s = Journal.read(file);
+  t.equal(s.lookupsKnown, false);
+  t.equal(s.init?.passthrough, true);
+});
