@@ -211,6 +211,7 @@ export const eventfd: NativeShims['eventfd'] = native.eventfd;
 export const fcntl: NativeShims['fcntl'] = native.fcntl;
 export const F_GETFL = 3;
 export const F_SETFL = 4;
+export const F_DUPFD_CLOEXEC = 1030;
 export const O_NONBLOCK = 0o4000;
 export const EPOLL_CTL_ADD = 1;
 export const EPOLL_CTL_DEL = 2;

@@ -11,6 +11,10 @@ import { startDaemon, type Daemon } from './lib/daemon';
 import { missingCapability } from './lib/mount-union';
 import { listMounts } from './lib/mount-table';
 import { jsonLines, ok } from './lib/expect';
+import { makeWorkspace } from './lib/workspace';
+import { mountFuse, unmount as fuseUnmount } from '../daemon/fuse/mount';
+import { abortOwnFuseConnection, fuseConnectionUp } from '../daemon/mounts/mount-table';
+import * as native from '../native-shims';
 
 const skip = missingCapability({ fuse: true });
 const opts = { skip: skip ?? false };
@@ -107,4 +111,28 @@ t.test('SIGTERM with 50 mounts, copies held elsewhere: exit 0 within 5 s, nothin
   t.ok(ms < 5000, `stopped within 5 s (${ms} ms)`);
   t.same(strataMounts(), [], 'no mount left on the host');
   t.match(probeIn(holder.pid!, path.join(d.root, 'containers', ids[0], 'merged')), ENDED, 'the copies fail with ENOTCONN, they do not hang');
+});
+
+// A FUSE device number is the kernel's to give again once a connection has ended: strata aborts a
+// connection by that number only while its own connection is still up, never another server's.
+t.test("aborting an ended connection by its old device number leaves another server's mount alone", opts, async (t) => {
+  const ws = makeWorkspace(t, 'u-abort');
+  const ours = path.join(ws, 'ours');
+  const theirs = path.join(ws, 'theirs');
+  for (const d of [ours, theirs, path.join(ws, 'lower'), path.join(ws, 'upper'), path.join(ws, 'work')]) fs.mkdirSync(d);
+  fs.writeFileSync(path.join(ws, 'lower', 'f'), 'theirs\n');
+  const conn = mountFuse(ours, { fsname: 'strata', subtype: 'strata' });
+  const probeFd = native.fcntl(conn.fd, native.F_DUPFD_CLOEXEC, 0);
+  t.teardown(() => {
+    fs.closeSync(probeFd);
+    fs.closeSync(conn.fd);
+  });
+  t.ok(fuseConnectionUp(probeFd), 'a mounted connection is up');
+  fuseUnmount(ours, true);
+  t.notOk(fuseConnectionUp(probeFd), 'after the unmount it has ended');
+  runOk('fuse-overlayfs', ['-o', `lowerdir=${path.join(ws, 'lower')},upperdir=${path.join(ws, 'upper')},workdir=${path.join(ws, 'work')}`, theirs]);
+  const dev = listMounts().find((m) => m.mountPoint === theirs)?.dev;
+  t.ok(dev !== undefined, "another server's mount, perhaps under our old number");
+  t.notOk(abortOwnFuseConnection(probeFd, dev!), 'not aborted: our connection is gone');
+  t.equal(fs.readFileSync(path.join(theirs, 'f'), 'utf8'), 'theirs\n', 'the other mount still serves');
 });

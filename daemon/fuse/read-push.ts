@@ -42,7 +42,6 @@ import {
 /** A READ this large at this offset or beyond means a sequential reader (the kernel's readahead). */
 const MIN_READ = 128 * 1024;
 const MIN_OFFSET = 1 << 20;
-const F_DUPFD_CLOEXEC = 1030;
 
 class ReadPush {
   private readonly ctrl: Int32Array;
@@ -105,7 +104,7 @@ class ReadPush {
       // Its own open file (a readahead state of its own) and its own fd for the connection: the
       // handle's and the session's may be closed while it still stores.
       ownFile = fs.openSync(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY); // libuv adds O_CLOEXEC
-      ownDev = native.fcntl(devFd, F_DUPFD_CLOEXEC, 0);
+      ownDev = native.fcntl(devFd, native.F_DUPFD_CLOEXEC, 0);
       if (ownDev < 0) throw new Error(`dup of /dev/fuse fd: errno ${-ownDev}`);
     } catch {
       if (ownFile >= 0) fs.closeSync(ownFile);

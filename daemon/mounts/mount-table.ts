@@ -40,7 +40,7 @@ const CONNECTIONS = '/sys/fs/fuse/connections';
  * mount namespace that still holds a copy of the mount, and the server's reads end. Mounts the
  * fusectl filesystem first when the host has not (as systemd would have).
  */
-export function abortFuseConnection(dev: number): boolean {
+function abortFuseConnection(dev: number): boolean {
   const file = `${CONNECTIONS}/${dev}/abort`;
   if (!fs.existsSync(file) && fs.existsSync(CONNECTIONS) && fs.readdirSync(CONNECTIONS).length === 0) {
     try {
@@ -55,4 +55,26 @@ export function abortFuseConnection(dev: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Whether the FUSE connection behind `devFd` (a /dev/fuse fd of ours) is still up: an ended one polls EPOLLERR. */
+export function fuseConnectionUp(devFd: number): boolean {
+  const ep = native.epollCreate();
+  if (ep < 0) return true;
+  try {
+    if (native.epollCtl(ep, native.EPOLL_CTL_ADD, devFd, native.EPOLLIN) < 0) return false;
+    const out = Buffer.alloc(8 * 64);
+    const n = native.epollWait(ep, out, 0);
+    return !(n > 0 && (out.readUInt32LE(0) & native.EPOLLERR) !== 0);
+  } finally {
+    fs.closeSync(ep);
+  }
+}
+
+/**
+ * Aborts our own FUSE connection `dev`, reached through `devFd`, only while it is still up: once
+ * it has ended, its device number may already name another server's mount.
+ */
+export function abortOwnFuseConnection(devFd: number, dev: number): boolean {
+  return fuseConnectionUp(devFd) && abortFuseConnection(dev);
 }

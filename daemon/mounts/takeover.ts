@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import type { HolderClient } from '../holder/client';
 import type { Logger } from '../log';
 import type { MountManager } from './mount-manager';
-import { abortFuseConnection, isStrataMount, mountTable } from './mount-table';
+import { abortOwnFuseConnection, isStrataMount, mountTable } from './mount-table';
 import { resumeUnionMount, type HeldMountState } from './union-mount';
 import { unmount } from '../fuse/mount';
 
@@ -25,7 +25,7 @@ export interface TakeoverResult {
 function abandon(holder: HolderClient, key: string, fd: number, mountpoint: string | undefined): void {
   if (mountpoint !== undefined) {
     const dev = mountTable().filter((m) => m.mountPoint === mountpoint && isStrataMount(m)).pop()?.dev;
-    if (dev !== undefined) abortFuseConnection(dev);
+    if (dev !== undefined) abortOwnFuseConnection(fd, dev);
     try {
       unmount(mountpoint, true);
     } catch {

@@ -7,7 +7,7 @@ import { FuseEngine, type ConnectionSpec, type EngineOptions, type ServedConnect
 import type { HolderClient } from '../holder/client';
 import type { UnionConfig } from '../union/config';
 import * as native from '../../native-shims';
-import { abortFuseConnection, isStrataMount, mountTable } from './mount-table';
+import { abortOwnFuseConnection, isStrataMount, mountTable } from './mount-table';
 
 export interface UnionMountOptions {
   fsname?: string;
@@ -155,8 +155,9 @@ export async function startUnionMount(cfg: UnionConfig, mountpoint: string, opts
       throw new MountError(`cannot keep the mount in the fd holder: ${(err as Error).message}`);
     }
   }
+  const probeFd = dupProbe(devFd);
   const served = fuseEngine({ logLevel: opts.logLevel, logFile: opts.logFile }).serve(spec);
-  return running(target, conn.via, served, opts.hold);
+  return running(target, conn.via, probeFd, served, opts.hold);
 }
 
 /**
@@ -165,13 +166,33 @@ export async function startUnionMount(cfg: UnionConfig, mountpoint: string, opts
  * left unanswered are sent again by the kernel.
  */
 export async function resumeUnionMount(devFd: number, state: HeldMountState, opts: Pick<UnionMountOptions, 'logLevel' | 'logFile' | 'hold'> = {}): Promise<RunningMount> {
+  const probeFd = dupProbe(devFd);
   const served = fuseEngine({ logLevel: opts.logLevel, logFile: opts.logFile }).serve({ ...state.spec, devFd, resume: true });
-  return running(state.mountpoint, state.via, served, opts.hold);
+  return running(state.mountpoint, state.via, probeFd, served, opts.hold);
 }
 
-async function running(target: string, via: FuseConnection['via'], served: ServedConnection, hold: HoldOptions | undefined): Promise<RunningMount> {
+/**
+ * A copy of a connection's fd, taken before the engine owns the fd: it tells whether our connection
+ * is still up before we abort it by device number (a number the kernel gives the next FUSE mount
+ * once ours has ended). Closed before the engine lets go of its fd, since the last close of a
+ * /dev/fuse file is what ends a connection the kernel no longer ends by itself.
+ */
+function dupProbe(devFd: number): number {
+  return native.fcntl(devFd, native.F_DUPFD_CLOEXEC, 0);
+}
+
+async function running(target: string, via: FuseConnection['via'], probe: number, served: ServedConnection, hold: HoldOptions | undefined): Promise<RunningMount> {
   const done = served.ended;
   const connDev = mountTable().filter((m) => m.mountPoint === target && isStrataMount(m)).pop()?.dev;
+  let probeFd = probe;
+  const closeProbe = () => {
+    if (probeFd >= 0) fs.closeSync(probeFd);
+    probeFd = -1;
+  };
+  const abortOurs = () => {
+    if (connDev !== undefined && probeFd >= 0) abortOwnFuseConnection(probeFd, connDev);
+  };
+  void done.then(closeProbe, closeProbe);
   const forget = () => {
     try {
       hold?.holder.del(hold.key);
@@ -181,8 +202,9 @@ async function running(target: string, via: FuseConnection['via'], served: Serve
   };
   const info = await served.ready.catch(async (err: Error) => {
     // Requests waiting on a connection nobody will serve would wait for ever: fail them.
-    if (connDev !== undefined) abortFuseConnection(connDev);
+    abortOurs();
     if (isMounted(target)) unmount(target, true);
+    closeProbe();
     served.detach();
     await done;
     forget();
@@ -200,8 +222,9 @@ async function running(target: string, via: FuseConnection['via'], served: Serve
         if (isMounted(target)) await detach(target);
         if (await within(done, END_GRACE_MS)) return;
         // Still served: a copy of the mount lives in another mount namespace (or a lazy detach left users).
-        if (connDev !== undefined) abortFuseConnection(connDev);
+        abortOurs();
         if (await within(done, END_GRACE_MS)) return;
+        closeProbe();
         served.detach();
         await within(done, END_GRACE_MS);
       } finally {
