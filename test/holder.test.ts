@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import * as native from '../native-shims';
 import { HolderClient } from '../daemon/holder/client';
 import { MAX_MESSAGE } from '../daemon/holder/protocol';
+import { alive } from './lib/mount-union';
 import { makeWorkspace } from './lib/workspace';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -34,15 +35,6 @@ function header(op: number, keyLen: number): Buffer {
   return h;
 }
 
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 t.test('keeps fds, hands them back, refuses what is malformed, exits when idle', async (t) => {
   const ws = makeWorkspace(t, 'holder');
   const sock = path.join(ws, 'holder.sock');
@@ -50,7 +42,7 @@ t.test('keeps fds, hands them back, refuses what is malformed, exits when idle',
   const pid = holder.pid;
   t.teardown(() => {
     holder.close();
-    if (isRunning(pid)) process.kill(pid, 'SIGKILL');
+    if (alive(pid)) process.kill(pid, 'SIGKILL');
   });
   t.ok(pid > 0, 'the holder answers with its pid');
   t.equal(fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim(), 'strata-holder', 'a process of its own, not node');
@@ -101,7 +93,7 @@ t.test('keeps fds, hands them back, refuses what is malformed, exits when idle',
   fs.closeSync(w1);
   t.same(holder.list(), [], 'del forgets');
   holder.close();
-  for (let i = 0; i < 100 && isRunning(pid); i++) await delay(50);
-  t.notOk(isRunning(pid), 'keeping nothing, with nobody connected, it exits');
+  for (let i = 0; i < 100 && alive(pid); i++) await delay(50);
+  t.notOk(alive(pid), 'keeping nothing, with nobody connected, it exits');
   t.notOk(fs.existsSync(sock), 'and removes its socket');
 });
