@@ -1,9 +1,10 @@
 # One entry point for set-up, build and tests. Every target installs what it needs.
 SHELL := /bin/bash
 comma := ,
-APT_PACKAGES := fuse3 fuse-overlayfs attr acl podman runc skopeo umoci uidmap busybox-static e2fsprogs xfsprogs btrfs-progs squashfs-tools
+APT_PACKAGES := gcc fuse3 fuse-overlayfs attr acl podman runc skopeo umoci uidmap busybox-static e2fsprogs xfsprogs btrfs-progs squashfs-tools
 NPM_STAMP := node_modules/.stamp
 NATIVE := native-shims/build/Release/strata_shims.node
+HOLDER := dist/daemon/holder/strata-holder
 # registry pull/push tests: the real registry, htpasswd for its Basic auth, zstd for zstd layers (Node 20 has none)
 APT_PACKAGES += docker-registry apache2-utils zstd
 
@@ -30,13 +31,18 @@ $(NATIVE): native-shims/src/*.c native-shims/binding.gyp $(NPM_STAMP)
 
 native: $(NATIVE)
 
+# The fd holder (daemon/holder/strata-holder.c): a small C program, no node in it.
+$(HOLDER): daemon/holder/strata-holder.c
+	mkdir -p $(@D)
+	gcc -O2 -Wall -Wextra -Werror -o $@ $<
+
 # The CLI is also bundled into one file (bin/strata runs it): one file to read and compile starts
 # much faster than a tree of modules. yargs is ESM: import.meta.url becomes the bundle's own URL;
 # string-width is replaced by cli/string-width.ts (see there). The commonest commands have a
 # smaller bundle of their own, without yargs (cli/fast.ts), which bin/strata tries first; the archive
 # code they never run stays out of it (required from dist/daemon/archive, next to it, if ever).
 # Both get their V8 code cache written by a first run.
-build: deps native
+build: deps native $(HOLDER)
 	./node_modules/.bin/tsc -p tsconfig.json
 	./node_modules/.bin/esbuild dist/cli/main.js --bundle --platform=node --target=node20 --minify \
 	  --external:*.node --alias:string-width=./cli/string-width.ts --external:yargs/package.json --log-level=warning \

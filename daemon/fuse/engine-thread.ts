@@ -10,6 +10,7 @@ import { FuseSession, newSessionBuffers } from './session';
 import { Journal, type JournalState } from './journal';
 import type { FuseFilesystem } from './filesystem';
 import { createLogger } from '../log';
+import { IdleCollector } from './idle-gc';
 
 const E = os.constants.errno;
 
@@ -163,12 +164,15 @@ function main(): void {
   };
 
   const events = Buffer.alloc(64 * 8);
+  const collector = new IdleCollector();
   while (!quit) {
-    const n = native.epollWait(epfd, events, -1);
+    const n = native.epollWait(epfd, events, collector.timeout());
     if (n < 0) {
       if (-n === E.EINTR) continue;
       throw new Error(`epoll_wait failed: errno ${-n}`);
     }
+    if (n === 0) collector.idle();
+    else collector.busy();
     for (let i = 0; i < n && !quit; i++) {
       const fd = events.readInt32LE(i * 8 + 4);
       if (fd === input.wakeFd) commands();

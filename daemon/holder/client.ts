@@ -1,4 +1,4 @@
-// stratad's side of the fd holder (main.ts): connects to the holder of its storage root, starting
+// stratad's side of the fd holder (strata-holder.c, built next to this file): connects to the holder of its storage root, starting
 // one when there is none, and keeps each mount's /dev/fuse fd there. Calls are synchronous: the
 // holder answers at once, and they come at mount, unmount and start-up only.
 import { spawn } from 'node:child_process';
@@ -16,7 +16,8 @@ export interface KeptConnection {
   fd: number;
 }
 
-const HOLDER_MAIN = path.join(__dirname, 'main.js');
+/** The holder program: `make build` compiles strata-holder.c into dist/daemon/holder/. */
+const HOLDER_PROGRAM = path.join(__dirname, 'strata-holder');
 const START_WAIT_MS = 5_000;
 /** Longest Unix socket path (sun_path less its NUL). */
 const SUN_PATH_MAX = 107;
@@ -74,11 +75,9 @@ export class HolderClient {
   /** Starts a holder in its own session (so nothing sent to stratad's group reaches it), and connects. */
   private start(): void {
     fs.mkdirSync(path.dirname(this.socketPath), { recursive: true, mode: 0o700 });
-    // A small heap: it keeps a few fds and strings.
-    const child = spawn(process.execPath, ['--max-old-space-size=16', '--max-semi-space-size=1', '--jitless', HOLDER_MAIN, this.socketPath], {
-      detached: true,
-      stdio: 'ignore',
-    });
+    if (!fs.existsSync(HOLDER_PROGRAM)) throw new HolderError(`the fd holder program ${HOLDER_PROGRAM} is missing (make build compiles it)`);
+    const child = spawn(HOLDER_PROGRAM, [this.socketPath], { detached: true, stdio: 'ignore' });
+    child.on('error', () => undefined); // reported below: the holder does not answer
     child.unref();
     const deadline = Date.now() + START_WAIT_MS;
     while (Date.now() < deadline) {

@@ -65,6 +65,9 @@ function callerInGroup(ctx: RequestContext, gid: number): boolean {
   }
 }
 
+/** Small files' data on its way into the page cache (see storePages): one per thread, not per mount. */
+let storeBuf: Buffer | undefined;
+
 export class DataPath {
   private nextFh = 1;
   private channel: FuseChannel | null = null;
@@ -73,8 +76,6 @@ export class DataPath {
   /** Whether opens may use passthrough (off for good after the kernel refuses a backing). */
   passthrough = false;
   private readonly st = native.newStatArray();
-  /** Small files' data on its way into the page cache (see storePages). */
-  private readonly storeBuf = Buffer.allocUnsafe(PASSTHROUGH_MIN_SIZE);
 
   constructor(
     private readonly host: DataPathHost,
@@ -107,7 +108,7 @@ export class DataPath {
   addHandle(fd: number, node: Node, write: boolean): number {
     const fh = this.nextFh++;
     this.handles.set(fh, { fd, node, backing: false, write });
-    node.handles.add(fh);
+    node.addHandle(fh);
     node.opened = true;
     return fh;
   }
@@ -128,7 +129,7 @@ export class DataPath {
   restoreHandle(fh: number, node: Node, fd: number, write: boolean, backingId: number): void {
     this.reserveFh(fh);
     this.handles.set(fh, { fd, node, backing: backingId > 0, write });
-    node.handles.add(fh);
+    node.addHandle(fh);
     if (backingId > 0) {
       node.backingId = backingId;
       node.backingRefs++;
@@ -185,8 +186,8 @@ export class DataPath {
    * either (a READ reply invalidates the cached atime; stored pages do not).
    */
   private storePages(node: Node, fd: number, size: number): void {
-    const buf = this.storeBuf;
-    if (size > buf.length) return;
+    if (size > PASSTHROUGH_MIN_SIZE) return;
+    const buf = (storeBuf ??= Buffer.allocUnsafe(PASSTHROUGH_MIN_SIZE));
     const n = fs.readSync(fd, buf, 0, size, 0);
     if (n === size) node.pagesStored = this.channel!.storeData(node.id, 0, buf.subarray(0, n));
   }
@@ -274,7 +275,7 @@ export class DataPath {
     this.journal?.release(fh);
     fs.closeSync(h.fd);
     const node = h.node;
-    node.handles.delete(fh);
+    node.removeHandle(fh);
     if (h.backing && --node.backingRefs === 0) {
       this.channel?.closeBacking(node.backingId);
       node.backingId = 0;

@@ -25,22 +25,40 @@ export interface LowerNames {
   first: Map<string, number>;
 }
 
-export class Node {
-  nlookup = 0;
-  /** Set once the node's last name is gone; open handles may still use it. */
-  unlinked = false;
+/** The node's booleans, packed into one small integer (a field costs 8 bytes on every node). */
+const enum Flag {
+  IsDir = 1,
+  Upper = 2,
+  Unlinked = 4,
+  PassthroughUsed = 8,
+  PagesStored = 16,
+  Opened = 32,
+  Unshared = 64,
+}
+
+/** What only a node with open files needs, kept apart: most nodes are never opened. */
+class OpenState {
+  readonly handles = new Set<number>();
   backingId = 0;
   backingRefs = 0;
-  /** A passthrough handle wrote around the page cache since the last cached open. */
-  passthroughUsed = false;
-  /** The file's data was stored in the kernel's page cache (kept until a cache drop). */
-  pagesStored = false;
-  /** Opened during this mount: reading a lower file's data may move its atime past what an index recorded. */
-  opened = false;
-  /** Open handles, for fstat of unlinked files. */
-  readonly handles = new Set<number>();
-  /** A hard-linked lower file: one node per name, as overlayfs without an index. */
-  unshared = false;
+}
+
+const NO_HANDLES: ReadonlySet<number> = new Set<number>();
+const NO_LOWERS: LowerRef[] = Object.freeze([]) as unknown as LowerRef[];
+
+/**
+ * One union inode. A mount may cache hundreds of thousands of them, so a node is one object with
+ * few fields (measured: about 0.1 KiB, where a field per boolean, a Set of handles and a LowerRef
+ * array per node took 0.75 KiB): booleans in one integer, the handles only while some are open,
+ * and the commonest lowers, one layer, as its layer and path without an array around them.
+ */
+export class Node {
+  nlookup = 0;
+  private flags: number;
+  /** Lowers: one (in lowerLayer and this path), or an array of them (lowerLayer -1). */
+  private lowerLayer = -1;
+  private lowerData: string | LowerRef[] = NO_LOWERS;
+  private openState: OpenState | null = null;
   /** The merged listing served to READDIR at offsets > 0. */
   dirCache: import('../fuse/filesystem').DirEntry[] | null = null;
   /** From the last listing of a directory merged from indexed lowers: see LowerNames. */
@@ -51,14 +69,140 @@ export class Node {
     public ino: number,
     public parent: Node | null,
     public name: string,
-    readonly isDir: boolean,
+    isDir: boolean,
     /** The node has a copy in the upper layer (its path there is its union path). */
-    public upper: boolean,
+    upper: boolean,
     /** Non-directory: the lower file it comes from (at most one). Directory: the
      *  lower directories merged beneath it, top-down, cut at an opaque one. */
-    public lowers: LowerRef[],
+    lowers: LowerRef[],
     public realKey: number,
-  ) {}
+  ) {
+    this.flags = (isDir ? Flag.IsDir : 0) | (upper ? Flag.Upper : 0);
+    this.lowers = lowers;
+  }
+
+  private flag(f: Flag): boolean {
+    return (this.flags & f) !== 0;
+  }
+
+  private setFlag(f: Flag, on: boolean): void {
+    this.flags = on ? this.flags | f : this.flags & ~f;
+  }
+
+  get isDir(): boolean {
+    return this.flag(Flag.IsDir);
+  }
+
+  get upper(): boolean {
+    return this.flag(Flag.Upper);
+  }
+  set upper(v: boolean) {
+    this.setFlag(Flag.Upper, v);
+  }
+
+  /** Set once the node's last name is gone; open handles may still use it. */
+  get unlinked(): boolean {
+    return this.flag(Flag.Unlinked);
+  }
+  set unlinked(v: boolean) {
+    this.setFlag(Flag.Unlinked, v);
+  }
+
+  /** A passthrough handle wrote around the page cache since the last cached open. */
+  get passthroughUsed(): boolean {
+    return this.flag(Flag.PassthroughUsed);
+  }
+  set passthroughUsed(v: boolean) {
+    this.setFlag(Flag.PassthroughUsed, v);
+  }
+
+  /** The file's data was stored in the kernel's page cache (kept until a cache drop). */
+  get pagesStored(): boolean {
+    return this.flag(Flag.PagesStored);
+  }
+  set pagesStored(v: boolean) {
+    this.setFlag(Flag.PagesStored, v);
+  }
+
+  /** Opened during this mount: reading a lower file's data may move its atime past what an index recorded. */
+  get opened(): boolean {
+    return this.flag(Flag.Opened);
+  }
+  set opened(v: boolean) {
+    this.setFlag(Flag.Opened, v);
+  }
+
+  /** A hard-linked lower file: one node per name, as overlayfs without an index. */
+  get unshared(): boolean {
+    return this.flag(Flag.Unshared);
+  }
+  set unshared(v: boolean) {
+    this.setFlag(Flag.Unshared, v);
+  }
+
+  /** The lowers, as an array (a fresh one when the node has one lower: read it, do not change it). */
+  get lowers(): LowerRef[] {
+    const d = this.lowerData;
+    return typeof d === 'string' ? [{ layer: this.lowerLayer, rel: d }] : d;
+  }
+  set lowers(l: LowerRef[]) {
+    if (l.length === 1) {
+      this.lowerLayer = l[0].layer;
+      this.lowerData = l[0].rel;
+    } else {
+      this.lowerLayer = -1;
+      this.lowerData = l.length === 0 ? NO_LOWERS : l;
+    }
+  }
+
+  /** How many lowers, without building the array. */
+  get lowerCount(): number {
+    const d = this.lowerData;
+    return typeof d === 'string' ? 1 : d.length;
+  }
+
+  /** Open handles, for fstat of unlinked files. */
+  get handles(): ReadonlySet<number> {
+    return this.openState?.handles ?? NO_HANDLES;
+  }
+
+  addHandle(fh: number): void {
+    (this.openState ??= new OpenState()).handles.add(fh);
+  }
+
+  removeHandle(fh: number): void {
+    this.openState?.handles.delete(fh);
+    this.trimOpenState();
+  }
+
+  /** Passthrough backing id registered for the file (0: none). */
+  get backingId(): number {
+    return this.openState?.backingId ?? 0;
+  }
+  set backingId(v: number) {
+    if (v !== 0) (this.openState ??= new OpenState()).backingId = v;
+    else if (this.openState !== null) {
+      this.openState.backingId = 0;
+      this.trimOpenState();
+    }
+  }
+
+  /** Handles holding a reference on backingId. */
+  get backingRefs(): number {
+    return this.openState?.backingRefs ?? 0;
+  }
+  set backingRefs(v: number) {
+    if (v !== 0) (this.openState ??= new OpenState()).backingRefs = v;
+    else if (this.openState !== null) {
+      this.openState.backingRefs = 0;
+      this.trimOpenState();
+    }
+  }
+
+  private trimOpenState(): void {
+    const o = this.openState;
+    if (o !== null && o.handles.size === 0 && o.backingId === 0 && o.backingRefs === 0) this.openState = null;
+  }
 
   /** Path inside the union, '' for the root, without a leading slash. */
   get path(): string {
@@ -74,7 +218,7 @@ export class Node {
 
   /** A directory shown merged from more than one layer (overlayfs reports nlink 1). */
   get isMergedDir(): boolean {
-    return this.isDir && (this.upper ? this.lowers.length > 0 : this.lowers.length > 1);
+    return this.isDir && (this.upper ? this.lowerCount > 0 : this.lowerCount > 1);
   }
 }
 

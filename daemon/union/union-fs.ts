@@ -835,7 +835,9 @@ export class UnionFs implements FuseFilesystem {
   readdir(_ctx: RequestContext, nodeid: number, offset: number): DirEntry[] {
     const dir = this.dirNode(nodeid);
     if (offset === 0 || dir.dirCache === null) dir.dirCache = this.listing(dir);
-    return dir.dirCache;
+    const list = dir.dirCache;
+    if (offset >= list.length) dir.dirCache = null; // read to its end: not kept for every directory ever listed
+    return list;
   }
 
   statfs(): StatfsOut {

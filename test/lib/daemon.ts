@@ -118,7 +118,7 @@ function cliCommand(d: { socket: string }, args: string[], opts: CliOptions): [s
   return cleanEnv(full, opts.env, false);
 }
 
-/** Processes running daemon/holder/main.js for `root`'s holder socket. */
+/** Processes running the fd holder (strata-holder) for `root`'s holder socket. */
 export function holderPids(root: string): number[] {
   const sock = path.join(root, 'holder.sock');
   const out: number[] = [];
@@ -126,7 +126,7 @@ export function holderPids(root: string): number[] {
     if (!/^\d+$/.test(e)) continue;
     try {
       const argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (argv.some((a) => a.endsWith('holder/main.js')) && argv.includes(sock)) out.push(Number(e));
+      if (path.basename(argv[0]) === 'strata-holder' && argv.includes(sock)) out.push(Number(e));
     } catch {
       // gone
     }

@@ -111,7 +111,8 @@ function ownerPid(workspaceName: string): number | null {
   return m ? Number(m[1]) : null;
 }
 
-function alive(pid: number): boolean {
+/** The process exists (EPERM: it does, as another user's). */
+export function alive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);
