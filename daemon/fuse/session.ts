@@ -51,7 +51,6 @@ import { FuseError, errnoOf, type EntryOut, type FuseChannel, type FuseFilesyste
 
 const E = os.constants.errno;
 
-export { errnoOf };
 
 export interface SessionOptions {
   /** Ask for passthrough when the kernel offers it (needs CAP_SYS_ADMIN). */
