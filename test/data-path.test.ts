@@ -7,10 +7,11 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { sh } from './lib/exec';
-import { missingCapability, mountStrata, unmount } from './lib/mount-union';
+import { missingCapability, mountKernelOverlay, mountStrata, unmount } from './lib/mount-union';
 import { sleepMs } from './lib/mount-table';
 import { makeWorkspace, type TestLike } from './lib/workspace';
 
+const OP_LOOKUP = 1;
 const OP_GETATTR = 3;
 const OP_READ = 15;
 const OP_GETXATTR = 22;
@@ -57,7 +58,7 @@ function writeFiles(dir: string): Map<string, Buffer> {
   return files;
 }
 
-const why = missingCapability({ fuse: true });
+const why = missingCapability({ fuse: true, overlay: true });
 if (why) {
   t.comment(`skipping: ${why}`);
   t.plan(0, why);
@@ -108,6 +109,36 @@ if (why) {
     t.equal(r.stdout.trim(), String(256 * 65536), r.stderr);
     const served = requestsServed(m);
     t.ok((served[OP_GETXATTR] ?? 0) <= 2, `GETXATTRs for 256 writes: ${served[OP_GETXATTR] ?? 0}`);
+  });
+
+  t.test('listings: files go without attributes for a name-only walk and get them back for a stat-ing one; same views as the kernel', async (t) => {
+    const tree = (root: string) => {
+      for (const walk of ['names', 'stats']) {
+        for (let d = 0; d < 40; d++) {
+          const dir = path.join(root, walk, `d${d}`);
+          fs.mkdirSync(path.join(dir, 'sub'), { recursive: true });
+          for (let f = 0; f < 6; f++) fs.writeFileSync(path.join(dir, `f${f}`), 'x'.repeat(d * 10 + f));
+          fs.symlinkSync(`f${d % 6}`, path.join(dir, 'link'));
+        }
+      }
+    };
+    const m = mountWithLog(t, tree);
+    const ws = path.dirname(m.mnt);
+    const k = { upper: path.join(ws, 'kupper'), work: path.join(ws, 'kwork'), mnt: path.join(ws, 'kmnt') };
+    for (const p of Object.values(k)) fs.mkdirSync(p);
+    mountKernelOverlay(t, { lowers: [m.lower], ...k });
+    const names = 'find names | sort';
+    const stats = "find stats -printf '%p %y %m %s %n %U %G %l %T@\\n' | sort";
+    for (const script of [names, stats]) {
+      const s = sh(m.mnt, script);
+      t.equal(s.stdout, sh(k.mnt, script).stdout, `${script.split(' ')[1]}: strata lists what the kernel lists`);
+      t.equal(s.stdout.split('\n').length, 40 * 9 + 2, 'every entry');
+    }
+    const served = requestsServed(m);
+    const switches = fs.readFileSync(m.log, 'utf8').split('\n').filter((l) => l.includes('READDIRPLUS attributes')).map((l) => JSON.parse(l).filesBare as boolean);
+    t.same(switches, [true, false], 'bare during the name-only walk, attributes back for the stat-ing walk');
+    const lookups = served[OP_LOOKUP] ?? 0;
+    t.ok(lookups < 60, `LOOKUPs (${lookups}) for 280 files and links stat-ed: most came with their listing`);
   });
 
   t.test('mmap of a stored file sees its bytes', async (t) => {
