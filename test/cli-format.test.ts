@@ -1,11 +1,11 @@
-// The strata CLI without a daemon: table/size/time formatting, --mount parsing, error exits,
-// and the requests it sends (against a fake API server on a temporary Unix socket).
+// The strata CLI: table/size/time formatting, --mount parsing and error exits without a daemon;
+// its outputs against a real daemon, and what it says when the socket answers wrongly or not at all.
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { ago, ellipsis, humanDuration, humanSize, parseKeyValues, parseMount, shortId, splitRef, table, UsageError } from '../cli/format';
 import { imageRows, historyRows } from '../cli/commands/images';
 import { containerRows } from '../cli/commands/containers';
@@ -13,6 +13,8 @@ import { pruneReport } from '../cli/commands/volumes';
 import { dfSummary, infoText } from '../cli/commands/system';
 import type { SystemDf } from '../daemon/model/types';
 import { testEnv } from './lib/env';
+import { startDaemon } from './lib/daemon';
+import { ok } from './lib/expect';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const MAIN = path.join(ROOT, 'dist', 'cli', 'main.js');
@@ -265,129 +267,84 @@ t.test('usage errors exit 2', async (t) => {
   t.equal(v.stdout.trim(), JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version);
 });
 
-interface Seen {
-  method: string;
-  url: string;
-  body: unknown;
-}
-
-t.test('requests sent to the daemon (fake server)', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-cli-'));
-  const sock = path.join(dir, 's.sock');
-  const seen: Seen[] = [];
-  const img = { Id: `sha256:${HEX}`, RepoTags: ['alpine:latest'], Created: new Date(Date.now() - 300_000).toISOString(), Size: 1234567 };
-  const reply: Record<string, [number, unknown]> = {
-    'POST /images/import?ref=mine%3Av1&message=Imported%20from%20rootfs.tar': [200, { id: `sha256:${HEX}` }],
-    'GET /images/json': [200, [img]],
-    'POST /containers/create': [201, { id: HEX, warnings: ['careful'] }],
-    'POST /containers/web/mount': [200, { mountpoint: '/var/lib/strata/mnt/x' }],
-    'POST /containers/web/commit?progress=1': [200, { result: { id: `sha256:${'ef'.repeat(32)}` } }], // a progress stream of one line
-    'DELETE /images/alpine%3Alatest?force=1': [200, { untagged: ['alpine:latest'], deleted: [`sha256:${HEX}`] }],
-    'DELETE /images/nope?force=1': [404, { message: 'No such image: nope' }],
-    'GET /containers/json?all=1': [200, []],
-    'POST /volumes/create': [201, { Name: 'data' }],
-    'POST /volumes/prune?all=1': [200, { deleted: ['v1'], spaceReclaimed: 4100 }],
-    'GET /volumes/a%2Fb': [500, 'plain failure'],
-  };
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const raw = Buffer.concat(chunks).toString();
-      if (req.url === '/containers/gone/json') return req.socket.destroy(); // a daemon dying mid-request
-      const isJson = req.headers['content-type'] === 'application/json';
-      seen.push({ method: req.method ?? '', url: req.url ?? '', body: raw ? (isJson ? JSON.parse(raw) : raw) : undefined });
-      const [status, body] = reply[`${req.method} ${req.url}`] ?? [404, { message: `no route ${req.method} ${req.url}` }];
-      if (typeof body === 'string') {
-        res.writeHead(status, { 'Content-Type': 'text/plain' }).end(body);
-      } else {
-        res.writeHead(status, { 'Content-Type': 'application/json' }).end(JSON.stringify(body));
-      }
-    });
-  });
-  await new Promise<void>((r) => server.listen(sock, r));
-  t.teardown(() => {
-    server.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  const run = (...args: string[]) => {
-    seen.length = 0;
-    return cli(['--socket', sock, ...args]);
-  };
+t.test('the CLI against a real daemon: outputs, and what each command left in the daemon', async (t) => {
+  const d = await startDaemon(t, { label: 'cli-format' });
+  const run = (...args: string[]) => d.cli(args);
+  const json = (...args: string[]) => JSON.parse(run(...args).stdout) as Record<string, unknown>[];
 
   // The CLI reads the file and streams it: the daemon gets bytes, never a path.
-  const rootfs = path.join(dir, 'rootfs.tar');
-  fs.writeFileSync(rootfs, 'tar bytes');
-  let r = await run('image', 'import', rootfs, 'mine:v1');
-  t.equal(r.code, 0, r.stderr);
-  t.equal(r.stdout, `sha256:${HEX}\n`);
-  t.same(seen, [{ method: 'POST', url: '/images/import?ref=mine%3Av1&message=Imported%20from%20rootfs.tar', body: 'tar bytes' }]);
-  r = await run('image', 'import', path.join(dir, 'nope.tar'), 'mine:v1');
-  t.equal(r.code, 1);
-  t.equal(r.stderr, `Error: import source ${path.join(dir, 'nope.tar')} does not exist\n`, 'a missing source is the CLI\'s own error');
+  const rootfs = path.join(d.ws, 'rootfs.tar');
+  fs.mkdirSync(path.join(d.ws, 'tree', 'etc'), { recursive: true });
+  fs.writeFileSync(path.join(d.ws, 'tree', 'etc', 'motd'), 'hi\n');
+  execFileSync('tar', ['-C', path.join(d.ws, 'tree'), '-cf', rootfs, '.']);
+  let r = run('image', 'import', rootfs, 'mine:v1');
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /^sha256:[0-9a-f]{64}\n$/, 'prints the image id');
+  const id = r.stdout.trim();
+  r = run('image', 'import', path.join(d.ws, 'nope.tar'), 'mine:v1');
+  t.equal(r.status, 1);
+  t.equal(r.stderr, `Error: import source ${path.join(d.ws, 'nope.tar')} does not exist\n`, "a missing source is the CLI's own error");
 
-  r = await run('container', 'inspect', 'gone');
-  t.equal(r.code, 1, 'a daemon that dies mid-request: exit 1');
-  t.equal(r.stderr, `Error: the strata daemon at ${sock} closed the connection before it answered: did stratad stop or crash? (see its log)\n`, 'says the daemon went away, not "socket hang up"');
+  r = run('images');
+  t.equal(r.status, 0, r.stderr);
+  const short = id.slice(7, 19);
+  t.match(r.stdout, new RegExp(`^REPOSITORY   TAG   IMAGE ID       CREATED\\s+SIZE\\nmine         v1    ${short}   (Less than a second|\\d+ seconds?) ago\\s+\\d+(\\.\\d+)?k?B\\n$`));
+  t.equal(run('image', 'ls', '-q').stdout, `${short}\n`);
+  const row = JSON.parse(run('image', 'ls', '--format', 'json').stdout.trim()) as Record<string, string>;
+  t.same(Object.keys(row), ['ID', 'Repository', 'Tag', 'CreatedAt', 'CreatedSince', 'Size'], "json: one object per line, the row by docker's names");
+  t.same([row.ID, row.Repository, row.Tag], [short, 'mine', 'v1']);
 
-  r = await run('images');
-  t.equal(r.code, 0, r.stderr);
-  t.equal(r.stdout, 'REPOSITORY   TAG      IMAGE ID       CREATED         SIZE\nalpine       latest   abababababab   5 minutes ago   1.23MB\n');
-  r = await run('image', 'ls', '-q');
-  t.equal(r.stdout, 'abababababab\n');
-  r = await run('image', 'ls', '--format', 'json');
-  t.same(
-    r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l)),
-    [{ ID: 'abababababab', Repository: 'alpine', Tag: 'latest', CreatedAt: img.Created, CreatedSince: '5 minutes ago', Size: '1.23MB' }],
-    'json: one object per line, the row by docker\'s names',
-  );
+  r = run('container', 'create', '--name', 'web', '-v', 'data:/data', '-v', `${d.ws}:/srv:ro`, '--mount', 'type=volume,src=c,dst=/c,ro', 'mine:v1');
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /^[0-9a-f]{64}\n$/);
+  const [web] = json('container', 'inspect', 'web');
+  const mounts = (web.Mounts as Record<string, unknown>[]).map((m) => [m.Type, m.Name ?? m.Source, m.Destination, m.RW]);
+  t.same(mounts.sort(), [['bind', d.ws, '/srv', false], ['volume', 'c', '/c', false], ['volume', 'data', '/data', true]].sort(), 'the volumes and mounts the daemon recorded');
 
-  r = await run('container', 'create', '--name', 'web', '-v', 'data:/data', '-v', '/srv:/srv:ro', '--mount', 'type=volume,src=c,dst=/c,ro', 'alpine');
-  t.equal(r.code, 0, r.stderr);
-  t.equal(r.stdout, `${HEX}\n`);
-  t.equal(r.stderr, 'WARNING: careful\n');
-  t.same(seen[0], {
-    method: 'POST',
-    url: '/containers/create',
-    body: {
-      image: 'alpine',
-      name: 'web',
-      volumes: ['data:/data', '/srv:/srv:ro'],
-      mounts: [{ type: 'volume', source: 'c', target: '/c', readonly: true }],
-    },
-  });
+  const at = path.join(d.ws, 'mnt');
+  fs.mkdirSync(at);
+  r = d.cli(['container', 'mount', '--at', 'mnt', 'web'], { cwd: d.ws });
+  t.equal(r.status, 0, r.stderr);
+  t.equal(r.stdout, `${at}\n`, '--at is taken relative to the CLI\'s directory');
+  t.equal(fs.readFileSync(path.join(at, 'etc', 'motd'), 'utf8'), 'hi\n');
+  fs.writeFileSync(path.join(at, 'new'), 'n\n');
+  ok(t, run('container', 'unmount', 'web'), 'unmount');
 
-  r = await run('container', 'mount', '--at', 'mnt', 'web');
-  t.equal(r.stdout, '/var/lib/strata/mnt/x\n');
-  t.same(seen[0].body, { at: path.resolve('mnt') });
+  r = run('commit', '-m', 'msg', '-a', 'me', '-c', 'ENV A=b', 'web', 'new:tag');
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /^sha256:[0-9a-f]{64}\n$/);
+  const [img] = json('image', 'inspect', 'new:tag');
+  const top = (img.History as Record<string, unknown>[])[0];
+  const labels = (img.Config as { Labels: Record<string, string> }).Labels;
+  t.same([top.Comment, top.CreatedBy, labels['org.opencontainers.image.authors']], ['msg', 'ENV A=b', 'me'], 'message, instruction and author reached the image');
 
-  r = await run('commit', '-m', 'msg', '-a', 'me', '-c', 'RUN make', 'web', 'new:tag');
-  t.equal(r.stdout, `sha256:${'ef'.repeat(32)}\n`);
-  t.same(seen[0], { method: 'POST', url: '/containers/web/commit?progress=1', body: { ref: 'new:tag', comment: 'msg', author: 'me', createdBy: 'RUN make' } });
+  r = run('rmi', '-f', 'new:tag', 'nope');
+  t.equal(r.status, 1, 'a failed target makes the exit status 1');
+  t.match(r.stdout, /^Untagged: new:tag\nDeleted: sha256:[0-9a-f]{64}\n/);
+  t.equal(r.stderr, 'Error: no such image: nope\n');
 
-  r = await run('rmi', '-f', 'alpine:latest', 'nope');
-  t.equal(r.code, 1, 'a failed target makes the exit status 1');
-  t.equal(r.stdout, `Untagged: alpine:latest\nDeleted: sha256:${HEX}\n`);
-  t.equal(r.stderr, 'Error: No such image: nope\n');
-  t.same(
-    seen.map((s) => `${s.method} ${s.url}`),
-    ['DELETE /images/alpine%3Alatest?force=1', 'DELETE /images/nope?force=1'],
-  );
+  r = run('ps', '-a');
+  t.equal(r.status, 0);
+  t.match(r.stdout, /^CONTAINER ID   IMAGE     CREATED\s+STATUS\s+MOUNTPOINT\s+NAMES\n[0-9a-f]{12}   mine:v1   .* web\n$/);
 
-  r = await run('ps', '-a');
-  t.equal(r.code, 0);
-  t.equal(r.stdout, 'CONTAINER ID   IMAGE   CREATED   STATUS   MOUNTPOINT   NAMES\n');
-  t.equal(seen[0].url, '/containers/json?all=1');
+  r = run('volume', 'create', '--label', 'a=b', 'labelled');
+  t.equal(r.stdout, 'labelled\n');
+  t.same(json('volume', 'inspect', 'labelled')[0].Labels, { a: 'b' }, 'labels reached the daemon');
+  ok(t, run('rm', 'web'), 'rm');
+  r = run('volume', 'prune', '-a', '-f');
+  t.match(r.stdout, /^Deleted Volumes:\n(c|data|labelled)\n(c|data|labelled)\n(c|data|labelled)\n\nTotal reclaimed space: \d+(\.\d+)?k?B\n$/);
 
-  r = await run('volume', 'create', '--label', 'a=b', '-o', 'size=1G', 'data');
-  t.equal(r.stdout, 'data\n');
-  t.same(seen[0].body, { name: 'data', labels: { a: 'b' }, options: { size: '1G' } });
-
-  r = await run('volume', 'prune', '-a', '-f');
-  t.equal(r.stdout, 'Deleted Volumes:\nv1\n\nTotal reclaimed space: 4.1kB\n');
-
-  r = await run('volume', 'inspect', 'a/b');
-  t.equal(r.code, 1);
+  r = run('volume', 'inspect', 'a/b');
+  t.equal(r.status, 1);
   t.equal(r.stdout, '[]\n');
-  t.equal(r.stderr, 'Error: plain failure\n', 'non-JSON error bodies are shown as text');
+  t.match(r.stderr, /^Error: .*a\/b/, 'the error names the bad volume name');
+
+  // A daemon that dies while the CLI waits for its answer.
+  process.kill(d.pid, 'SIGSTOP');
+  const pending = d.cliAsync(['container', 'inspect', 'web']);
+  await new Promise((res) => setTimeout(res, 500));
+  process.kill(d.pid, 'SIGKILL');
+  r = await pending;
+  t.equal(r.status, 1, 'a daemon that dies mid-request: exit 1');
+  t.equal(r.stderr, `Error: the strata daemon at ${d.socket} closed the connection before it answered: did stratad stop or crash? (see its log)\n`, 'says the daemon went away, not "socket hang up"');
 });

@@ -17,6 +17,8 @@ export interface CliOptions {
   timeout?: number;
   /** omit --socket (to test $STRATA_SOCKET and the default) */
   noSocket?: boolean;
+  /** working directory of the CLI (synchronous calls) */
+  cwd?: string;
 }
 
 export interface Daemon {
@@ -215,7 +217,7 @@ export async function startDaemon(
     },
     cli(args, o = {}) {
       const [cmd, argv] = cliCommand(d, args, o);
-      return run(cmd, argv, { timeout: o.timeout ?? 60_000, input: o.input ?? '' });
+      return run(cmd, argv, { timeout: o.timeout ?? 60_000, input: o.input ?? '', cwd: o.cwd });
     },
     cliAsync(args, o = {}) {
       const [cmd, argv] = cliCommand(d, args, o);
