@@ -95,6 +95,9 @@ interface NativeShims {
   copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number): number;
   ficlone(destFd: number, srcFd: number): void;
   fallocate(fd: number, mode: number, offset: number, len: number): void;
+  nameToHandle(fd: number): Buffer | null;
+  openByHandle(mountFd: number, handle: Buffer, flags: number): number;
+  fsUuid(fd: number): Buffer | null;
   linkatEmptyPath(fd: number, newPath: string): void;
   readdirIno(path: string): DirEntries;
   umask(mask: number): number;
@@ -190,6 +193,12 @@ export const copyFileRange: NativeShims['copyFileRange'] = native.copyFileRange;
 export const ficlone: NativeShims['ficlone'] = native.ficlone;
 /** fallocate; mode FALLOC_FL_KEEP_SIZE / FALLOC_FL_PUNCH_HOLE. */
 export const fallocate: NativeShims['fallocate'] = native.fallocate;
+/** name_to_handle_at(fd, "", AT_EMPTY_PATH): handle type (int32 LE) then handle bytes; null without file handles. */
+export const nameToHandle: NativeShims['nameToHandle'] = native.nameToHandle;
+/** open_by_handle_at(mountFd, handle from nameToHandle, flags | O_CLOEXEC): the fd or -errno (EPERM without CAP_DAC_READ_SEARCH, ESTALE when gone). */
+export const openByHandle: NativeShims['openByHandle'] = native.openByHandle;
+/** The filesystem's UUID (FS_IOC_GETFSUUID: the superblock's s_uuid, as overlayfs uses it); null when it has none. */
+export const fsUuid: NativeShims['fsUuid'] = native.fsUuid;
 /** linkat(fd, "", AT_FDCWD, newPath, AT_EMPTY_PATH): give an O_TMPFILE file a name. */
 export const linkatEmptyPath: NativeShims['linkatEmptyPath'] = native.linkatEmptyPath;
 /** Every directory entry including "." and ".." with d_type and d_ino. Throws on error (syscall 'opendir'/'readdir'). */

@@ -9,6 +9,7 @@ import { UPPER, type LayerStack } from './layers';
 import type { Logger } from '../log';
 import type { Node, NodeTable } from './nodes';
 import type { LayerXattrs } from './layer-xattrs';
+import type { Origins } from './origin';
 import { formatOverride, overridable, readOverride, type StatOverride } from './override-stat';
 import { isPrivateXattr } from './whiteouts';
 import { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK } from '../util/file-mode';
@@ -29,6 +30,8 @@ export class CopyUp {
     private readonly lenientOwner = false,
     /** Override xattrs and renamed names per layer (none: xattrs are copied as they are). */
     private readonly xattrs?: LayerXattrs,
+    /** Where copies record their origin (none: an unprivileged union, which cannot decode one). */
+    private readonly origins?: Origins,
   ) {
     this.tmpPrefix = `${layers.workTmp}/#${process.pid.toString(16)}_`;
   }
@@ -64,6 +67,7 @@ export class CopyUp {
     try {
       this.build(src, tmp, st, withData, (name) => this.copiedName(ref.layer, name));
       if (override !== null) native.lsetxattr(tmp, this.xattrs!.override(UPPER)!, Buffer.from(formatOverride(override)), 0);
+      this.origins?.mark(tmp, src, ref.layer, parentDir);
       native.renameat2(tmp, dst, native.RENAME_NOREPLACE);
     } catch (e) {
       fs.rmSync(tmp, { recursive: true, force: true });

@@ -140,6 +140,11 @@ export class LayerStack {
     return this.originIno.get(realKey) ?? realKey;
   }
 
+  /** Whether the st_ino of upper inode `upperKey` is known to be its origin's. */
+  hasOrigin(upperKey: number): boolean {
+    return this.originIno.has(upperKey);
+  }
+
   rememberOrigin(upperKey: number, ino: number): void {
     if (upperKey !== ino) this.originIno.set(upperKey, ino);
   }

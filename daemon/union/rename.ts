@@ -10,6 +10,7 @@ import type { LayerStack } from './layers';
 import type { Node, NodeTable } from './nodes';
 import type { Resolved, Resolver } from './resolve';
 import type { Trash } from './trash';
+import type { Origins } from './origin';
 import { isCharWhiteout, isOpaqueDir, isWhiteout, overlayXattr, type MarkerXattrs, type WhiteoutMaker } from './whiteouts';
 
 const E = os.constants.errno;
@@ -31,6 +32,8 @@ export interface RenameHost {
   /** Replaced directories go here, to be emptied after the reply. */
   trash: Trash;
   markers: MarkerXattrs;
+  /** Copy-up origins: a directory receiving a copy that has one is marked impure. */
+  origins: Origins | undefined;
   aliases: Map<Node, Alias[]>;
   /** redirect_dir=on: directories with lower parts may move. */
   redirectDir: boolean;
@@ -95,6 +98,10 @@ export class Renamer {
       const samedir = from === to;
       this.markMoved(srcNode, src, to, samedir);
       if (exchange) this.markMoved(dstNode!, dst!, from, samedir);
+      if (!samedir) {
+        this.markImpure(srcNode, to);
+        if (exchange) this.markImpure(dstNode!, from);
+      }
       if (exchange) {
         // By name: a hard-linked node's primary name may be another of its names.
         native.renameat2(h.upperPath(from) + '/' + n1, h.upperPath(to) + '/' + n2, native.RENAME_EXCHANGE);
@@ -128,6 +135,11 @@ export class Renamer {
     } else if (newParent.lowers.length > 0 && !isOpaqueDir(path)) {
       native.lsetxattr(path, this.h.markers.opaque, Buffer.from('y'), 0);
     }
+  }
+
+  /** A copy keeping its origin's st_ino moves into `dir`: its listings must say so too (origin.ts). */
+  private markImpure(node: Node, dir: Node): void {
+    if (!node.isDir && this.h.layers.hasOrigin(node.realKey)) this.h.origins?.markImpure(this.h.upperPath(dir));
   }
 
   /**

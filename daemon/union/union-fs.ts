@@ -29,6 +29,7 @@ import type { Logger } from '../log';
 import { S_IFMT, S_IFREG, S_IFLNK, S_ISGID } from '../util/file-mode';
 import type { UnionConfig } from './config';
 import { CopyUp } from './copyup';
+import { Origins } from './origin';
 import { DataPath, type Handle } from './data-path';
 import { HELD_DIR, HeldFiles } from './held-files';
 import { IdMap, overflowIds } from './idmap';
@@ -41,7 +42,7 @@ import { mergedListing } from './readdir';
 import { Renamer, type Alias } from './rename';
 import { Resolver, type Resolved } from './resolve';
 import { Trash } from './trash';
-import { TRUSTED_MARKERS, USER_MARKERS, WH_PREFIX, WhiteoutMaker, isOpaqueDir, isWhiteout, type MarkerXattrs } from './whiteouts';
+import { TRUSTED_MARKERS, USER_MARKERS, WH_PREFIX, WhiteoutMaker, XATTR_IMPURE, XATTR_ORIGIN, isOpaqueDir, isWhiteout, type MarkerXattrs } from './whiteouts';
 
 const E = os.constants.errno;
 const { ST } = native;
@@ -100,6 +101,8 @@ export class UnionFs implements FuseFilesystem {
   private readonly gids: IdMap;
   /** Per layer, the xattr holding owner and mode overrides, and the names xattrs are stored under (layer-xattrs.ts). */
   private readonly xattrs: LayerXattrs;
+  /** Copy-up origins (origin.ts): st_ino kept across remounts. */
+  private readonly origins: Origins | undefined;
 
   constructor(
     private readonly cfg: UnionConfig,
@@ -114,7 +117,9 @@ export class UnionFs implements FuseFilesystem {
     this.opaqueNewDirs = cfg.redirectDir === true || cfg.xino === true;
     const rootInfo = this.rootInfo();
     this.nodes = new NodeTable(this.layers, rootInfo);
-    this.copy = new CopyUp(this.layers, this.nodes, this.log, cfg.userxattr === true, this.xattrs);
+    // Origins are the kernel's trusted.overlay.* kind: an unprivileged union could not decode them.
+    this.origins = cfg.userxattr || !this.layers.writable ? undefined : new Origins(this.layers, XATTR_ORIGIN, XATTR_IMPURE);
+    this.copy = new CopyUp(this.layers, this.nodes, this.log, cfg.userxattr === true, this.xattrs, this.origins);
     this.markers = cfg.userxattr ? USER_MARKERS : TRUSTED_MARKERS;
     this.whiteouts = new WhiteoutMaker(this.layers.workTmp, this.markers);
     if (this.layers.writable) {
@@ -145,6 +150,7 @@ export class UnionFs implements FuseFilesystem {
       whiteouts: this.whiteouts,
       trash: this.trash,
       markers: this.markers,
+      origins: this.origins,
       aliases: this.aliases,
       redirectDir: cfg.redirectDir === true,
       dirNode: (id) => this.dirNode(id),
@@ -202,6 +208,7 @@ export class UnionFs implements FuseFilesystem {
 
   destroy(): void {
     this.data.closeAll();
+    this.origins?.close();
     this.trash.drain();
   }
 
@@ -293,6 +300,8 @@ export class UnionFs implements FuseFilesystem {
   /** The node for a resolved child, without taking a lookup reference. */
   private nodeFor(parent: Node, name: string, r: Resolved): Node {
     const key = this.layers.realKey(r.st);
+    if (r.upper && !r.isDir) this.origins?.learn(r.realPath, key, r.st[ST.MODE] & S_IFMT);
+    else if (r.upper && r.lowers.length > 0 && !this.layers.hasOrigin(key)) this.mergedDirIno(r, key);
     if (!r.isDir && !r.upper && r.st[ST.NLINK] > 1) return this.nodes.internUnshared(parent, name, r.lowers, key);
     const known = this.nodes.byRealKey(key);
     if (known !== undefined && (known.parent !== parent || known.name !== name) && !this.holds(known, key)) {
@@ -302,6 +311,13 @@ export class UnionFs implements FuseFilesystem {
     const node = this.nodes.intern(parent, name, r.isDir, r.upper, r.lowers, key);
     if (!r.isDir && (node.parent !== parent || node.name !== name)) this.addAlias(node, parent, name);
     return node;
+  }
+
+  /** A merged directory reports the st_ino of its first lower directory, as overlayfs does. */
+  private mergedDirIno(r: Resolved, key: number): void {
+    const first = r.lowers[0];
+    const st = native.newStatArray();
+    if (this.layers.view(first.layer).lstat(first.rel, st) === 0) this.layers.rememberOrigin(key, this.layers.realKeyOf(first.layer, st[ST.INO]));
   }
 
   /** True when `node`'s path still leads to the real inode `key` (a hard link, a moved dir). */
@@ -386,7 +402,7 @@ export class UnionFs implements FuseFilesystem {
   }
 
   private listing(dir: Node): DirEntry[] {
-    return mergedListing(this.layers, dir);
+    return mergedListing(this.layers, dir, { origins: this.origins });
   }
 
   private isEmptyDir(parent: Node, name: string, r: Resolved): boolean {

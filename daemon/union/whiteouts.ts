@@ -16,6 +16,8 @@ export const USER_XATTR_PREFIX = 'user.overlay.';
 export const XATTR_OPAQUE = 'trusted.overlay.opaque';
 export const XATTR_WHITEOUT = 'trusted.overlay.whiteout';
 export const XATTR_REDIRECT = 'trusted.overlay.redirect';
+export const XATTR_ORIGIN = 'trusted.overlay.origin';
+export const XATTR_IMPURE = 'trusted.overlay.impure';
 export const WH_PREFIX = '.wh.';
 export const WH_OPAQUE = '.wh..wh..opq';
 /** fuse-overlayfs' own metadata (origin, opaque, override_stat). */

@@ -703,6 +703,77 @@ static napi_value js_ficlone(napi_env env, napi_callback_info info) {
   return ret_undefined(env);
 }
 
+/* ---------- file handles (overlayfs origin) ---------- */
+
+#define STRATA_FS_IOC_GETFSUUID 0x80111500UL /* _IOR(0x15, 0, struct fsuuid2 { u8 len; u8 uuid[16]; }) */
+
+/* name_to_handle_at(fd, "", AT_EMPTY_PATH): [handle_type int32 LE][f_handle bytes]; null when
+ * the filesystem has no file handles (EOPNOTSUPP). */
+static napi_value js_name_to_handle(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  int32_t fd;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  if (!arg_i32(env, argv[0], 1, &fd)) return NULL;
+  union {
+    struct file_handle fh;
+    char buf[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+  } h;
+  int mount_id;
+  h.fh.handle_bytes = MAX_HANDLE_SZ;
+  if (name_to_handle_at(fd, "", &h.fh, &mount_id, AT_EMPTY_PATH) != 0) {
+    if (errno == EOPNOTSUPP || errno == EOVERFLOW) {
+      NAPI_CALL(env, napi_get_null(env, &result));
+      return result;
+    }
+    return throw_errno(env, errno, "name_to_handle_at", NULL, NULL);
+  }
+  char out[4 + MAX_HANDLE_SZ];
+  int32_t type = h.fh.handle_type;
+  memcpy(out, &type, 4);
+  memcpy(out + 4, h.fh.f_handle, h.fh.handle_bytes);
+  NAPI_CALL(env, napi_create_buffer_copy(env, 4 + h.fh.handle_bytes, out, NULL, &result));
+  return result;
+}
+
+/* open_by_handle_at(mountFd, handle as name_to_handle gives it, flags): the fd, or -errno. */
+static napi_value js_open_by_handle(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int32_t mount_fd, flags;
+  void *data;
+  size_t len;
+  if (!get_args(env, info, 3, argv)) return NULL;
+  if (!arg_i32(env, argv[0], 1, &mount_fd)) return NULL;
+  if (napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok) return throw_type(env, "argument 2 must be a Buffer");
+  if (!arg_i32(env, argv[2], 3, &flags)) return NULL;
+  if (len < 4 || len - 4 > MAX_HANDLE_SZ) return ret_int32(env, -EINVAL);
+  union {
+    struct file_handle fh;
+    char buf[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+  } h;
+  int32_t type;
+  memcpy(&type, data, 4);
+  h.fh.handle_type = type;
+  h.fh.handle_bytes = (unsigned int)(len - 4);
+  memcpy(h.fh.f_handle, (char *)data + 4, len - 4);
+  int fd = open_by_handle_at(mount_fd, &h.fh, flags | O_CLOEXEC);
+  return ret_int32(env, fd < 0 ? -errno : fd);
+}
+
+/* The filesystem's UUID (super_block s_uuid) as FS_IOC_GETFSUUID gives it; null when it has none. */
+static napi_value js_fs_uuid(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  int32_t fd;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  if (!arg_i32(env, argv[0], 1, &fd)) return NULL;
+  unsigned char u[17] = {0};
+  if (ioctl(fd, STRATA_FS_IOC_GETFSUUID, u) != 0 || u[0] > 16) {
+    NAPI_CALL(env, napi_get_null(env, &result));
+    return result;
+  }
+  NAPI_CALL(env, napi_create_buffer_copy(env, 16, u + 1, NULL, &result));
+  return result;
+}
+
 static napi_value js_fallocate(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   int32_t fd, mode;
@@ -1204,6 +1275,9 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("copyFileRange", js_copy_file_range),
       FN("ficlone", js_ficlone),
       FN("fallocate", js_fallocate),
+      FN("nameToHandle", js_name_to_handle),
+      FN("openByHandle", js_open_by_handle),
+      FN("fsUuid", js_fs_uuid),
       FN("linkatEmptyPath", js_linkat_empty_path),
       FN("readdirIno", js_readdir_ino),
       FN("umask", js_umask),
