@@ -123,7 +123,6 @@ export class Journal implements JournalSnapshot {
     return this.staged;
   }
 
-
   /** Writes the staged records (one write(2)); throws when the file refuses them (they stay staged). */
   flush(): void {
     let done = 0;
