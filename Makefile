@@ -1,7 +1,7 @@
 # One entry point for set-up, build and tests. Every target installs what it needs.
 SHELL := /bin/bash
 comma := ,
-APT_PACKAGES := gcc fuse3 fuse-overlayfs attr acl podman runc skopeo umoci uidmap busybox-static e2fsprogs xfsprogs btrfs-progs squashfs-tools
+APT_PACKAGES := gcc fuse3 fuse-overlayfs attr acl podman runc skopeo umoci uidmap busybox-static e2fsprogs xfsprogs btrfs-progs squashfs-tools strace
 NPM_STAMP := node_modules/.stamp
 NATIVE := native-shims/build/Release/strata_shims.node
 HOLDER := dist/daemon/holder/strata-holder

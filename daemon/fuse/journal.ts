@@ -7,9 +7,14 @@
 // takeover free what they free before one: a lookup is recorded before its reply (a count too
 // high at a crash keeps a node, never drops a held one); a FORGET that leaves a node alive after.
 //
-// An append-only file of binary records, written with one write(2) each: a killed process loses
-// nothing it wrote (the page cache keeps it), and a torn record at the end is ignored. When the
-// file has grown well past what is live, a snapshot is written beside it and renamed over it.
+// An append-only file of binary records. The records a request makes are staged in memory and
+// written with one write(2) when the session is about to answer it (flush(), called before
+// anything goes to /dev/fuse, and at the end of every request): a READDIRPLUS that hands out a
+// thousand nodes costs one write, not two thousand. An intent is written at once (it must be in
+// the file before the request's effects). Written is enough, no fsync: a killed process loses
+// nothing it wrote (the page cache keeps it), and a crash of the machine ends the FUSE connection
+// too, leaving nothing to take over. A torn record at the end is ignored. When the file has grown
+// well past what is live, a snapshot is written beside it and renamed over it.
 import * as fs from 'node:fs';
 import * as native from '../../native-shims';
 
@@ -36,6 +41,8 @@ const enum Rec {
 const INIT_LOOKUPS = 4;
 
 const HEADER = 5; // u32 length, u8 type
+/** Staged bytes past this are written at once (a snapshot, a huge request): memory stays bounded. */
+const STAGE_LIMIT = 64 << 10;
 /** Compact once the file is past this size and several times what the live state takes. */
 const COMPACT_MIN_BYTES = 4 << 20;
 const COMPACT_RATIO = 4;
@@ -87,7 +94,10 @@ export interface JournalSnapshot {
 
 export class Journal implements JournalSnapshot {
   private fd: number;
-  private readonly buf = Buffer.allocUnsafe(4096 + HEADER + 32);
+  /** Records not yet written: stage[0, staged). */
+  private stage = Buffer.allocUnsafe(STAGE_LIMIT + 4096);
+  private staged = 0;
+  /** Bytes in the file, written and staged. */
   private bytes: number;
   private init_: InitState | null = null;
   private intent_: JournalState['intent'] = null;
@@ -103,12 +113,29 @@ export class Journal implements JournalSnapshot {
     this.snapshotSource = src;
   }
 
-  private put(len: number): void {
-    const b = this.buf;
-    b.writeUInt32LE(len, 0);
-    const n = native.writeFrom(this.fd, b, len);
-    if (n !== len) throw new Error(`journal write to ${this.path} failed: ${n < 0 ? `errno ${-n}` : 'short write'}`);
-    this.bytes += len;
+  /** Room for a record of up to `max` bytes: the offset of its header in `stage`. */
+  private reserve(max: number): number {
+    if (this.staged + max > this.stage.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.stage.length * 2, this.staged + max));
+      this.stage.copy(grown, 0, 0, this.staged);
+      this.stage = grown;
+    }
+    return this.staged;
+  }
+
+  /** Writes the staged records (one write(2)); throws when the file refuses them (they stay staged). */
+  flush(): void {
+    let done = 0;
+    while (done < this.staged) {
+      const n = native.writeFrom(this.fd, done === 0 ? this.stage : this.stage.subarray(done), this.staged - done);
+      if (n <= 0) {
+        this.stage.copy(this.stage, 0, done, this.staged);
+        this.staged -= done;
+        throw new Error(`journal write to ${this.path} failed: ${n < 0 ? `errno ${-n}` : 'nothing written'}`);
+      }
+      done += n;
+    }
+    this.staged = 0;
   }
 
   private afterChange(): void {
@@ -118,34 +145,49 @@ export class Journal implements JournalSnapshot {
     this.compact();
   }
 
-  init(s: InitState): void {
-    this.init_ = s;
-    const b = this.buf;
-    b[4] = Rec.INIT;
-    b.writeUInt32LE(s.minor, HEADER);
-    b[HEADER + 4] = (s.passthrough ? 1 : 0) | (s.posixAcl ? 2 : 0) | INIT_LOOKUPS;
-    this.put(HEADER + 5);
+  /** A record of `type` with up to `body` bytes after its header: the offset of its body in `stage`. */
+  private begin(type: Rec, body: number): number {
+    const at = this.reserve(HEADER + body);
+    this.stage[at + 4] = type;
+    return at + HEADER;
   }
 
-  /** A mutating request is about to run (unique without the resend bit). */
+  /** The record begun with a body at `p` ends at `end`: staged. */
+  private commit(p: number, end: number): void {
+    const at = p - HEADER;
+    this.stage.writeUInt32LE(end - at, at);
+    this.staged = end;
+    this.bytes += end - at;
+    if (end >= STAGE_LIMIT) this.flush();
+  }
+
+  init(s: InitState): void {
+    this.init_ = s;
+    const p = this.begin(Rec.INIT, 5);
+    this.stage.writeUInt32LE(s.minor, p);
+    this.stage[p + 4] = (s.passthrough ? 1 : 0) | (s.posixAcl ? 2 : 0) | INIT_LOOKUPS;
+    this.commit(p, p + 5);
+  }
+
+  /** A mutating request is about to run (unique without the resend bit): written at once, before its effects. */
   intent(lo: number, hi: number, opcode: number): void {
     this.intent_ = { lo, hi, opcode };
-    const b = this.buf;
-    b[4] = Rec.INTENT;
-    b.writeUInt32LE(lo, HEADER);
-    b.writeUInt32LE(hi, HEADER + 4);
-    b.writeUInt32LE(opcode, HEADER + 8);
-    this.put(HEADER + 12);
+    const p = this.begin(Rec.INTENT, 12);
+    const b = this.stage;
+    b.writeUInt32LE(lo, p);
+    b.writeUInt32LE(hi, p + 4);
+    b.writeUInt32LE(opcode, p + 8);
+    this.commit(p, p + 12);
+    this.flush();
   }
 
   node(id: number, parent: number, name: string, ino: number, detached = false): void {
-    const b = this.buf;
-    b[4] = Rec.NODE;
-    b.writeDoubleLE(id, HEADER);
-    b.writeDoubleLE(parent, HEADER + 8);
-    b.writeDoubleLE(ino, HEADER + 16);
-    const n = b.write(name, HEADER + 24, 'utf8');
-    this.put(HEADER + 24 + n);
+    const p = this.begin(Rec.NODE, 24 + 3 * name.length);
+    const b = this.stage;
+    b.writeDoubleLE(id, p);
+    b.writeDoubleLE(parent, p + 8);
+    b.writeDoubleLE(ino, p + 16);
+    this.commit(p, p + 24 + b.write(name, p + 24, 'utf8'));
     if (detached) this.detach(id);
     else this.afterChange();
   }
@@ -178,21 +220,19 @@ export class Journal implements JournalSnapshot {
   }
 
   private countRecord(type: Rec, id: number, n: number): void {
-    const b = this.buf;
-    b[4] = type;
-    b.writeDoubleLE(id, HEADER);
-    b.writeDoubleLE(n, HEADER + 8);
-    this.put(HEADER + 16);
+    const p = this.begin(type, 16);
+    this.stage.writeDoubleLE(id, p);
+    this.stage.writeDoubleLE(n, p + 8);
+    this.commit(p, p + 16);
     this.afterChange();
   }
 
   private aliasRecord(type: Rec, id: number, parent: number, name: string): void {
-    const b = this.buf;
-    b[4] = type;
-    b.writeDoubleLE(id, HEADER);
-    b.writeDoubleLE(parent, HEADER + 8);
-    const n = b.write(name, HEADER + 16, 'utf8');
-    this.put(HEADER + 16 + n);
+    const p = this.begin(type, 16 + 3 * name.length);
+    const b = this.stage;
+    b.writeDoubleLE(id, p);
+    b.writeDoubleLE(parent, p + 8);
+    this.commit(p, p + 16 + b.write(name, p + 16, 'utf8'));
     this.afterChange();
   }
 
@@ -201,13 +241,13 @@ export class Journal implements JournalSnapshot {
   }
 
   open(fh: number, nodeid: number, write: boolean, backingId: number): void {
-    const b = this.buf;
-    b[4] = Rec.OPEN;
-    b.writeDoubleLE(fh, HEADER);
-    b.writeDoubleLE(nodeid, HEADER + 8);
-    b.writeInt32LE(backingId, HEADER + 16);
-    b[HEADER + 20] = write ? 1 : 0;
-    this.put(HEADER + 21);
+    const p = this.begin(Rec.OPEN, 21);
+    const b = this.stage;
+    b.writeDoubleLE(fh, p);
+    b.writeDoubleLE(nodeid, p + 8);
+    b.writeInt32LE(backingId, p + 16);
+    b[p + 20] = write ? 1 : 0;
+    this.commit(p, p + 21);
     this.afterChange();
   }
 
@@ -216,10 +256,9 @@ export class Journal implements JournalSnapshot {
   }
 
   private idRecord(type: Rec, id: number): void {
-    const b = this.buf;
-    b[4] = type;
-    b.writeDoubleLE(id, HEADER);
-    this.put(HEADER + 8);
+    const p = this.begin(type, 8);
+    this.stage.writeDoubleLE(id, p);
+    this.commit(p, p + 8);
     this.afterChange();
   }
 
@@ -228,6 +267,7 @@ export class Journal implements JournalSnapshot {
     const src = this.snapshotSource;
     if (src === null) return;
     const tmp = this.path + '.new';
+    this.flush(); // what is staged goes to the old file, which stays should the snapshot fail
     const old = this.fd;
     this.fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_APPEND, 0o600);
     this.bytes = 0;
@@ -237,9 +277,11 @@ export class Journal implements JournalSnapshot {
       if (this.init_) this.init(this.init_);
       if (this.intent_) this.intent(this.intent_.lo, this.intent_.hi, this.intent_.opcode);
       src.write(this);
+      this.flush();
       fs.renameSync(tmp, this.path);
       fs.closeSync(old);
     } catch (err) {
+      this.staged = 0; // part of the snapshot
       fs.closeSync(this.fd);
       this.fd = old;
       this.bytes = fs.fstatSync(old).size;
@@ -250,13 +292,20 @@ export class Journal implements JournalSnapshot {
     }
   }
 
+  /** Writes what is staged and closes the file (the connection stays, for the next process). */
   close(): void {
-    if (this.fd >= 0) fs.closeSync(this.fd);
-    this.fd = -1;
+    if (this.fd < 0) return;
+    try {
+      this.flush();
+    } finally {
+      fs.closeSync(this.fd);
+      this.fd = -1;
+    }
   }
 
   /** The connection is over: the journal goes. */
   remove(): void {
+    this.staged = 0;
     this.close();
     fs.rmSync(this.path, { force: true });
   }

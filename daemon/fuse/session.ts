@@ -261,6 +261,26 @@ export class FuseSession implements FuseChannel {
       this.replyFailure(err, opcode, nodeid, end);
     }
     if (this.fs.afterReply !== undefined) this.afterReply();
+    // What requests without a reply (FORGET) and the work after a reply recorded: not left staged while idle.
+    this.flushJournal();
+  }
+
+  /**
+   * Writes the journal records staged while serving this request (journal.ts). Called before
+   * anything leaves this session for /dev/fuse, by any path (send(), notify(), a READ answered by
+   * splice or by the offload thread, a reply the push thread sends later): a reply may hand the
+   * kernel a nodeid or handle the records describe, and a process taking over must know it. False
+   * (logged) when the journal refused them.
+   */
+  private flushJournal(): boolean {
+    if (this.journal === null) return true;
+    try {
+      this.journal.flush();
+      return true;
+    } catch (err) {
+      this.log('error', 'journal write failed', { err: String(err) });
+      return false;
+    }
   }
 
   private replyFailure(err: unknown, opcode: number, nodeid: number, end: number): void {
@@ -457,6 +477,8 @@ export class FuseSession implements FuseChannel {
         const fh = readU64(b, p);
         const offset = readU64(b, p + 8);
         const size = Math.min(b.readUInt32LE(p + 16), MAX_WRITE);
+        // Its reply may leave by another thread or the splice pipe, past send().
+        if (!this.flushJournal()) throw new FuseError(E.EIO, 'journal write failed');
         if (pushOnRead(this.fd, fsys, nodeid, fh, offset, size)) this.pushed++;
         // Readahead windows go to the offload thread, so the next request is read meanwhile.
         if (offloadedRead(this.fd, this.fs, fh, offset, size, this.uniqueLo, this.uniqueHi)) {
@@ -687,6 +709,11 @@ export class FuseSession implements FuseChannel {
   // --- replies ---------------------------------------------------------------------
 
   private send(len: number, error: number): void {
+    // A reply that would hand out what the journal could not record fails instead.
+    if (!this.flushJournal() && error === 0) {
+      len = OUT_HEADER_SIZE;
+      error = E.EIO;
+    }
     const o = this.outBuf;
     o.writeUInt32LE(len, 0);
     o.writeInt32LE(-error, 4);
@@ -734,6 +761,7 @@ export class FuseSession implements FuseChannel {
 
   /** Writes the notification in notifyBuf (header + `len - 16` body bytes); the write's result. */
   private notify(code: Notify, len: number): number {
+    this.flushJournal();
     const o = this.notifyBuf;
     o.writeUInt32LE(len, 0);
     o.writeInt32LE(code, 4); // notifications carry their code where replies carry -errno

@@ -23,7 +23,8 @@ function must(r: { status: number | null; stdout: string; stderr: string }, what
 
 const DATA_FILES = ['held', 'sub/inner', ...Array.from({ length: 24 }, (_, i) => `d${i % 4}/e${i % 3}/f${i}`)];
 
-export async function daemonWithContainers(t: TestLike, label: string, extraArgs: string[] = []): Promise<{ d: Daemon; mnts: string[] }> {
+/** `populate` adds more to the image's root before it is imported. */
+export async function daemonWithContainers(t: TestLike, label: string, extraArgs: string[] = [], populate?: (rootfs: string) => void): Promise<{ d: Daemon; mnts: string[] }> {
   const d = await startDaemon(t, { label, extraArgs: ['--fuse-threads', '2', ...extraArgs] });
   const rootfs = path.join(d.ws, 'rootfs');
   fs.mkdirSync(path.join(rootfs, 'etc'), { recursive: true });
@@ -32,6 +33,7 @@ export async function daemonWithContainers(t: TestLike, label: string, extraArgs
     fs.mkdirSync(path.dirname(path.join(rootfs, 'data', rel)), { recursive: true });
     fs.writeFileSync(path.join(rootfs, 'data', rel), dataFileContent(rel));
   }
+  populate?.(rootfs);
   const tar = path.join(d.ws, 'base.tar');
   runOk('tar', ['--numeric-owner', '-C', rootfs, '-cf', tar, '.']);
   must(d.cli(['image', 'import', tar, 'base:1']), 'image import');
