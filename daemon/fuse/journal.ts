@@ -34,6 +34,7 @@ const enum Rec {
 
 /** INIT flag: this journal records lookups and forgets (one written by an earlier build may not). */
 const INIT_LOOKUPS = 4;
+const INIT_WRITEBACK_CACHE = 8;
 
 const HEADER = 5; // u32 length, u8 type
 /** Compact once the file is past this size and several times what the live state takes. */
@@ -46,6 +47,7 @@ export interface InitState {
   minor: number;
   passthrough: boolean;
   posixAcl: boolean;
+  writebackCache: boolean;
 }
 
 export interface NodeState {
@@ -123,7 +125,7 @@ export class Journal implements JournalSnapshot {
     const b = this.buf;
     b[4] = Rec.INIT;
     b.writeUInt32LE(s.minor, HEADER);
-    b[HEADER + 4] = (s.passthrough ? 1 : 0) | (s.posixAcl ? 2 : 0) | INIT_LOOKUPS;
+    b[HEADER + 4] = (s.passthrough ? 1 : 0) | (s.posixAcl ? 2 : 0) | (s.writebackCache ? INIT_WRITEBACK_CACHE : 0) | INIT_LOOKUPS;
     this.put(HEADER + 5);
   }
 
@@ -276,7 +278,7 @@ export class Journal implements JournalSnapshot {
       const p = off + HEADER;
       switch (data[off + 4] as Rec) {
         case Rec.INIT:
-          st.init = { minor: data.readUInt32LE(p), passthrough: (data[p + 4] & 1) !== 0, posixAcl: (data[p + 4] & 2) !== 0 };
+          st.init = { minor: data.readUInt32LE(p), passthrough: (data[p + 4] & 1) !== 0, posixAcl: (data[p + 4] & 2) !== 0, writebackCache: (data[p + 4] & INIT_WRITEBACK_CACHE) !== 0 };
           if ((data[p + 4] & INIT_LOOKUPS) === 0) st.lookupsKnown = false;
           break;
         case Rec.INTENT:
