@@ -104,6 +104,7 @@ function main(): void {
       {
         passthrough: c.passthrough,
         posixAcl: c.posixAcl,
+        writebackCache: process.env.STRATA_WRITEBACK_CACHE !== '0', // 0: writes wait for their WRITE (A/B runs)
         onReady: (info) => post({ type: 'ready', id: c.id, ...info, resumed: false }),
         log: (level, msg, fields) => log[level]({ mount: c.id, ...fields }, msg),
         journal,

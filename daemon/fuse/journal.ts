@@ -39,6 +39,7 @@ const enum Rec {
 
 /** INIT flag: this journal records lookups and forgets (one written by an earlier build may not). */
 const INIT_LOOKUPS = 4;
+const INIT_WRITEBACK_CACHE = 8;
 
 const HEADER = 5; // u32 length, u8 type
 /** Staged bytes past this are written at once (a snapshot, a huge request): memory stays bounded. */
@@ -53,6 +54,7 @@ export interface InitState {
   minor: number;
   passthrough: boolean;
   posixAcl: boolean;
+  writebackCache: boolean;
 }
 
 export interface NodeState {
@@ -165,7 +167,7 @@ export class Journal implements JournalSnapshot {
     this.init_ = s;
     const p = this.begin(Rec.INIT, 5);
     this.stage.writeUInt32LE(s.minor, p);
-    this.stage[p + 4] = (s.passthrough ? 1 : 0) | (s.posixAcl ? 2 : 0) | INIT_LOOKUPS;
+    this.stage[p + 4] = (s.passthrough ? 1 : 0) | (s.posixAcl ? 2 : 0) | (s.writebackCache ? INIT_WRITEBACK_CACHE : 0) | INIT_LOOKUPS;
     this.commit(p, p + 5);
   }
 
@@ -325,7 +327,7 @@ export class Journal implements JournalSnapshot {
       const p = off + HEADER;
       switch (data[off + 4] as Rec) {
         case Rec.INIT:
-          st.init = { minor: data.readUInt32LE(p), passthrough: (data[p + 4] & 1) !== 0, posixAcl: (data[p + 4] & 2) !== 0 };
+          st.init = { minor: data.readUInt32LE(p), passthrough: (data[p + 4] & 1) !== 0, posixAcl: (data[p + 4] & 2) !== 0, writebackCache: (data[p + 4] & INIT_WRITEBACK_CACHE) !== 0 };
           if ((data[p + 4] & INIT_LOOKUPS) === 0) st.lookupsKnown = false;
           break;
         case Rec.INTENT:

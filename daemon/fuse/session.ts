@@ -57,6 +57,8 @@ const { DT_DIR } = native;
 export interface SessionOptions {
   /** Ask for passthrough when the kernel offers it (needs CAP_SYS_ADMIN). */
   passthrough: boolean;
+  /** Let the kernel cache writes when data is served here, not passed through (default true). */
+  writebackCache?: boolean;
   /** Negotiate POSIX ACLs (the kernel then checks and caches them; default true). */
   posixAcl?: boolean;
   /** Called once INIT has been answered: the mount is live. */
@@ -95,6 +97,8 @@ export class FuseSession implements FuseChannel {
   private minor = 0;
   passthrough = false;
   posixAcl = false;
+  /** The kernel caches writes (FUSE_WRITEBACK_CACHE): negotiated when data is served here. */
+  writebackCache = false;
   private stopped = false;
   readonly journal: Journal | null;
   resumed = false;
@@ -141,6 +145,7 @@ export class FuseSession implements FuseChannel {
       this.minor = state.init.minor;
       this.passthrough = state.init.passthrough;
       this.posixAcl = state.init.posixAcl;
+      this.writebackCache = state.init.writebackCache;
       if (!this.passthrough) this.startServedReads();
       this.inFlight = state.intent && { lo: state.intent.lo, hi: state.intent.hi };
       this.resumed = true;
@@ -525,6 +530,11 @@ export class FuseSession implements FuseChannel {
         return this.replyEmpty();
       }
       case Op.LSEEK: {
+        // With the writeback cache, data the kernel has not written back yet is invisible here
+        // (the kernel does not flush before LSEEK): SEEK_DATA would skip it and SEEK_HOLE stop
+        // before it. ENOSYS makes the kernel answer itself, the whole file being data (as
+        // for fuse-overlayfs, which has no LSEEK).
+        if (this.writebackCache) return this.replyError(E.ENOSYS);
         this.need(end, 20);
         const off = fsys.lseek(ctx, nodeid, readU64(b, p), readU64(b, p + 8), b.readUInt32LE(p + 16));
         writeU64(this.outBuf, OUT_HEADER_SIZE, off);
@@ -677,12 +687,21 @@ export class FuseSession implements FuseChannel {
       // not ask for security.capability before every write (SB_NOSEC).
       Init.HANDLE_KILLPRIV_V2 |
       Init.INIT_EXT;
-    const flags = kflags & want & (this.opts.posixAcl === false ? ~Init.POSIX_ACL : ~0);
+    let flags = kflags & want & (this.opts.posixAcl === false ? ~Init.POSIX_ACL : ~0);
     let flags2 = 0;
     if (this.opts.passthrough && kflags2 & Init2.PASSTHROUGH) flags2 |= Init2.PASSTHROUGH;
     this.passthrough = (flags2 & Init2.PASSTHROUGH) !== 0;
+    // Served data: the kernel keeps writes in its page cache and sends them back in 1 MiB WRITEs
+    // while the writer goes on (a writer no longer waits a round trip per write(2); the copies
+    // overlap on two CPUs). The kernel then owns size and mtime of regular files (it sends mtime
+    // back as SETATTR), appends at its own size, and may READ through a write-only open to fill
+    // a partial page: handles for writing are opened O_RDWR and never O_APPEND (data-path.ts).
+    // Passthrough and the writeback cache exclude each other (the kernel turns passthrough off).
+    if (!this.passthrough && this.opts.writebackCache !== false) flags |= kflags & Init.WRITEBACK_CACHE;
+    this.writebackCache = (flags & Init.WRITEBACK_CACHE) !== 0;
     if (!this.passthrough) this.startServedReads();
     this.posixAcl = (flags & Init.POSIX_ACL) !== 0;
+    this.log('debug', 'INIT negotiated', { minor: this.minor, passthrough: this.passthrough, writebackCache: this.writebackCache, maxWrite: MAX_WRITE });
 
     const o = this.outBuf;
     const q = OUT_HEADER_SIZE;
@@ -700,7 +719,7 @@ export class FuseSession implements FuseChannel {
     // Backing files sit on a plain filesystem: one level of stacking.
     o.writeUInt32LE(this.passthrough ? 1 : 0, q + 36);
     // Recorded before the reply: the kernel never repeats INIT for a process that takes over.
-    this.journal?.init({ minor: this.minor, passthrough: this.passthrough, posixAcl: this.posixAcl });
+    this.journal?.init({ minor: this.minor, passthrough: this.passthrough, posixAcl: this.posixAcl, writebackCache: this.writebackCache });
     this.fs.init(this);
     this.send(q + INIT_OUT_SIZE, 0);
     this.opts.onReady?.({ passthrough: this.passthrough, minor: this.minor });

@@ -12,7 +12,7 @@ import { parseMountArgs, USAGE, UsageError, type MountCommand } from './options'
 
 const STATUS_FD = 3;
 
-const SERVED = 'served (READ/WRITE answered by strata-mount: 1 MiB requests, page cache kept for unchanged files, reads spliced from the file, readahead answered on a second thread)';
+const SERVED = 'served (READ/WRITE answered by strata-mount: 1 MiB requests, page cache kept for unchanged files, reads spliced from the file, readahead answered on a second thread, writes cached by the kernel and written back in 1 MiB requests)';
 
 /** What --version says about this environment: the data path and how mounts are made. */
 function environment(): string {

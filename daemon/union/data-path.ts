@@ -205,6 +205,8 @@ export class DataPath {
       }
     }
     const path = this.host.realPath(node);
+    // O_RDWR for any writer, never O_APPEND: with the writeback cache the kernel reads partial
+    // pages through a writer's handle and sends appends at offsets of its own.
     const fd = fs.openSync(path, (write ? O_RDWR : O_RDONLY) | (flags & O_TRUNC));
     const fh = this.addHandle(fd, node, write);
     // An O_TRUNC open truncates like SETATTR does; and a writer that must share an

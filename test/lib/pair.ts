@@ -16,6 +16,8 @@ export interface PairSpec {
   /** mount without upperdir */
   readonly?: boolean;
   strataOpts?: string[];
+  /** environment of the strata mount program (e.g. its log level and file) */
+  strataEnv?: Record<string, string>;
   kernelOpts?: string[];
   /** mount only the strata side (for layer formats the kernel cannot read, e.g. OCI .wh. files) */
   strataOnly?: boolean;
@@ -103,6 +105,7 @@ export class Pair {
       work: ro ? undefined : this.s.work,
       mnt: this.s.mnt,
       extraOpts: this.spec.strataOpts,
+      env: this.spec.strataEnv,
       programDefaults: this.spec.programDefaults,
       indexDir: this.indexDir,
     });

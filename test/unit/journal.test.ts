@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { Journal } from '../../daemon/fuse/journal';
 import { makeWorkspace } from '../lib/workspace';
 
-const INIT = { minor: 45, passthrough: true, posixAcl: false };
+const INIT = { minor: 45, passthrough: false, posixAcl: false, writebackCache: true };
 
 t.test('lookup counts and aliases', async (t) => {
   const file = path.join(makeWorkspace(t, 'journal'), 'j');
