@@ -29,7 +29,13 @@ export interface Handle {
   backing: boolean;
   /** Opened for writing (journaled, so a takeover reopens it the same way). */
   write: boolean;
+  /** A run of sequential writes: where it ends, and up to where its writeback was started. */
+  streamEnd?: number;
+  streamKicked?: number;
 }
+
+/** A sequential writer this far ahead of the last start of writeback starts the next one. */
+const WRITEBACK_STEP = 8 << 20;
 
 /** What the data path needs of the union around it. */
 export interface DataPathHost {
@@ -267,7 +273,27 @@ export class DataPath {
   write(ctx: RequestContext, fh: number, offset: number, data: Buffer, writeFlags: number): number {
     const h = this.handle(fh);
     if (writeFlags & WRITE_KILL_SUIDGID) this.dropSetIds(ctx, h.node, fh);
-    return fs.writeSync(h.fd, data, 0, data.length, offset);
+    const n = fs.writeSync(h.fd, data, 0, data.length, offset);
+    if (!this.host.noFsync) this.startWriteback(h, offset, n);
+    return n;
+  }
+
+  /**
+   * A long sequential write has the upper filesystem start writing it to disk as it comes, a
+   * step behind, so an fsync at its end (or the kernel's writeback later) finds most of it on
+   * disk already; short files and random writes are left to the kernel's writeback as before.
+   */
+  private startWriteback(h: Handle, offset: number, n: number): void {
+    if (offset !== h.streamEnd) {
+      h.streamKicked = offset;
+      h.streamEnd = offset + n;
+      return;
+    }
+    h.streamEnd += n;
+    const from = h.streamKicked ?? offset;
+    if (h.streamEnd - from < WRITEBACK_STEP) return;
+    native.syncFileRange(h.fd, from, h.streamEnd - from, native.SYNC_FILE_RANGE_WRITE);
+    h.streamKicked = h.streamEnd;
   }
 
   release(fh: number): void {

@@ -703,6 +703,19 @@ static napi_value js_ficlone(napi_env env, napi_callback_info info) {
   return ret_undefined(env);
 }
 
+/* sync_file_range(fd, offset, nbytes, flags): 0 or -errno (start writeback without waiting for it). */
+static napi_value js_sync_file_range(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  int32_t fd, flags;
+  int64_t offset, nbytes;
+  if (!get_args(env, info, 4, argv)) return NULL;
+  if (!arg_i32(env, argv[0], 1, &fd)) return NULL;
+  if (!arg_i64(env, argv[1], 2, &offset)) return NULL;
+  if (!arg_i64(env, argv[2], 3, &nbytes)) return NULL;
+  if (!arg_i32(env, argv[3], 4, &flags)) return NULL;
+  return ret_int32(env, sync_file_range(fd, offset, nbytes, (unsigned int)flags) == 0 ? 0 : -errno);
+}
+
 /* ---------- file handles (overlayfs origin) ---------- */
 
 #define STRATA_FS_IOC_GETFSUUID 0x80111500UL /* _IOR(0x15, 0, struct fsuuid2 { u8 len; u8 uuid[16]; }) */
@@ -1275,6 +1288,7 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("copyFileRange", js_copy_file_range),
       FN("ficlone", js_ficlone),
       FN("fallocate", js_fallocate),
+      FN("syncFileRange", js_sync_file_range),
       FN("nameToHandle", js_name_to_handle),
       FN("openByHandle", js_open_by_handle),
       FN("fsUuid", js_fs_uuid),
