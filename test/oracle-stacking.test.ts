@@ -6,7 +6,8 @@ import t, { type Test } from 'tap';
 import { missingCapability } from './lib/mount-union';
 import { Pair } from './lib/pair';
 import type { Entry } from './lib/layers';
-import { type LayoutName, rotatedLayout } from './lib/layouts';
+import { type LayoutName, OTHER_LAYOUTS, rotatedLayout } from './lib/layouts';
+import { type CaseLevel, caseGroup } from './lib/pair-group';
 
 const base = (): Entry[][] => [
   [
@@ -34,16 +35,23 @@ const scenarios: Array<[string, string[]]> = [
   ['files renamed and hard-linked across levels', ['mv p/q/r p/r2 && ln p/r2 p/r3', 'mv p/r3 w/x/r4 && rm p/r2', 'ln w/x/r4 p/q/r5', 'cat w/x/r4 p/q/r5; stat -c "%h %n" w/x/r4 p/q/r5']],
 ];
 
+/** A scenario's levels: one per step, then its last upper read as a lower. */
+function levels(steps: string[]): CaseLevel[] {
+  return [
+    ...steps.map((script, level) => ({ script: `${script} 2>&1; true`, msg: `level ${level}: ${script}` })),
+    { script: 'find . | sort; find . -type f -exec cat {} + | sort', msg: 'the last upper read as a lower', check: 'merged' as const },
+  ];
+}
+
+/** A scenario alone in the union root. */
 function runScenario(t: Test, steps: string[], layout: LayoutName): void {
   const p = new Pair(t, { lowers: base(), layout });
-  steps.forEach((script, level) => {
+  levels(steps).forEach((l, level) => {
     if (level > 0) p.stack(t);
-    p.same(t, `${script} 2>&1; true`, `level ${level}: ${script}`);
-    p.checkAll(t);
+    p.same(t, l.script, l.msg);
+    if (l.check === 'merged') p.checkMerged(t);
+    else p.checkAll(t);
   });
-  p.stack(t);
-  p.same(t, 'find . | sort; find . -type f -exec cat {} + | sort', 'the last upper read as a lower');
-  p.checkMerged(t);
 }
 
 const why = missingCapability({ fuse: true, overlay: true });
@@ -51,9 +59,13 @@ if (why) {
   t.comment(`skipping: ${why}`);
   t.plan(0, why);
 } else {
-  scenarios.forEach(([name, steps], i) => {
-    t.test(name, async (t) => runScenario(t, steps, 'ext4'));
-    const layout = rotatedLayout(i);
-    t.test(`${name} [${layout}]`, async (t) => runScenario(t, steps, layout));
-  });
+  // Each scenario alone on ext4, and in another layout, the scenarios taking the other layouts in
+  // turn; those sharing a layout share its mounts, each in a dir of its own (pair-group.ts).
+  for (const [name, steps] of scenarios) t.test(name, async (t) => runScenario(t, steps, 'ext4'));
+  for (const layout of OTHER_LAYOUTS) {
+    const group = scenarios
+      .filter((_, i) => rotatedLayout(i) === layout)
+      .map(([name, steps]) => ({ name: `${name} [${layout}]`, lowers: base(), levels: levels(steps) }));
+    caseGroup(t, `${layout}: ${group.length} scenarios sharing the mounts, each in its own dir`, group, { layout });
+  }
 }

@@ -1,12 +1,10 @@
 // strata-mount: a drop-in for fuse-overlayfs. The caller's process returns once
-// the mount is live; a detached child serves it until it is unmounted.
+// the mount is live; a detached child serves it until it is unmounted. The caller only parses
+// and waits: the serving modules (the engine, pino, the addon) load in the child alone, which
+// spares every mount a second load of them.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import { resolveConfig } from '../union/config';
-import { mountIndexes } from '../layer-index/files';
-import { configureEngine, startUnionMount, type RunningMount } from '../mounts/union-mount';
-import { hasSysAdmin, privilegedHost } from '../fuse/mount';
-import { createLogger } from '../log';
+import type { RunningMount } from '../mounts/union-mount';
 import { packageVersion } from '../util/version';
 import { parseMountArgs, USAGE, UsageError, type MountCommand } from './options';
 
@@ -15,7 +13,8 @@ const STATUS_FD = 3;
 const SERVED = 'served (READ/WRITE answered by strata-mount: 1 MiB requests, page cache kept for unchanged files, reads spliced from the file, readahead answered on a second thread, writes cached by the kernel and written back in 1 MiB requests)';
 
 /** What --version says about this environment: the data path and how mounts are made. */
-function environment(): string {
+async function environment(): Promise<string> {
+  const { hasSysAdmin, privilegedHost } = await import('../fuse/mount');
   const passthrough = privilegedHost();
   const dataPath = passthrough ? 'passthrough (the kernel reads and writes large and written files itself)' : SERVED;
   const why = passthrough ? '' : ' - passthrough needs CAP_SYS_ADMIN in the initial user namespace';
@@ -29,6 +28,10 @@ function describe(m: RunningMount): Record<string, unknown> {
 
 /** Serves the mount in this process; reports readiness to `report`. */
 async function serve(cmd: MountCommand, report: (msg: string) => void): Promise<never> {
+  const { resolveConfig } = await import('../union/config');
+  const { mountIndexes } = await import('../layer-index/files');
+  const { configureEngine, startUnionMount } = await import('../mounts/union-mount');
+  const { createLogger } = await import('../log');
   const cfg = resolveConfig({ lowers: cmd.lowers, upper: cmd.upper, work: cmd.work, ...cmd.union });
   cfg.indexes = mountIndexes(cfg.lowers, cmd.indexDir);
   // The daemon's engine, with one thread: this process serves one mount.
@@ -71,7 +74,7 @@ function detach(argv: string[]): Promise<number> {
 async function main(): Promise<void> {
   let argv = process.argv.slice(2);
   if (argv.includes('--version') || argv.includes('-V')) {
-    process.stdout.write(`strata-mount version ${packageVersion()}\nFUSE protocol 7.40\n${environment()}`);
+    process.stdout.write(`strata-mount version ${packageVersion()}\nFUSE protocol 7.40\n${await environment()}`);
     return;
   }
   if (argv.includes('--help') || argv.includes('-h')) {

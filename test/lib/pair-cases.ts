@@ -2,8 +2,9 @@
 import type { Test } from 'tap';
 import type { ShOptions } from './exec';
 import type { Entry } from './layers';
-import { type LayoutName, rotatedLayout } from './layouts';
+import { type LayoutName, OTHER_LAYOUTS, rotatedLayout } from './layouts';
 import { Pair } from './pair';
+import { type GroupCase, caseGroup } from './pair-group';
 
 export interface PairCase {
   name: string;
@@ -30,15 +31,27 @@ export function runPairCase(t: Test, c: PairCase, layout: LayoutName, o: PairCas
 }
 
 /**
- * Every case runs on ext4 as before, and once more in another layout, the cases of a file taking
- * the other layouts in turn, so each case also runs where lowers and upper are on different
- * filesystems (or all on one reflinking xfs); the stacked levels run in that second layout, with
- * strata reading the lowers through their metadata indexes (the ext4 run reads them live).
+ * Every case runs on ext4 as before, alone in the union root, and once more in another layout, the
+ * cases of a file taking the other layouts in turn, so each case also runs where lowers and upper
+ * are on different filesystems (or all on one reflinking xfs); the stacked levels run in that second
+ * layout, with strata reading the lowers through their metadata indexes (the ext4 run reads them
+ * live). The cases sharing a second layout share its mounts, each in a dir of its own (pair-group.ts).
  */
 export function pairCases(t: Test, cases: PairCase[], o: PairCaseOptions): void {
-  cases.forEach((c, i) => {
-    t.test(c.name, async (t) => runPairCase(t, c, 'ext4', { ...o, stackLevels: 0 }));
-    const layout = rotatedLayout(i);
-    t.test(`${c.name} [${layout}${o.stackLevels ? `, stacked ${o.stackLevels}x` : ''}]`, async (t) => runPairCase(t, c, layout, { ...o, index: true }));
-  });
+  const stacked = o.stackLevels ? `, stacked ${o.stackLevels}x` : '';
+  for (const c of cases) t.test(c.name, async (t) => runPairCase(t, c, 'ext4', { ...o, stackLevels: 0 }));
+  for (const layout of OTHER_LAYOUTS) {
+    const group: GroupCase[] = cases
+      .filter((_, i) => rotatedLayout(i) === layout)
+      .map((c) => ({
+        name: `${c.name} [${layout}${stacked}]`,
+        lowers: o.lowers(),
+        levels: Array.from({ length: (o.stackLevels ?? 0) + 1 }, (_, level) => ({
+          script: c.script,
+          opts: c.opts,
+          msg: level > 0 ? `level ${level}: same result again over the stacked layers` : undefined,
+        })),
+      }));
+    if (group.length) caseGroup(t, `${layout}${stacked}: ${group.length} cases sharing the mounts, each in its own dir`, group, { layout, index: true });
+  }
 }

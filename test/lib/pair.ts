@@ -80,8 +80,8 @@ export class Pair {
       mountStrata(this.t, { lowers: this.k.lowers, mnt: mnt('sk'), indexDir: this.indexDir });
       const o = { recentAfterNs: this.startNs };
       const base = snapshot(mnt('kk'), o);
-      t.same(diffSnapshots(base, snapshot(mnt('ks'), o)), [], `level ${this.level}: the kernel reads strata's layers as it reads its own`);
-      t.same(diffSnapshots(base, snapshot(mnt('sk'), o)), [], `level ${this.level}: strata reads the kernel's layers as the kernel does`);
+      this.compare(t, `level ${this.level}: the kernel reads strata's layers as it reads its own`, base, snapshot(mnt('ks'), o));
+      this.compare(t, `level ${this.level}: strata reads the kernel's layers as the kernel does`, base, snapshot(mnt('sk'), o));
       for (const name of ['kk', 'ks', 'sk']) unmount(mnt(name));
     }
     this.mount();
@@ -126,8 +126,11 @@ export class Pair {
     this.mount();
   }
 
-  /** Run the same shell script in both mountpoints; output has the mountpoint replaced by $MNT. */
-  sh(script: string, opts: ShOptions = {}): PairResult {
+  /**
+   * Run the same shell script in both mountpoints (in `dir` below them); output has the mountpoint
+   * replaced by $MNT.
+   */
+  sh(script: string, opts: ShOptions = {}, dir = ''): PairResult {
     const norm = (r: RunResult, mnt: string): RunResult => ({
       status: r.status,
       stdout: r.stdout.split(mnt).join('$MNT'),
@@ -135,8 +138,8 @@ export class Pair {
     });
     const env = (mnt: string) => ({ ...(opts.env ?? {}), MNT: mnt });
     return {
-      k: norm(sh(this.k.mnt, script, { ...opts, env: env(this.k.mnt) }), this.k.mnt),
-      s: norm(sh(this.s.mnt, script, { ...opts, env: env(this.s.mnt) }), this.s.mnt),
+      k: norm(sh(path.join(this.k.mnt, dir), script, { ...opts, env: env(this.k.mnt) }), this.k.mnt),
+      s: norm(sh(path.join(this.s.mnt, dir), script, { ...opts, env: env(this.s.mnt) }), this.s.mnt),
     };
   }
 
@@ -168,14 +171,21 @@ export class Pair {
     return diffSnapshots(k, s);
   }
 
+  /** Asserts that strata's snapshot `s` equals the kernel's `k` (CasesPair asserts it per case dir). */
+  protected compare(t: Assert, msg: string, k: Snapshot, s: Snapshot): boolean {
+    return t.same(diffSnapshots(k, s), [], msg);
+  }
+
   checkMerged(t: Assert, msg = 'merged views equal', opts: SnapshotOptions = {}): boolean {
-    return t.same(this.mergedDiff(opts), [], msg);
+    const { k, s } = this.snapMerged(opts);
+    return this.compare(t, msg, k, s);
   }
 
   /** Unmounts both sides (flushing strata) before comparing the upper dirs. */
   checkUpper(t: Assert, msg = 'upper dirs equal', opts: SnapshotOptions = {}): boolean {
     this.unmount();
-    return t.same(this.upperDiff(opts), [], msg);
+    const { k, s } = this.snapUpper(opts);
+    return this.compare(t, msg, k, s);
   }
 
   /** merged views, then (after unmount) upper dirs. */
