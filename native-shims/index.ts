@@ -96,6 +96,7 @@ interface NativeShims {
   ficlone(destFd: number, srcFd: number): void;
   fallocate(fd: number, mode: number, offset: number, len: number): void;
   syncFileRange(fd: number, offset: number, nbytes: number, flags: number): number;
+  syncfs(dir: string): number;
   nameToHandle(fd: number): Buffer | null;
   openByHandle(mountFd: number, handle: Buffer, flags: number): number;
   fsUuid(fd: number): Buffer | null;
@@ -197,6 +198,8 @@ export const fallocate: NativeShims['fallocate'] = native.fallocate;
 /** sync_file_range; 0 or -errno. SYNC_FILE_RANGE_WRITE (2) starts writeback of the range without waiting for it. */
 export const syncFileRange: NativeShims['syncFileRange'] = native.syncFileRange;
 export const SYNC_FILE_RANGE_WRITE = 2;
+/** syncfs(2) of the filesystem holding directory `dir`; 0 or -errno. */
+export const syncfs: NativeShims['syncfs'] = native.syncfs;
 /** name_to_handle_at(fd, "", AT_EMPTY_PATH): handle type (int32 LE) then handle bytes; null without file handles. */
 export const nameToHandle: NativeShims['nameToHandle'] = native.nameToHandle;
 /** open_by_handle_at(mountFd, handle from nameToHandle, flags | O_CLOEXEC): the fd or -errno (EPERM without CAP_DAC_READ_SEARCH, ESTALE when gone). */

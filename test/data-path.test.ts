@@ -7,6 +7,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { sh } from './lib/exec';
+import * as native from '../native-shims';
 import { missingCapability, mountKernelOverlay, mountStrata, unmount } from './lib/mount-union';
 import { sleepMs } from './lib/mount-table';
 import { makeWorkspace, type TestLike } from './lib/workspace';
@@ -139,6 +140,16 @@ if (why) {
     t.same(switches, [true, false], 'bare during the name-only walk, attributes back for the stat-ing walk');
     const lookups = served[OP_LOOKUP] ?? 0;
     t.ok(lookups < 60, `LOOKUPs (${lookups}) for 280 files and links stat-ed: most came with their listing`);
+  });
+
+  t.test('served writes held in the writeback cache reach the upper on syncfs of the mount (what diff, commit and export do first)', async (t) => {
+    const m = mountWithLog(t, () => undefined, ['passthrough=0']);
+    const fd = fs.openSync(path.join(m.mnt, 'open'), 'w');
+    const data = crypto.randomBytes(3 << 20);
+    fs.writeSync(fd, data);
+    t.equal(native.syncfs(m.mnt), 0, 'syncfs of the mount');
+    t.ok(fs.readFileSync(path.join(m.upper, 'open')).equals(data), 'the upper file holds every byte while the writer still has it open');
+    fs.closeSync(fd);
   });
 
   t.test('mmap of a stored file sees its bytes', async (t) => {

@@ -225,6 +225,7 @@ export class ContainerService {
   /** `docker diff`: what the writable layer changed against the image. */
   diff(ref: string): Change[] {
     const c = this.resolve(ref);
+    this.mounts.flush(c.id);
     const lowers = this.layers.lowerDirs(this.images.chain(c.imageId).map((l) => l.id));
     const skip = this.mountpointLeftovers(c);
     return layerChanges(this.dirs(c.id).upper, lowers).filter((ch) => !skip.has(ch.path.slice(1)));
@@ -232,11 +233,14 @@ export class ContainerService {
 
   /**
    * Runs `fn` on the container while no mount, unmount, removal or commit of it runs (an export
-   * reads its writable layer throughout).
+   * reads its writable layer throughout), its mount's cached writes sent to that layer first.
    */
   async exclusive<T>(ref: string, fn: (c: ContainerRow) => Promise<T>): Promise<T> {
     const id = this.resolve(ref).id;
-    return this.locked(id, () => fn(this.resolve(id)));
+    return this.locked(id, () => {
+      this.mounts.flush(id);
+      return fn(this.resolve(id));
+    });
   }
 
   /** The writable layer becomes a new layer on top of the image's chain, in a new image. */

@@ -703,6 +703,21 @@ static napi_value js_ficlone(napi_env env, napi_callback_info info) {
   return ret_undefined(env);
 }
 
+/* syncfs of the filesystem holding path (a directory): 0 or -errno. */
+static napi_value js_syncfs(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  char path[STR_BUF];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  int r = arg_str(env, argv[0], 1, path);
+  if (r < 0) return NULL;
+  if (r > 0) return ret_int32(env, -r);
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ret_int32(env, -errno);
+  int rc = syncfs(fd) == 0 ? 0 : -errno;
+  close(fd);
+  return ret_int32(env, rc);
+}
+
 /* sync_file_range(fd, offset, nbytes, flags): 0 or -errno (start writeback without waiting for it). */
 static napi_value js_sync_file_range(napi_env env, napi_callback_info info) {
   napi_value argv[4];
@@ -1289,6 +1304,7 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("ficlone", js_ficlone),
       FN("fallocate", js_fallocate),
       FN("syncFileRange", js_sync_file_range),
+      FN("syncfs", js_syncfs),
       FN("nameToHandle", js_name_to_handle),
       FN("openByHandle", js_open_by_handle),
       FN("fsUuid", js_fs_uuid),
