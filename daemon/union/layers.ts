@@ -129,6 +129,11 @@ export class LayerStack {
     return st[native.ST.INO] + idx * 2 ** 40;
   }
 
+  /** Which filesystem layer `layer` is on (0: the upper's); layers on one filesystem share it. */
+  fsIndex(layer: number): number {
+    return this.fsIndexOfLayer[layer] ?? 0;
+  }
+
   /** The real key of inode `ino` of layer `layer` (layers on one filesystem share a key space). */
   realKeyOf(layer: number, ino: number): number {
     return ino + (this.fsIndexOfLayer[layer] ?? 0) * 2 ** 40;

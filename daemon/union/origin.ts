@@ -27,8 +27,8 @@ const O_PATH = 0o10000000;
 const IMPURE = Buffer.from('y');
 
 export class Origins {
-  /** Per layer: an fd on its root (for open_by_handle_at) and its filesystem's UUID. */
-  private readonly roots: ({ fd: number; uuid: Buffer } | null | undefined)[] = [];
+  /** Per filesystem of the lowers: an fd on a layer root there (for open_by_handle_at) and its UUID. */
+  private readonly roots = new Map<number, { fd: number; uuid: Buffer } | null>();
   /** open_by_handle_at said EPERM: nothing will decode in this process. */
   private cannotDecode = false;
   private readonly st = native.newStatArray();
@@ -97,7 +97,12 @@ export class Origins {
     const handle = Buffer.alloc(4 + fb.length - HEADER);
     handle.writeInt32LE(fb[4], 0);
     fb.copy(handle, 4, HEADER);
+    const tried = new Set<number>();
     for (let layer = 1; layer < this.layers.roots.length; layer++) {
+      // A handle names an inode of a filesystem, whichever layer directory holds it there.
+      const fsIndex = this.layers.fsIndex(layer);
+      if (tried.has(fsIndex)) continue;
+      tried.add(fsIndex);
       const root = this.root(layer);
       if (root === null || !root.uuid.equals(uuid)) continue;
       const fd = native.openByHandle(root.fd, handle, O_PATH);
@@ -116,12 +121,13 @@ export class Origins {
   }
 
   close(): void {
-    for (const r of this.roots) if (r) fs.closeSync(r.fd);
-    this.roots.length = 0;
+    for (const r of this.roots.values()) if (r) fs.closeSync(r.fd);
+    this.roots.clear();
   }
 
   private root(layer: number): { fd: number; uuid: Buffer } | null {
-    let r = this.roots[layer];
+    const fsIndex = this.layers.fsIndex(layer);
+    let r = this.roots.get(fsIndex);
     if (r !== undefined) return r;
     r = null;
     if (layer !== UPPER) {
@@ -135,7 +141,7 @@ export class Origins {
         r = null;
       }
     }
-    this.roots[layer] = r;
+    this.roots.set(fsIndex, r);
     return r;
   }
 }
