@@ -74,8 +74,9 @@ if (why) {
         'a=$(stat -c %i $f); [ "$a" = "$b" ] && echo "$f stable" || echo "$f changed"; done';
       p.same(t, script);
       t.notMatch(p.sh(script).s.stdout, /changed/, 'strata keeps st_ino');
+      p.same(t, 'mv d1/sub d1/moved && ls d1'); // a lower directory moved: a redirect
       // ...and after a remount: the copy keeps its origin (trusted.overlay.origin)
-      const names = 'a.txt d1 d1/sub/z sym fifo x.txt';
+      const names = 'a.txt d1 d1/moved/z sym fifo x.txt';
       const before = p.sh(`stat -c "%i %n" ${names}`);
       p.remount();
       const after = p.sh(`stat -c "%i %n" ${names}`);

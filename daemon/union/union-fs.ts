@@ -42,7 +42,7 @@ import { mergedListing } from './readdir';
 import { Renamer, type Alias } from './rename';
 import { Resolver, type Resolved } from './resolve';
 import { Trash } from './trash';
-import { TRUSTED_MARKERS, USER_MARKERS, WH_PREFIX, WhiteoutMaker, XATTR_IMPURE, XATTR_ORIGIN, isOpaqueDir, isWhiteout, type MarkerXattrs } from './whiteouts';
+import { TRUSTED_MARKERS, USER_MARKERS, WH_PREFIX, WhiteoutMaker, XATTR_IMPURE, XATTR_ORIGIN, isOpaqueDir, isWhiteout, overlayXattr, type MarkerXattrs } from './whiteouts';
 
 const E = os.constants.errno;
 const { ST } = native;
@@ -313,8 +313,13 @@ export class UnionFs implements FuseFilesystem {
     return node;
   }
 
-  /** A merged directory reports the st_ino of its first lower directory, as overlayfs does. */
+  /**
+   * A merged directory reports the st_ino of its first lower directory, as overlayfs does; one
+   * moved with a redirect keeps its own after a remount (its listing entry cannot name the lower
+   * it redirects to, and d_ino must equal st_ino).
+   */
   private mergedDirIno(r: Resolved, key: number): void {
+    if (overlayXattr(r.realPath, 'redirect') !== null) return;
     const first = r.lowers[0];
     const st = native.newStatArray();
     if (this.layers.view(first.layer).lstat(first.rel, st) === 0) this.layers.rememberOrigin(key, this.layers.realKeyOf(first.layer, st[ST.INO]));
