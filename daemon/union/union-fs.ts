@@ -300,13 +300,17 @@ export class UnionFs implements FuseFilesystem {
   /** The node for a resolved child, without taking a lookup reference. */
   private nodeFor(parent: Node, name: string, r: Resolved): Node {
     const key = this.layers.realKey(r.st);
-    if (r.upper && !r.isDir) this.origins?.learn(r.realPath, key, r.st[ST.MODE] & S_IFMT);
-    else if (r.upper && r.lowers.length > 0 && !this.layers.hasOrigin(key)) this.mergedDirIno(r, key);
     if (!r.isDir && !r.upper && r.st[ST.NLINK] > 1) return this.nodes.internUnshared(parent, name, r.lowers, key);
-    const known = this.nodes.byRealKey(key);
+    let known = this.nodes.byRealKey(key);
     if (known !== undefined && (known.parent !== parent || known.name !== name) && !this.holds(known, key)) {
       // The node's own path no longer holds this inode: the number was reused.
       this.nodes.evict(known);
+      known = undefined;
+    }
+    // A new node's st_ino: an upper copy's origin's, a merged directory's first lower's.
+    if (known === undefined && r.upper) {
+      if (!r.isDir) this.origins?.learn(r.realPath, key, r.st[ST.MODE] & S_IFMT);
+      else if (r.lowers.length > 0 && !this.layers.hasOrigin(key)) this.mergedDirIno(r, key);
     }
     const node = this.nodes.intern(parent, name, r.isDir, r.upper, r.lowers, key);
     if (!r.isDir && (node.parent !== parent || node.name !== name)) this.addAlias(node, parent, name);
