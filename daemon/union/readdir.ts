@@ -78,7 +78,7 @@ export function mergedListing(layers: LayerStack, dir: Node, opts: { xattrWhiteo
       seen.add(name);
       const key = layers.realKeyOf(src.layer, inos[i]);
       if (origins !== undefined && type !== DT_DIR) origins.learn(layers.realPath(UPPER, rel), key, type << 12); // DT_* is S_IF* >> 12
-      if (upperDirs !== null && src.layer === UPPER && type === DT_DIR && !mergesNot(layers, rel)) upperDirs.set(name, out.length);
+      if (upperDirs !== null && src.layer === UPPER && type === DT_DIR) upperDirs.set(name, out.length);
       out.push({ name, ino: layers.unionIno(key), type });
     }
   }
@@ -90,7 +90,8 @@ export function mergedListing(layers: LayerStack, dir: Node, opts: { xattrWhiteo
     const at = dirs.get(name);
     if (at === undefined) return;
     dirs.delete(name);
-    if (lowerKey >= 0) out[at].ino = layers.unionIno(lowerKey);
+    // Read the upper directory's markers only for a name a lower directory shares.
+    if (lowerKey >= 0 && !mergesNot(layers, dir.path === '' ? name : dir.path + '/' + name)) out[at].ino = layers.unionIno(lowerKey);
   }
 }
 
